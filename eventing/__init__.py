@@ -1,0 +1,1 @@
+"""Eventing: Broker, Triggers and PingSources, and the local broker and cron honouring them."""

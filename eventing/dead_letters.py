@@ -1,0 +1,70 @@
+"""Dead letters: events a Trigger gave up on after its retries, kept to be read and replayed.
+
+On the cluster they go to each Trigger's deadLetterSink; locally they are rows in the database,
+so `growbin dead-letters` can list them from another process.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from cloudevents.conversion import to_json
+from cloudevents.http import CloudEvent, from_json
+from sqlalchemy import JSON, Column, Integer, String, Table, Text, select, update
+
+from shared import db
+
+dead_letters = Table(
+    "dead_letters",
+    db.metadata,
+    Column("id", String(64), primary_key=True),
+    Column("trigger", String(100), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("event", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", db.UtcDateTime, nullable=False),
+    Column("replayed_at", db.UtcDateTime),
+)
+
+
+def record(trigger: str, event: CloudEvent, attempts: int, error: str) -> str:
+    letter_id = uuid.uuid4().hex
+    with db.transaction() as conn:
+        conn.execute(
+            dead_letters.insert().values(
+                id=letter_id,
+                trigger=trigger,
+                event_id=event["id"],
+                event_type=event["type"],
+                event=json.loads(to_json(event)),
+                attempts=attempts,
+                error=error[:4000],
+                failed_at=db.now(),
+            )
+        )
+    return letter_id
+
+
+def listing(include_replayed: bool = False) -> list[dict[str, Any]]:
+    query = select(dead_letters).order_by(dead_letters.c.failed_at)
+    if not include_replayed:
+        query = query.where(dead_letters.c.replayed_at.is_(None))
+    with db.engine().connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def take(letter_id: str) -> tuple[dict[str, Any], CloudEvent]:
+    """Mark a dead letter replayed and return it with its event, ready to send again."""
+    with db.transaction() as conn:
+        row = conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
+        if row is None:
+            raise KeyError(letter_id)
+        conn.execute(
+            update(dead_letters).where(dead_letters.c.id == letter_id).values(replayed_at=db.now())
+        )
+    letter = dict(row._mapping)
+    return letter, from_json(json.dumps(letter["event"]))

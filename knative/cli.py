@@ -1,0 +1,213 @@
+"""`growbin`: run the system locally, invoke one function, migrate, render, inspect dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from werkzeug.serving import make_server
+
+    from knative import local
+    from shared.settings import settings
+
+    os.environ["PORT"] = str(args.port)
+    settings.cache_clear()
+    local.configure_logging()
+    system = local.start()
+    server = make_server(args.host, args.port, system.app, threaded=True)
+    http = sum(f.kind == "http" for f in system.registry.values())
+    print(
+        f"growbin dev: {http} HTTP functions on http://{args.host}:{args.port}, "
+        f"{len(system.broker.triggers)} triggers, {len(system.cron.scheduled)} schedules; "
+        f"data in {settings().data_dir}",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        system.stop()
+    return 0
+
+
+def _pairs(items: list[str], sep: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition(sep)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _data(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    if raw.startswith("@"):
+        with open(raw[1:], encoding="utf-8") as handle:
+            raw = handle.read()
+    return json.loads(raw)
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from cloudevents.conversion import to_binary, to_structured
+
+    from functions import load_all
+    from shared.events import make
+
+    registry = load_all()
+    function = registry.get(args.name)
+    if function is None:
+        print(f"no function {args.name}; known: {', '.join(sorted(registry))}", file=sys.stderr)
+        return 2
+    headers = _pairs(args.header, ":")
+    data = _data(args.data)
+    if function.kind == "http":
+        path = function.path.format(**_pairs(args.param, "="))
+        method = function.method
+        body = json.dumps(data).encode() if data is not None else None
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        if args.token:
+            headers["Authorization"] = f"Bearer {args.token}"
+        query = _pairs(args.query, "=")
+    else:
+        attributes = {k: v for k, v in function.filter.items() if k != "type"}
+        event = make(args.type or function.filter["type"], data or {}, **attributes)
+        headers_, body = (to_structured if args.structured else to_binary)(event)
+        headers.update(headers_)
+        path, method, query = f"/_functions/{function.name}", "POST", {}
+
+    if args.local:
+        from knative import local
+
+        system = local.start(with_cron=False)
+        try:
+            response = system.app.test_client().open(
+                path, method=method, headers=headers, data=body, query_string=query
+            )
+            system.broker.wait_idle(args.wait)
+            status, text = response.status_code, response.get_data(as_text=True)
+        finally:
+            system.stop()
+    else:
+        import requests
+
+        response = requests.request(
+            method,
+            args.url.rstrip("/") + path,
+            headers=headers,
+            data=body,
+            params=query,
+            timeout=args.wait,
+        )
+        status, text = response.status_code, response.text
+    print(status)
+    if text:
+        print(text)
+    return 0 if status < 400 else 1
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from shared import db
+
+    db.migrate()
+    print("database is at the newest revision of every branch")
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from eventing import dead_letters
+
+    if args.replay:
+        import requests
+
+        response = requests.post(
+            f"{args.url.rstrip('/')}/_broker/dead-letters/{args.replay}/replay", timeout=10
+        )
+        print(response.status_code, response.text)
+        return 0 if response.ok else 1
+    letters = dead_letters.listing(include_replayed=args.all)
+    for letter in letters:
+        print(
+            json.dumps(
+                {
+                    k: letter[k]
+                    for k in (
+                        "id",
+                        "trigger",
+                        "event_id",
+                        "event_type",
+                        "attempts",
+                        "error",
+                        "failed_at",
+                        "replayed_at",
+                    )
+                },
+                ensure_ascii=False,
+                default=str,
+            )
+        )
+    print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from knative.render import write_all
+
+    for path in write_all(check=args.check):
+        print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="growbin", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="serve every function on one port, broker and cron")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    dev.set_defaults(run=_dev)
+
+    invoke = commands.add_parser("invoke", help="call one function, HTTP or CloudEvent")
+    invoke.add_argument("name", help="the function's target name, e.g. waste_status")
+    invoke.add_argument("--param", action="append", help="path parameter k=v")
+    invoke.add_argument("--query", action="append", help="query parameter k=v")
+    invoke.add_argument("--header", "-H", action="append", help="header 'Name: value'")
+    invoke.add_argument("--data", "-d", help="JSON body or event data, or @file")
+    invoke.add_argument("--token", help="bearer access token")
+    invoke.add_argument("--type", help="CloudEvent type (default: the function's filter)")
+    invoke.add_argument("--structured", action="store_true", help="structured-mode CloudEvent")
+    invoke.add_argument("--url", default=DEFAULT_URL, help="the running dev server")
+    invoke.add_argument("--local", action="store_true", help="in-process, no server needed")
+    invoke.add_argument("--wait", type=float, default=30.0, help="seconds to wait")
+    invoke.set_defaults(run=_invoke)
+
+    migrate = commands.add_parser("migrate", help="apply the Alembic migrations")
+    migrate.set_defaults(run=_migrate)
+
+    letters = commands.add_parser("dead-letters", help="list dead letters, or replay one")
+    letters.add_argument("--all", action="store_true", help="include replayed ones")
+    letters.add_argument("--replay", metavar="ID", help="send one back to its trigger")
+    letters.add_argument("--url", default=DEFAULT_URL)
+    letters.set_defaults(run=_dead_letters)
+
+    render = commands.add_parser("render", help="write manifests, chart and OpenAPI")
+    render.add_argument("--check", action="store_true", help="fail if a derived file is stale")
+    render.set_defaults(run=_render)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

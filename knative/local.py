@@ -1,0 +1,49 @@
+"""The whole system in one process: the embedded default behind `growbin dev` and the tests.
+
+Every function module is loaded, the schema migrated (local mode), and the local broker and
+cron wired to the same declarations the cluster's Triggers and PingSources come from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask
+
+from eventing.broker import LocalBroker
+from eventing.cron import Cron
+from functions import load_all
+from knative.server import create_app
+from shared import db, events
+from shared.registry import Function
+from shared.settings import settings
+
+
+@dataclass
+class Local:
+    registry: dict[str, Function]
+    broker: LocalBroker
+    cron: Cron
+    app: Flask
+
+    def stop(self) -> None:
+        self.cron.stop()
+        self.broker.close()
+        events.use_local_sink(None)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def start(*, time_scale: float = 1.0, with_cron: bool = True) -> Local:
+    if settings().local:
+        db.migrate()
+    registry = load_all()
+    broker = LocalBroker(registry.values(), time_scale=time_scale)
+    events.use_local_sink(broker.publish)
+    cron = Cron(registry.values(), broker.publish)
+    if with_cron:
+        cron.start()
+    return Local(registry, broker, cron, create_app(registry, broker))

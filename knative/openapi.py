@@ -1,0 +1,127 @@
+"""The OpenAPI 3.1 document, derived from the declarations: routes, schemas, auth, errors.
+
+The request schemas here are the ones the functions validate with, so the document cannot
+drift from what is enforced. `growbin render` writes it to knative/openapi.json.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shared.registry import Function
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED, TOKEN_EXPIRED or TOKEN_REVOKED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "Conflict",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_FAILED",
+    429: "RATE_LIMITED (Retry-After)",
+    500: "INTERNAL, with an error id that is in the logs",
+    503: "UNAVAILABLE: a dependency is down (Retry-After)",
+}
+
+
+def _error_statuses(function: Function) -> list[int]:
+    statuses = {500, 503, *function.errors}
+    if function.body is not None or function.query is not None:
+        statuses |= {400, 422}
+    if function.auth:
+        statuses.add(401)
+    if function.auth == "admin":
+        statuses.add(403)
+    if "{" in (function.path or ""):
+        statuses.add(404)
+    return sorted(statuses)
+
+
+def _operation(function: Function) -> dict[str, Any]:
+    domain = function.path.split("/")[3]
+    operation: dict[str, Any] = {
+        "operationId": function.name,
+        "summary": function.summary,
+        "tags": [domain],
+        "responses": {},
+    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", function.path)
+    ]
+    if function.query:
+        required = set(function.query.get("required", []))
+        parameters += [
+            {"name": name, "in": "query", "required": name in required, "schema": schema}
+            for name, schema in function.query["properties"].items()
+        ]
+    if parameters:
+        operation["parameters"] = parameters
+    if function.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": function.body}},
+        }
+    operation["security"] = [{"bearer": []}] if function.auth else []
+    for status, schema in sorted(function.responses.items()):
+        response: dict[str, Any] = {"description": REASONS.get(status, str(status))}
+        if schema is not None:
+            response["content"] = {"application/json": {"schema": schema}}
+        operation["responses"][str(status)] = response
+    for status in _error_statuses(function):
+        operation["responses"].setdefault(
+            str(status),
+            {
+                "description": REASONS.get(status, "error"),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        )
+    if function.local_only:
+        operation["description"] = "Exists only in local mode; 404 in every other deployment."
+    return operation
+
+
+def document(registry: dict[str, Function]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for function in sorted(registry.values(), key=lambda f: (f.path or "", f.method or "")):
+        if function.kind == "http":
+            paths.setdefault(function.path, {})[function.method.lower()] = _operation(function)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "growbin API",
+            "version": "1.0.0",
+            "description": "What the growbin mobile app relies on. Every error has the "
+            "shape of components.schemas.Error.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

@@ -1,0 +1,137 @@
+"""The database: SQLite under the data directory by default, PostgreSQL when DATABASE_URL says so.
+
+Tables are declared with SQLAlchemy Core next to the rules that use them (`shared/jobs.py`,
+`shared/accounts.py`, ...) on the one `metadata` below; Alembic migrations in
+`shared/migrations` create them, one branch per domain, applied with `upgrade heads`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.types import TypeDecorator
+
+from shared.settings import settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _url() -> str:
+    url = settings().database_url
+    # psycopg 3 is the driver; accept the plain URLs operators write.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@cache
+def engine() -> Engine:
+    url = _url()
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return eng
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def transaction():
+    """A connection inside a transaction that commits on success: `with db.transaction() as c:`."""
+    return engine().begin()
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    values: dict[str, Any],
+    keys: list[str],
+    update: list[str] | None = None,
+) -> None:
+    """Insert, or on a key conflict update `update` columns (or do nothing when None)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(**values)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    conn.execute(stmt)
+
+
+def migrate() -> None:
+    """Bring the schema to the newest revision of every branch (Alembic `upgrade heads`)."""
+    import logging
+
+    from alembic import command
+    from alembic.config import Config
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per revision is noise
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine().begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "heads")
+
+
+def reset() -> None:
+    """Forget the engine (tests and forks that change DATABASE_URL)."""
+    if engine.cache_info().currsize:
+        engine().dispose()
+    engine.cache_clear()

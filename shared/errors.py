@@ -1,0 +1,123 @@
+"""The one error shape of the contract, and the turning of any failure into it.
+
+Functions raise `ApiError`; `respond_to` turns that, or any unexpected exception, into
+`{"error": {"code", "message", "details"?}}` with the right status. A dependency that is down
+becomes 503 UNAVAILABLE with Retry-After; anything else unexpected becomes 500 INTERNAL with an
+id that is also in the structured log line, never a traceback in the body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from typing import Any
+
+log = logging.getLogger("growbin")
+
+
+class ApiError(Exception):
+    """An error the client should see, with its HTTP status and contract code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+def bad_request(message: str, **details: Any) -> ApiError:
+    return ApiError(400, "BAD_REQUEST", message, details or None)
+
+
+def validation_failed(fields: dict[str, str]) -> ApiError:
+    names = ", ".join(sorted(fields))
+    return ApiError(422, "VALIDATION_FAILED", f"invalid fields: {names}", {"fields": fields})
+
+
+def unauthenticated(code: str = "UNAUTHENTICATED", message: str = "sign in first") -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def not_found(what: str = "resource") -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"{what} not found")
+
+
+def conflict(code: str, message: str) -> ApiError:
+    return ApiError(409, code, message)
+
+
+def unavailable(message: str, retry_after: int = 5) -> ApiError:
+    return ApiError(503, "UNAVAILABLE", message, headers={"Retry-After": str(retry_after)})
+
+
+def _dependency_down(exc: BaseException) -> str | None:
+    """Name the dependency an exception says is unreachable, without importing client libraries."""
+    sqlalchemy = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy and isinstance(exc, sqlalchemy.OperationalError | sqlalchemy.InterfaceError):
+        return "database"
+    if sqlalchemy and isinstance(exc, sqlalchemy.TimeoutError):
+        return "database"
+    redis = sys.modules.get("redis.exceptions")
+    if redis and isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return "cache"
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore and isinstance(
+        exc, botocore.EndpointConnectionError | botocore.ConnectTimeoutError
+    ):
+        return "object storage"
+    return None
+
+
+def as_api_error(exc: BaseException, where: str) -> ApiError:
+    """The contract error for any exception; unexpected ones are logged with an id."""
+    if isinstance(exc, ApiError):
+        return exc
+    dependency = _dependency_down(exc)
+    if dependency:
+        log_event(
+            "warning",
+            "dependency_unavailable",
+            function=where,
+            dependency=dependency,
+            error=repr(exc),
+        )
+        return unavailable(f"the {dependency} is unavailable, try again shortly")
+    error_id = uuid.uuid4().hex
+    log_event(
+        "error",
+        "unhandled_exception",
+        function=where,
+        error_id=error_id,
+        error=repr(exc),
+        exc_info=exc,
+    )
+    return ApiError(
+        500, "INTERNAL", f"unexpected error, reference {error_id}", {"error_id": error_id}
+    )
+
+
+def log_event(level: str, event: str, exc_info: BaseException | None = None, **fields: Any) -> None:
+    """One structured (JSON) log line; what operators search by the error id."""
+    line = {"severity": level.upper(), "event": event, **fields}
+    if exc_info is not None:
+        import traceback
+
+        line["traceback"] = "".join(traceback.format_exception(exc_info))
+    getattr(log, level)(json.dumps(line, ensure_ascii=False, default=str))

@@ -1,0 +1,77 @@
+"""Settings from environment variables, read once per process.
+
+Every variable is listed in the README's configuration table. With none set, the system runs
+on its embedded default: local mode, SQLite and files under the data directory, an in-process
+cache and broker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str  # "local" (embedded default, dev login) or "cluster"
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    broker_url: str | None  # amqp:// for the RabbitMQ-backed local broker
+    k_sink: str | None  # injected by the SinkBinding on the cluster
+    s3_bucket: str | None
+    public_url: str  # how clients reach this deployment (local upload forms point here)
+    jwt_issuer: str
+    jwt_audience: str
+    jwt_private_key: str | None  # PEM; only the auth functions need it
+    jwt_public_keys: str | None  # JWKS JSON; every protected function needs it
+    openai_api_key: str | None
+    openai_base_url: str | None
+    openai_model: str
+    openai_timeout: float
+    kakao_rest_api_key: str | None
+
+    @property
+    def local(self) -> bool:
+        return self.mode == "local"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _data_dir() -> Path:
+    explicit = _env("GROWBIN_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = _env("XDG_DATA_HOME", str(Path.home() / ".local" / "share"))
+    return Path(xdg) / "growbin"
+
+
+@cache
+def settings() -> Settings:
+    """The process's settings; tests that change the environment call `settings.cache_clear()`."""
+    data_dir = _data_dir()
+    port = _env("PORT", "8080")
+    return Settings(
+        mode=_env("GROWBIN_MODE", "local"),
+        data_dir=data_dir,
+        database_url=_env("DATABASE_URL", f"sqlite:///{data_dir / 'growbin.db'}"),
+        redis_url=_env("REDIS_URL"),
+        broker_url=_env("BROKER_URL"),
+        k_sink=_env("K_SINK"),
+        s3_bucket=_env("S3_BUCKET"),
+        public_url=_env("GROWBIN_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+        jwt_issuer=_env("JWT_ISSUER", "https://growbin.kr"),
+        jwt_audience=_env("JWT_AUDIENCE", "growbin-app"),
+        jwt_private_key=_env("JWT_PRIVATE_KEY"),
+        jwt_public_keys=_env("JWT_PUBLIC_KEYS"),
+        openai_api_key=_env("OPENAI_API_KEY"),
+        openai_base_url=_env("OPENAI_BASE_URL"),
+        openai_model=_env("OPENAI_MODEL", "gpt-4o"),
+        openai_timeout=float(_env("OPENAI_TIMEOUT", "20")),
+        kakao_rest_api_key=_env("KAKAO_REST_API_KEY"),
+    )

@@ -1,0 +1,206 @@
+"""Test fixtures: the whole system in-process on its embedded default, or on the real services.
+
+Every test gets its own data directory and fresh process-wide clients. `system` runs the local
+runtime (server, broker with shortened backoff, no cron thread); `client` is a Flask test
+client on the path map; `login` signs a user in through `POST /login/dev`.
+
+Service-backed tests take the `services` fixture: it uses DATABASE_URL, REDIS_URL and
+BROKER_URL as the session started with them (`.ci/run` sets them), gives each test its own
+PostgreSQL schema, and S3 through a `moto_server` on loopback. Without the URLs those tests
+skip locally; with CI=true a missing or unreachable service fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "tests" / "data" / "images"
+SERVICE_URLS = {k: os.environ.get(k) for k in ("DATABASE_URL", "REDIS_URL", "BROKER_URL")}
+IN_CI = os.environ.get("CI") == "true"
+CONFIG_VARS = (
+    "GROWBIN_MODE",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "BROKER_URL",
+    "K_SINK",
+    "S3_BUCKET",
+    "AWS_ENDPOINT_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_MODEL",
+    "KAKAO_REST_API_KEY",
+    "JWT_PRIVATE_KEY",
+    "JWT_PUBLIC_KEYS",
+    "GROWBIN_PUBLIC_URL",
+    "PORT",
+)
+
+
+def reset_clients() -> None:
+    """Forget every process-wide client and cached setting, as a new process would."""
+    from shared import cache, db, settings, storage, tokens
+
+    settings.settings.cache_clear()
+    db.reset()
+    cache.client.cache_clear()
+    storage._s3.cache_clear()
+    storage._secret.cache_clear()
+    tokens.signing_key.cache_clear()
+    tokens.verification_keys.cache_clear()
+    for extra in _EXTRA_RESETS:
+        extra()
+
+
+_EXTRA_RESETS: list = []  # modules with their own process-wide state register here
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    """The embedded default: nothing configured but a fresh data directory."""
+    for name in CONFIG_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GROWBIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GROWBIN_PUBLIC_URL", "http://localhost")
+    reset_clients()
+    yield monkeypatch
+    reset_clients()
+
+
+def _require(name: str) -> str:
+    url = SERVICE_URLS.get(name)
+    if not url:
+        if IN_CI:
+            pytest.fail(f"{name} is not set: CI must run the service-backed tests")
+        pytest.skip(f"{name} not set")
+    return url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto_server: the S3 HTTP API on loopback, for the whole session."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("moto_server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def services(env, s3_endpoint):
+    """The real PostgreSQL, Redis and S3 (moto), each test in its own schema and bucket."""
+    import sqlalchemy
+
+    database = _require("DATABASE_URL")
+    redis_url = _require("REDIS_URL")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(database.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at DATABASE_URL is unreachable: {exc}")
+    separator = "&" if "?" in database else "?"
+    env.setenv("DATABASE_URL", f"{database}{separator}options=-csearch_path%3D{schema}")
+    env.setenv("REDIS_URL", redis_url)
+    bucket = f"growbin-{uuid.uuid4().hex[:10]}"
+    env.setenv("S3_BUCKET", bucket)
+    env.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    env.setenv("AWS_ACCESS_KEY_ID", "test")
+    env.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    reset_clients()
+    from shared import cache, storage
+
+    try:
+        cache.client().ping()
+    except Exception as exc:
+        pytest.fail(f"Redis at REDIS_URL is unreachable: {exc}")
+    storage._s3().create_bucket(Bucket=bucket)
+    yield env
+    reset_clients()
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["embedded", "services"])
+def backend(request):
+    """Run a test on both: the embedded default, and the real services."""
+    if request.param == "services":
+        request.getfixturevalue("services")
+    else:
+        request.getfixturevalue("env")
+    return request.param
+
+
+def _start_system():
+    from knative import local
+
+    system = local.start(time_scale=0.01, with_cron=False)
+    return system
+
+
+@pytest.fixture
+def system(env):
+    system = _start_system()
+    yield system
+    system.broker.wait_idle(10)
+    system.stop()
+
+
+@pytest.fixture
+def system_on(backend):
+    """The local runtime on whichever backend `backend` selected."""
+    system = _start_system()
+    yield system
+    system.broker.wait_idle(10)
+    system.stop()
+
+
+@pytest.fixture
+def client(system):
+    return system.app.test_client()
+
+
+def login(client, name: str = "alice") -> dict[str, str]:
+    """Headers of a freshly signed-in user."""
+    response = client.post("/api/v1/auth/login/dev", json={"user": name})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+def error_code(response) -> str:
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) <= {"code", "message", "details"}, body
+    return body["error"]["code"]
