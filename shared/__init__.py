@@ -1,0 +1,1 @@
+"""The library the functions share: one module per concern, no function modules imported."""
