@@ -110,6 +110,9 @@ class Function:
 
 REGISTRY: dict[str, Function] = {}
 
+# What a function may reach, for its NetworkPolicy egress and its Secrets.
+USES = frozenset({"db", "cache", "storage", "broker", "openai", "kakao", "oauth"})
+
 
 def _register(fn: Callable[..., Any], target: Callable[..., Any], **declared: Any) -> None:
     name = fn.__name__
@@ -120,6 +123,11 @@ def _register(fn: Callable[..., Any], target: Callable[..., Any], **declared: An
     previous = REGISTRY.get(name)
     if previous is not None and previous.module != module:
         raise RuntimeError(f"function name {name} is declared twice ({previous.module}, {module})")
+    unknown = set(declared.get("uses", ())) - USES
+    if unknown:
+        raise ValueError(f"{name}: unknown uses {sorted(unknown)}; choose from {sorted(USES)}")
+    if declared.get("emits"):
+        declared["uses"] = frozenset(declared["uses"]) | {"broker"}
     summary = (inspect.getdoc(fn) or name).split("\n\n")[0].replace("\n", " ")
     REGISTRY[name] = Function(name=name, module=module, summary=summary, handler=target, **declared)
 
