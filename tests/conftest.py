@@ -47,7 +47,7 @@ CONFIG_VARS = (
 
 def reset_clients() -> None:
     """Forget every process-wide client and cached setting, as a new process would."""
-    from shared import cache, db, settings, storage, tokens
+    from shared import ai, cache, db, settings, storage, tokens
 
     settings.settings.cache_clear()
     db.reset()
@@ -56,6 +56,7 @@ def reset_clients() -> None:
     storage._secret.cache_clear()
     tokens.signing_key.cache_clear()
     tokens.verification_keys.cache_clear()
+    ai._client.cache_clear()
     for extra in _EXTRA_RESETS:
         extra()
 

@@ -1,0 +1,263 @@
+"""Waste functions — /api/v1/waste: start an analysis, upload, poll, read the answer, search."""
+
+from __future__ import annotations
+
+from shared import cache, events, jobs, pipeline, rules, storage
+from shared.errors import ApiError, not_found
+from shared.registry import HOT, http
+from shared.validation import obj
+
+ANALYZE_LIMIT = (30, 3600)  # analyses per user per hour
+
+ANALYZE = obj(
+    {
+        "content_type": {"type": "string", "minLength": 1, "maxLength": 100},
+        "content_length": {"type": "integer", "minimum": 1},
+        "hint": {"type": "string", "maxLength": 100},
+    },
+    required=("content_type", "content_length"),
+)
+JOB_ID = obj({"job_id": {"type": "string", "minLength": 1, "maxLength": 64}}, required=("job_id",))
+CATEGORY = obj(
+    {"major": {"type": "string"}, "middle": {"type": "string"}, "minor": {"type": "string"}},
+    required=("major", "middle"),
+)
+STATUS = obj(
+    {
+        "job_id": {"type": "string"},
+        "status": {"enum": ["awaiting_upload", "queued", "processing", "completed", "failed"]},
+        "stage": {"enum": ["upload", "queued", "analyze", "classify", "feedback", "save", "done"]},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "error": obj({"code": {"type": "string"}, "message": {"type": "string"}}),
+    },
+    required=("job_id", "status", "stage", "progress", "updated_at"),
+)
+ANALYZE_CREATED = obj(
+    {
+        "job_id": {"type": "string"},
+        "status": {"const": "awaiting_upload"},
+        "upload": obj(
+            {
+                "method": {"const": "POST"},
+                "url": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                "expires_at": {"type": "string", "format": "date-time"},
+            },
+            required=("method", "url", "fields", "expires_at"),
+        ),
+        "status_url": {"type": "string"},
+        "result_url": {"type": "string"},
+    },
+    required=("job_id", "status", "upload", "status_url", "result_url"),
+)
+QUEUED = obj(
+    {"job_id": {"type": "string"}, "status": STATUS["properties"]["status"]},
+    required=("job_id", "status"),
+)
+MATCH = obj(
+    {"name": {"type": "string"}, "guide_id": {"type": "string"}, "confidence": {"type": "number"}},
+    required=("name", "guide_id", "confidence"),
+)
+RESULT = {
+    "oneOf": [
+        obj(
+            {
+                "job_id": {"type": "string"},
+                "status": {"const": "completed"},
+                "item": obj(
+                    {"name": {"type": "string"}, "guide_id": {"type": "string"}},
+                    required=("name", "guide_id"),
+                ),
+                "category": CATEGORY,
+                "confidence": {"type": "number"},
+                "situation_tags": {"type": "array", "items": {"type": "string"}},
+                "disposal_steps": {"type": "array", "items": {"type": "string"}},
+                "cautions": {"type": "array", "items": {"type": "string"}},
+                "feedback": {"type": "string"},
+                "alternatives": {"type": "array", "items": MATCH},
+                "source": obj(
+                    {"title": {"type": "string"}, "guide_id": {"type": "string"}},
+                    required=("title", "guide_id"),
+                ),
+                "image_url": {"type": ["string", "null"]},
+                "completed_at": {"type": "string", "format": "date-time"},
+            },
+            required=(
+                "job_id",
+                "status",
+                "item",
+                "category",
+                "confidence",
+                "situation_tags",
+                "disposal_steps",
+                "cautions",
+                "feedback",
+                "alternatives",
+                "source",
+                "image_url",
+                "completed_at",
+            ),
+        ),
+        obj(
+            {
+                "job_id": {"type": "string"},
+                "status": {"const": "failed"},
+                "error": obj(
+                    {"code": {"type": "string"}, "message": {"type": "string"}},
+                    required=("code", "message"),
+                ),
+            },
+            required=("job_id", "status", "error"),
+        ),
+    ]
+}
+ITEMS_QUERY = obj(
+    {
+        "q": {"type": "string", "minLength": 1, "maxLength": 100},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
+    },
+    required=("q",),
+)
+ITEMS = obj(
+    {
+        "items": {
+            "type": "array",
+            "items": obj(
+                {
+                    "guide_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "category": CATEGORY,
+                    "score": {"type": "number"},
+                },
+                required=("guide_id", "name", "category", "score"),
+            ),
+        }
+    },
+    required=("items",),
+)
+GUIDE = {
+    "type": "object",
+    "required": [
+        "guide_id",
+        "name",
+        "category",
+        "category_paths",
+        "discharge_methods",
+        "features",
+        "notes",
+        "source",
+    ],
+}
+
+
+def _urls(job_id: str) -> dict[str, str]:
+    return {
+        "status_url": f"/api/v1/waste/status/{job_id}",
+        "result_url": f"/api/v1/waste/result/{job_id}",
+    }
+
+
+@http(
+    "POST /api/v1/waste/analyze",
+    body=ANALYZE,
+    responses={201: ANALYZE_CREATED},
+    errors=(413, 415, 429),
+    uses=("db", "cache", "storage"),
+)
+def waste_analyze(request, user, body):
+    """Start an analysis: a job and a presigned POST form for exactly one image."""
+    jobs.check_upload(body["content_type"], body["content_length"])
+    wait = cache.hit_rate_limit(f"ratelimit:analyze:{user.user_id}", *ANALYZE_LIMIT)
+    if wait:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            "too many analyses; try again later",
+            headers={"Retry-After": str(wait)},
+        )
+    job = jobs.create(user.user_id, body["content_type"], body["content_length"], body.get("hint"))
+    upload = storage.presign_upload(
+        job["image_key"], job["content_type"], job["content_length"], jobs.UPLOAD_TTL
+    )
+    return {"job_id": job["id"], "status": job["status"], "upload": upload, **_urls(job["id"])}, 201
+
+
+def _complete(user, job_id: str):
+    job = jobs.get(user.user_id, job_id)
+    if job["status"] == "awaiting_upload":
+        jobs.check_uploaded(job, storage.head(job["image_key"]))
+        events.emit(
+            events.make(
+                pipeline.UPLOADED,
+                {"job_id": job["id"]},
+                subject=job["id"],
+                event_id=jobs.upload_event_id(job["id"]),
+            )
+        )
+        jobs.advance(job["id"], "queued")
+        job = jobs.get(user.user_id, job_id)
+    return {"job_id": job["id"], "status": job["status"]}, 202
+
+
+@http(
+    "POST /api/v1/waste/upload-complete/{job_id}",
+    responses={202: QUEUED},
+    errors=(409,),
+    uses=("db", "cache", "storage"),
+    emits=(pipeline.UPLOADED,),
+)
+def waste_upload_complete(request, user, job_id):
+    """The image is uploaded: check it is there as declared, and queue the analysis."""
+    return _complete(user, job_id)
+
+
+@http(
+    "POST /api/v1/waste/upload-complete",
+    body=JOB_ID,
+    responses={202: QUEUED},
+    errors=(404, 409),
+    uses=("db", "cache", "storage"),
+    emits=(pipeline.UPLOADED,),
+)
+def waste_upload_complete_body(request, user, body):
+    """The same as upload-complete/{job_id}, with the job id in the body."""
+    return _complete(user, body["job_id"])
+
+
+@http("GET /api/v1/waste/status/{job_id}", scaling=HOT, responses={200: STATUS})
+def waste_status(request, user, job_id):
+    """Where the job is; Retry-After says when to ask again while it runs."""
+    view = jobs.status(user.user_id, job_id)
+    return view, 200, jobs.retry_after(view)
+
+
+@http(
+    "GET /api/v1/waste/result/{job_id}",
+    responses={200: RESULT, 202: STATUS},
+    uses=("db", "cache", "storage"),
+)
+def waste_result(request, user, job_id):
+    """The answer when finished (or why it failed); the status body while running."""
+    view = jobs.status(user.user_id, job_id)
+    if view["status"] == "failed":
+        return {"job_id": job_id, "status": "failed", "error": view["error"]}
+    body = jobs.result(user.user_id, job_id) if view["status"] == "completed" else None
+    if body is None:
+        return view, 202, jobs.retry_after(view) or {"Retry-After": "1"}
+    return {**body, "image_url": storage.presign_download(jobs.image_key(user.user_id, job_id))}
+
+
+@http("GET /api/v1/waste/items", query=ITEMS_QUERY, responses={200: ITEMS})
+def waste_items(request, user, query):
+    """Search the official item dictionary by name, similar names and misspellings."""
+    return {"items": rules.search(query["q"], limit=query["limit"])}
+
+
+@http("GET /api/v1/waste/items/{guide_id}", responses={200: GUIDE})
+def waste_item(request, user, guide_id):
+    """One official guide, whole: categories, discharge steps, features, notes, source."""
+    guide = rules.guide(guide_id)
+    if guide is None:
+        raise not_found("guide")
+    return rules.detail(guide)

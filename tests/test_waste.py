@@ -1,0 +1,388 @@
+"""Waste analysis end to end: upload through the presigned form, the four stages, the answer."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+import requests
+from conftest import IMAGES, error_code, login, reset_clients
+from fake_openai import FakeOpenAI
+
+from shared import jobs, pipeline, rules, storage
+
+PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
+MILK = (IMAGES / "cardboard" / "cardboard2.jpg").read_bytes()
+
+
+def upload(client, form, data=PHOTO, content_type="image/jpeg"):
+    """POST the image through the presigned form, as the mobile app does (local or S3)."""
+    if not form["url"].startswith("http://localhost"):
+        files = {"file": ("photo.jpg", data, content_type)}
+        return _Sent(requests.post(form["url"], data=form["fields"], files=files, timeout=10))
+    fields = dict(form["fields"])
+    fields["file"] = (io.BytesIO(data), "photo.jpg", content_type)
+    path = form["url"].replace("http://localhost", "")
+    return client.post(path, data=fields, content_type="multipart/form-data")
+
+
+class _Sent:
+    """A requests response seen through the test client's attribute names."""
+
+    def __init__(self, response) -> None:
+        self.status_code = response.status_code
+        self.data = response.content
+
+
+def fetch(client, url):
+    if url.startswith("http://localhost"):
+        return client.get(url.replace("http://localhost", ""))
+    return _Sent(requests.get(url, timeout=10))
+
+
+def start(client, headers, hint=None, data=PHOTO, content_type="image/jpeg"):
+    body = {"content_type": content_type, "content_length": len(data)}
+    if hint:
+        body["hint"] = hint
+    response = client.post("/api/v1/waste/analyze", json=body, headers=headers)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    created = response.get_json()
+    assert upload(client, created["upload"], data, content_type).status_code == 204
+    return created
+
+
+def run(client, system, headers, **kwargs):
+    """Analyze, upload, complete, wait for the broker; returns (job_id, result response)."""
+    created = start(client, headers, **kwargs)
+    job_id = created["job_id"]
+    response = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert system.broker.wait_idle(30)
+    return job_id, client.get(f"/api/v1/waste/result/{job_id}", headers=headers)
+
+
+@pytest.fixture
+def fake_model(env):
+    with FakeOpenAI() as fake:
+        env.setenv("OPENAI_API_KEY", "sk-test")
+        env.setenv("OPENAI_BASE_URL", fake.base_url)
+        env.setenv("OPENAI_TIMEOUT", "1")
+        reset_clients()
+        yield fake
+
+
+def test_hint_flow_end_to_end_without_a_model(system_on):
+    """The README's flow: no keys, a hint, a real photo, and an official answer."""
+    client = system_on.app.test_client()
+    headers = login(client)
+    created = start(client, headers, hint="우유팩", data=MILK)
+    job_id = created["job_id"]
+    assert created["status"] == "awaiting_upload"
+    assert created["status_url"] == f"/api/v1/waste/status/{job_id}"
+    response = client.post(
+        "/api/v1/waste/upload-complete", json={"job_id": job_id}, headers=headers
+    )
+    assert response.status_code == 202 and response.get_json()["job_id"] == job_id
+    deadline = time.monotonic() + 30
+    seen = []
+    while True:
+        status = client.get(f"/api/v1/waste/status/{job_id}", headers=headers)
+        view = status.get_json()
+        seen.append(view["progress"])
+        if view["status"] in ("completed", "failed") or time.monotonic() > deadline:
+            break
+        assert int(status.headers["Retry-After"]) >= 1
+        time.sleep(0.02)
+    assert view["status"] == "completed" and view["stage"] == "done" and view["progress"] == 100
+    assert "Retry-After" not in status.headers
+    assert seen == sorted(seen)
+    result = client.get(f"/api/v1/waste/result/{job_id}", headers=headers)
+    assert result.status_code == 200
+    body = result.get_json()
+    guide = rules.guide(body["item"]["guide_id"])
+    assert guide is not None and guide["name"] == "우유팩"
+    assert body["disposal_steps"] == guide["dischargeMethods"]
+    assert body["cautions"] == guide["notes"]
+    assert body["category"] == {"major": "재활용폐기물", "middle": "종이팩 일반팩"}
+    assert body["source"]["guide_id"] == guide["id"] and body["source"]["title"]
+    assert "우유팩" in body["feedback"]
+    image = fetch(client, body["image_url"])
+    assert image.status_code == 200 and image.data == MILK
+
+
+def test_vision_model_reads_the_image_by_key(system, fake_model):
+    client = system.app.test_client()
+    headers = login(client)
+    fake_model.default = (
+        "json",
+        {
+            "name": "페트병",
+            "material": "PET",
+            "category": "무색페트병",
+            "tags": ["내용물_없음", "not-a-tag"],
+            "confidence": 0.9,
+        },
+    )
+    _job_id, response = run(client, system, headers)
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert rules.guide(body["item"]["guide_id"])["categoryPaths"][0][1] == "무색페트병"
+    assert body["situation_tags"] == ["내용물_없음"]
+    assert 0 < body["confidence"] <= 1 and len(body["alternatives"]) <= 3
+    vision, phrasing = fake_model.requests
+    image_part = vision["messages"][1]["content"][1]["image_url"]
+    assert image_part["detail"] == "low"
+    assert image_part["url"].startswith("data:image/jpeg;base64,")
+    assert vision["max_tokens"] <= 300 and vision["response_format"] == {"type": "json_object"}
+    assert "배출방법" in phrasing["messages"][1]["content"]
+
+
+def test_the_same_image_reuses_the_earlier_vision_answer(system, fake_model):
+    client = system.app.test_client()
+    headers = login(client)
+    run(client, system, headers)
+    calls = len(fake_model.requests)
+    _, second = run(client, system, headers)
+    assert second.status_code == 200
+    vision_calls = [r for r in fake_model.requests[calls:] if "response_format" in r]
+    assert vision_calls == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (("status", 429), "MODEL_RATE_LIMITED"),
+        (("status", 500), "VISION_FAILED"),
+        (("sleep", 3), "VISION_TIMEOUT"),
+        (("text", "I think it is a bottle"), "VISION_MALFORMED"),
+        (("json", {"material": "PET"}), "VISION_MALFORMED"),
+        (("status", 400), "IMAGE_UNREADABLE"),
+    ],
+)
+def test_model_failures_fail_the_job_with_a_specific_code(system, fake_model, answer, code):
+    client = system.app.test_client()
+    headers = login(client)
+    fake_model.answer(*answer, times=3)  # the first try and the client's two retries
+    job_id, response = run(client, system, headers)
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "job_id": job_id,
+        "status": "failed",
+        "error": response.get_json()["error"],
+    }
+    assert response.get_json()["error"]["code"] == code
+    status = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()
+    assert status["status"] == "failed" and status["error"]["code"] == code
+
+
+def test_transient_model_errors_are_retried_by_the_client(system, fake_model):
+    client = system.app.test_client()
+    headers = login(client)
+    fake_model.answer("status", 503)
+    fake_model.answer("status", 429)
+    _, response = run(client, system, headers)
+    assert response.get_json()["status"] == "completed"
+
+
+def test_no_model_and_no_hint_fails_with_how_to_fix_it(system):
+    client = system.app.test_client()
+    headers = login(client)
+    _job_id, response = run(client, system, headers)
+    error = response.get_json()["error"]
+    assert error["code"] == "VISION_UNAVAILABLE"
+    assert "OPENAI_API_KEY" in error["message"] and "hint" in error["message"]
+
+
+def test_nothing_in_the_dictionary_fails_clearly(system):
+    client = system.app.test_client()
+    headers = login(client)
+    _, response = run(client, system, headers, hint="qqqq zzzz")
+    assert response.get_json()["error"]["code"] == "ITEM_NOT_RECOGNIZED"
+
+
+def test_replayed_events_at_every_stage_change_nothing(system_on):
+    system = system_on
+    client = system.app.test_client()
+    headers = login(client)
+    published = []
+    original = system.broker.publish
+    system.broker.publish = lambda e: published.append(e) or original(e)
+    from shared import events
+
+    events.use_local_sink(system.broker.publish)
+    job_id, first = run(client, system, headers, hint="페트병")
+    assert {e["type"] for e in published} == {
+        pipeline.UPLOADED,
+        pipeline.ANALYZED,
+        pipeline.CLASSIFIED,
+        pipeline.ANSWERED,
+    }
+    rows_before = _rows(job_id)
+    for event in list(published):
+        system.broker.publish(event)  # the broker delivering each event again
+    # a stage redelivered under a fresh id (a replay from outside) still changes nothing
+    from shared.events import make
+
+    for event in list(published):
+        system.broker.publish(make(event["type"], event.data, subject=event["subject"]))
+    assert system.broker.wait_idle(30)
+    assert _rows(job_id) == rows_before
+    again = client.get(f"/api/v1/waste/result/{job_id}", headers=headers).get_json()
+    first_body = first.get_json()
+    assert {k: v for k, v in again.items() if k != "image_url"} == {
+        k: v for k, v in first_body.items() if k != "image_url"
+    }
+
+
+def _rows(job_id):
+    from sqlalchemy import select
+
+    from shared import db
+
+    with db.engine().connect() as conn:
+        job = conn.execute(select(jobs.jobs).where(jobs.jobs.c.id == job_id)).one()._asdict()
+        result = conn.execute(select(jobs.results).where(jobs.results.c.job_id == job_id)).all()
+        stages = conn.execute(
+            select(jobs.job_stages).where(jobs.job_stages.c.job_id == job_id)
+        ).all()
+    return json.dumps(
+        [job, [r._asdict() for r in result], [s._asdict() for s in stages]],
+        default=str,
+        sort_keys=True,
+    )
+
+
+def test_upload_complete_twice_is_one_job(system, fake_model):
+    client = system.app.test_client()
+    headers = login(client)
+    created = start(client, headers)
+    job_id = created["job_id"]
+    first = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
+    second = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert system.broker.wait_idle(30)
+    third = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
+    assert third.status_code == 202 and third.get_json()["job_id"] == job_id
+    assert len([r for r in fake_model.requests if "response_format" in r]) == 1
+
+
+def test_bad_uploads_get_their_contract_errors(client):
+    headers = login(client)
+    analyze = "/api/v1/waste/analyze"
+    too_big = client.post(
+        analyze,
+        json={"content_type": "image/jpeg", "content_length": 10 * 1024 * 1024 + 1},
+        headers=headers,
+    )
+    assert too_big.status_code == 413 and error_code(too_big) == "PAYLOAD_TOO_LARGE"
+    wrong = client.post(
+        analyze, json={"content_type": "image/gif", "content_length": 10}, headers=headers
+    )
+    assert wrong.status_code == 415 and error_code(wrong) == "UNSUPPORTED_MEDIA_TYPE"
+    invalid = client.post(
+        analyze, json={"content_type": "image/png", "content_length": 0}, headers=headers
+    )
+    assert invalid.status_code == 422 and error_code(invalid) == "VALIDATION_FAILED"
+
+    created = client.post(
+        analyze, json={"content_type": "image/jpeg", "content_length": 1000}, headers=headers
+    ).get_json()
+    job_id = created["job_id"]
+    missing = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
+    assert missing.status_code == 409 and error_code(missing) == "UPLOAD_MISSING"
+    larger = upload(client, created["upload"], PHOTO)
+    assert larger.status_code == 413 and error_code(larger) == "PAYLOAD_TOO_LARGE"
+    png = upload(client, created["upload"], PHOTO[:500], "image/png")
+    assert png.status_code == 415
+
+    expired = storage.presign_upload(jobs.image_key("u", "j"), "image/jpeg", 1000, expires_in=-1)
+    late = upload(client, {**created["upload"], "fields": expired["fields"]}, PHOTO[:500])
+    assert late.status_code == 403 and error_code(late) == "UPLOAD_EXPIRED"
+    status = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()
+    assert status["status"] == "awaiting_upload"
+
+
+def test_another_users_job_is_not_found(client):
+    alice, bob = login(client, "alice"), login(client, "bob")
+    created = start(client, alice, hint="페트병")
+    job_id = created["job_id"]
+    for method, path in (
+        ("GET", f"/api/v1/waste/status/{job_id}"),
+        ("GET", f"/api/v1/waste/result/{job_id}"),
+        ("POST", f"/api/v1/waste/upload-complete/{job_id}"),
+    ):
+        response = client.open(path, method=method, headers=bob)
+        assert response.status_code == 404 and error_code(response) == "NOT_FOUND"
+    assert client.get("/api/v1/waste/status/nope", headers=alice).status_code == 404
+
+
+def test_analyze_is_rate_limited_per_user(client, monkeypatch):
+    import functions.waste
+
+    monkeypatch.setattr(functions.waste, "ANALYZE_LIMIT", (2, 60))
+    headers, other = login(client, "busy"), login(client, "calm")
+    body = {"content_type": "image/jpeg", "content_length": 100}
+    codes = [
+        client.post("/api/v1/waste/analyze", json=body, headers=headers).status_code
+        for _ in range(3)
+    ]
+    assert codes == [201, 201, 429]
+    limited = client.post("/api/v1/waste/analyze", json=body, headers=headers)
+    assert error_code(limited) == "RATE_LIMITED" and int(limited.headers["Retry-After"]) > 0
+    assert client.post("/api/v1/waste/analyze", json=body, headers=other).status_code == 201
+
+
+def test_progress_never_moves_backwards_and_stuck_jobs_time_out(client):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shared import db
+
+    headers = login(client)
+    job_id = start(client, headers, hint="페트병")["job_id"]
+    user_id = client.get("/api/v1/auth/me", headers=headers).get_json()["id"]
+    assert jobs.advance(job_id, "classify")
+    assert not jobs.advance(job_id, "analyze")  # a late event
+    assert jobs.status(user_id, job_id)["stage"] == "classify"
+    with db.transaction() as conn:
+        conn.execute(
+            update(jobs.jobs)
+            .where(jobs.jobs.c.id == job_id)
+            .values(updated_at=db.now() - jobs.DEADLINE - timedelta(seconds=1))
+        )
+    from shared import cache
+
+    cache.client().delete(f"job:{job_id}:status")
+    view = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()
+    assert view["status"] == "failed" and view["error"]["code"] == "TIMED_OUT"
+
+
+def test_item_search_forgives_spacing_and_typos(client):
+    headers = login(client)
+    found = client.get("/api/v1/waste/items", query_string={"q": "페트벙"}, headers=headers)
+    assert found.status_code == 200
+    names = [i["name"] for i in found.get_json()["items"]]
+    assert "무색페트병" in names[:3]
+    spaced = client.get("/api/v1/waste/items?q=우유 팩&limit=1", headers=headers).get_json()
+    assert [i["name"] for i in spaced["items"]] == ["우유팩"]
+    guide_id = spaced["items"][0]["guide_id"]
+    detail = client.get(f"/api/v1/waste/items/{guide_id}", headers=headers).get_json()
+    assert detail["discharge_methods"] == rules.guide(guide_id)["dischargeMethods"]
+    assert detail["source"]["attribution"].startswith("기후에너지환경부")
+    assert client.get("/api/v1/waste/items/item-guide-9999", headers=headers).status_code == 404
+    assert error_code(client.get("/api/v1/waste/items", headers=headers)) == "VALIDATION_FAILED"
+    assert client.get("/api/v1/waste/items?q=a&limit=0", headers=headers).status_code == 422
+    assert client.get("/api/v1/waste/items?q=a&limit=x", headers=headers).status_code == 400
+
+
+def test_every_guide_is_found_first_by_its_own_name():
+    index = rules._index()
+    misses = []
+    for guide in index.guides.values():
+        top = rules.search(guide["name"], limit=1)[0]
+        if rules.normalize(top["name"]) != rules.normalize(guide["name"]):
+            misses.append(guide["name"])
+    assert misses == []
