@@ -168,7 +168,7 @@ def _urls(job_id: str) -> dict[str, str]:
 def waste_analyze(request, user, body):
     """Start an analysis: a job and a presigned POST form for exactly one image."""
     jobs.check_upload(body["content_type"], body["content_length"])
-    wait = cache.hit_rate_limit(f"ratelimit:analyze:{user.user_id}", *ANALYZE_LIMIT)
+    wait = cache.hit_rate_limit(jobs.rate_limit_key(user.user_id), *ANALYZE_LIMIT)
     if wait:
         raise ApiError(
             429,

@@ -13,7 +13,19 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Float, ForeignKey, Integer, String, Table, Text, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
 
 from shared import cache, db
 from shared.accounts import rfc3339, users
@@ -172,10 +184,20 @@ def _status_key(job_id: str) -> str:
     return f"job:{job_id}:status"
 
 
+def stats_key(user_id: str) -> str:
+    return f"user:{user_id}:stats"
+
+
+def rate_limit_key(user_id: str) -> str:
+    return f"ratelimit:analyze:{user_id}"
+
+
 def _cache_status(job: dict[str, Any]) -> None:
+    """Publish the row's view to the pollers; the user's stats are stale from now on."""
     cache.set_json(
         _status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
     )
+    cache.client().delete(stats_key(job["user_id"]))
 
 
 def advance(job_id: str, stage: str) -> bool:
@@ -188,8 +210,9 @@ def advance(job_id: str, stage: str) -> bool:
         "progress": progress,
         "updated_at": now,
     }
-    if stage == "queued":
-        values["queued_at"] = now
+    if stage != "upload":
+        # The first stage past the upload stamps it, whichever stage wins the race.
+        values["queued_at"] = func.coalesce(jobs.c.queued_at, now)
     if stage == "done":
         values["completed_at"] = now
     with db.transaction() as conn:
@@ -325,3 +348,10 @@ def result(user_id: str, job_id: str) -> dict[str, Any] | None:
         raise not_found("job")
     cache.set_json(_result_key(job_id), {**row.body, "user_id": row.user_id}, RESULT_TTL)
     return row.body
+
+
+def forget(job_ids: list[str]) -> None:
+    """Drop the cached status and result of these jobs (their rows are going away)."""
+    keys = [key for job_id in job_ids for key in (_status_key(job_id), _result_key(job_id))]
+    for start in range(0, len(keys), 500):
+        cache.client().delete(*keys[start : start + 500])

@@ -35,8 +35,8 @@ def upgrade() -> None:
         sa.Column("queued_at", sa.DateTime(timezone=True)),
         sa.Column("completed_at", sa.DateTime(timezone=True)),
     )
-    # History pages by user, newest first; the sweep and analytics scan by status and time.
-    op.create_index("ix_jobs_user_id_created_at", "jobs", ["user_id", "created_at", "id"])
+    # History pages by user, newest queued first; the sweep and analytics scan by status, time.
+    op.create_index("ix_jobs_user_id_queued_at", "jobs", ["user_id", "queued_at", "id"])
     op.create_index("ix_jobs_status_updated_at", "jobs", ["status", "updated_at"])
     op.create_index("ix_jobs_created_at", "jobs", ["created_at"])
     op.create_table(

@@ -1,0 +1,142 @@
+"""Users functions — /api/v1/users: profile, history, stats, the district's schedule, leaving."""
+
+from __future__ import annotations
+
+from shared import history, profiles, schedules
+from shared.errors import ApiError
+from shared.registry import http
+from shared.validation import obj
+
+PROFILE = obj(
+    {
+        "id": {"type": "string"},
+        "nickname": {"type": "string"},
+        "district": {"type": ["string", "null"]},
+        "language": {"type": "string"},
+        "preferences": {"type": "object"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+    required=("id", "nickname", "district", "language", "preferences", "created_at"),
+)
+PROFILE_CHANGES = obj(
+    {
+        "nickname": {"type": "string", "minLength": 1, "maxLength": 30},
+        "district": {"type": ["string", "null"], "maxLength": 40},
+        "language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Z]{2})?$"},
+        "preferences": {"type": "object", "maxProperties": 32},
+    },
+    minProperties=1,
+)
+HISTORY_QUERY = obj(
+    {
+        "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        "cursor": {"type": "string", "maxLength": 200},
+    }
+)
+HISTORY = obj(
+    {
+        "items": {
+            "type": "array",
+            "items": obj(
+                {
+                    "job_id": {"type": "string"},
+                    "status": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "item_name": {"type": ["string", "null"]},
+                    "category": {
+                        "oneOf": [
+                            {"type": "null"},
+                            obj(
+                                {"major": {"type": "string"}, "middle": {"type": "string"}},
+                                required=("major", "middle"),
+                            ),
+                        ]
+                    },
+                    "image_url": {"type": ["string", "null"]},
+                },
+                required=("job_id", "status", "created_at", "item_name", "category", "image_url"),
+            ),
+        },
+        "next_cursor": {"type": ["string", "null"]},
+    },
+    required=("items", "next_cursor"),
+)
+STATS = obj(
+    {
+        "total_analyses": {"type": "integer"},
+        "completed": {"type": "integer"},
+        "failed": {"type": "integer"},
+        "by_category": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "streak_days": {"type": "integer"},
+        "last_analysis_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+    required=(
+        "total_analyses",
+        "completed",
+        "failed",
+        "by_category",
+        "streak_days",
+        "last_analysis_at",
+    ),
+)
+SCHEDULE_QUERY = obj({"district": {"type": "string", "minLength": 1, "maxLength": 40}})
+SCHEDULE = obj(
+    {
+        "district": {"type": "string"},
+        "source": {"type": "string"},
+        "areas": {"type": "array", "items": {"type": "object"}},
+    },
+    required=("district", "source", "areas"),
+)
+
+
+@http("GET /api/v1/users/profile", responses={200: PROFILE})
+def users_profile(request, user):
+    """The caller's profile."""
+    return profiles.get(user.user_id)
+
+
+@http("PUT /api/v1/users/profile", body=PROFILE_CHANGES, responses={200: PROFILE})
+def users_profile_update(request, user, body):
+    """Change nickname, district (a real 시군구), language or preferences."""
+    return profiles.update_profile(user.user_id, body)
+
+
+@http("DELETE /api/v1/users/profile", responses={204: None}, uses=("db", "cache", "storage"))
+def users_profile_delete(request, user):
+    """Delete the account: its history, images, cached results and sessions, all of it."""
+    profiles.delete_account(user.user_id)
+
+
+@http(
+    "GET /api/v1/users/history",
+    query=HISTORY_QUERY,
+    responses={200: HISTORY},
+    uses=("db", "cache", "storage"),
+)
+def users_history(request, user, query):
+    """The caller's analyses, newest first, by cursor pages that never repeat or skip."""
+    return history.page(user.user_id, query["limit"], query.get("cursor"))
+
+
+@http("GET /api/v1/users/stats", responses={200: STATS})
+def users_stats(request, user):
+    """Totals, failures, counts by category, the streak in KST days, the last analysis."""
+    return history.stats(user.user_id)
+
+
+@http("GET /api/v1/users/schedule", query=SCHEDULE_QUERY, responses={200: SCHEDULE})
+def users_schedule(request, user, query):
+    """When household, food and recyclable waste go out in a district (default: the user's)."""
+    district = query.get("district") or profiles.get(user.user_id)["district"]
+    if not district:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            "set a district in the profile or ask for one",
+            {"fields": {"district": "required when the profile has none"}},
+        )
+    areas = schedules.for_district(district)
+    if not areas:
+        raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {district}")
+    return {"district": district, "source": schedules.SOURCE, "areas": areas}
