@@ -245,7 +245,8 @@ def waste_result(request, user, job_id):
     body = jobs.result(user.user_id, job_id) if view["status"] == "completed" else None
     if body is None:
         return view, 202, jobs.retry_after(view) or {"Retry-After": "1"}
-    return {**body, "image_url": storage.presign_download(jobs.image_key(user.user_id, job_id))}
+    key = body.pop("image_key")
+    return {**body, "image_url": storage.presign_download(key) if key else None}
 
 
 @http("GET /api/v1/waste/items", query=ITEMS_QUERY, responses={200: ITEMS})

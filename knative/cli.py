@@ -166,6 +166,34 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grant_admin(args: argparse.Namespace) -> int:
+    from sqlalchemy import update
+
+    from shared import accounts, db, sessions
+
+    with db.transaction() as conn:
+        found = conn.execute(
+            update(accounts.users)
+            .where(accounts.users.c.id == args.user_id)
+            .values(role="admin" if not args.revoke else "user")
+        ).rowcount
+    if not found:
+        print(f"no user {args.user_id}", file=sys.stderr)
+        return 1
+    # The role is in the access token: end the user's sessions so the next login carries it.
+    sessions.revoke_all(args.user_id, "role_changed")
+    print(f"{args.user_id} is now {'a user' if args.revoke else 'an admin'}; they sign in again")
+    return 0
+
+
+def _reports(_args: argparse.Namespace) -> int:
+    from shared import reports
+
+    for report in reports.listing():
+        print(report["day"], report["url"])
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="growbin", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -197,6 +225,14 @@ def parser() -> argparse.ArgumentParser:
     letters.add_argument("--replay", metavar="ID", help="send one back to its trigger")
     letters.add_argument("--url", default=DEFAULT_URL)
     letters.set_defaults(run=_dead_letters)
+
+    admin = commands.add_parser("grant-admin", help="make a user an operator (or --revoke)")
+    admin.add_argument("user_id")
+    admin.add_argument("--revoke", action="store_true")
+    admin.set_defaults(run=_grant_admin)
+
+    listing = commands.add_parser("reports", help="list the operator reports with links")
+    listing.set_defaults(run=_reports)
 
     render = commands.add_parser("render", help="write manifests, chart and OpenAPI")
     render.add_argument("--check", action="store_true", help="fail if a derived file is stale")

@@ -51,6 +51,7 @@ def page(user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
             j.c.created_at,
             j.c.queued_at,
             j.c.image_key,
+            j.c.image_deleted_at,
             r.c.item_name,
             r.c.major,
             r.c.middle,
@@ -74,7 +75,7 @@ def page(user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
             "created_at": rfc3339(row.created_at),
             "item_name": row.item_name,
             "category": {"major": row.major, "middle": row.middle} if row.major else None,
-            "image_url": storage.presign_download(row.image_key),
+            "image_url": None if row.image_deleted_at else storage.presign_download(row.image_key),
         }
         for row in rows
     ]

@@ -70,6 +70,7 @@ jobs = Table(
     Column("updated_at", db.UtcDateTime, nullable=False),
     Column("queued_at", db.UtcDateTime),
     Column("completed_at", db.UtcDateTime),
+    Column("image_deleted_at", db.UtcDateTime),  # retention or abandonment removed it
 )
 
 # When each job reached each stage: the stage latencies analytics reports.
@@ -329,25 +330,31 @@ def save_result(job_id: str, body: dict[str, Any]) -> None:
             keys=["job_id"],
         )  # a replay keeps the first result, completed_at included
         saved = conn.execute(select(results.c.body).where(results.c.job_id == job_id)).scalar()
-    cache.set_json(_result_key(job_id), {**saved, "user_id": job.user_id}, RESULT_TTL)
+    cached = {**saved, "user_id": job.user_id, "image_key": image_key(job.user_id, job_id)}
+    cache.set_json(_result_key(job_id), cached, RESULT_TTL)
     advance(job_id, "done")
 
 
 def result(user_id: str, job_id: str) -> dict[str, Any] | None:
-    """The finished result body (without job fields), or None when there is none."""
+    """The finished result body plus `image_key` (None once the image is deleted), or None."""
     cached = cache.get_json(_result_key(job_id))
     if cached is not None:
         if cached.pop("user_id") != user_id:
             raise not_found("job")
         return cached
     with db.engine().connect() as conn:
-        row = conn.execute(select(results).where(results.c.job_id == job_id)).first()
+        row = conn.execute(
+            select(results.c.body, results.c.user_id, jobs.c.image_key, jobs.c.image_deleted_at)
+            .join(jobs, jobs.c.id == results.c.job_id)
+            .where(results.c.job_id == job_id)
+        ).first()
     if row is None:
         return None
     if row.user_id != user_id:
         raise not_found("job")
-    cache.set_json(_result_key(job_id), {**row.body, "user_id": row.user_id}, RESULT_TTL)
-    return row.body
+    body = {**row.body, "image_key": None if row.image_deleted_at else row.image_key}
+    cache.set_json(_result_key(job_id), {**body, "user_id": row.user_id}, RESULT_TTL)
+    return body
 
 
 def forget(job_ids: list[str]) -> None:

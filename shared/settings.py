@@ -32,6 +32,7 @@ class Settings:
     openai_model: str
     openai_timeout: float
     kakao_rest_api_key: str | None
+    image_retention_days: int
 
     @property
     def local(self) -> bool:
@@ -74,4 +75,5 @@ def settings() -> Settings:
         openai_model=_env("OPENAI_MODEL", "gpt-4o"),
         openai_timeout=float(_env("OPENAI_TIMEOUT", "20")),
         kakao_rest_api_key=_env("KAKAO_REST_API_KEY"),
+        image_retention_days=int(_env("IMAGE_RETENTION_DAYS", "30")),
     )

@@ -1,0 +1,101 @@
+"""Batch functions: PingSource schedules (Asia/Seoul) through the Broker, each safe to repeat.
+
+A redelivered or repeated ping for the same period leaves the same state: analytics replaces
+its day's row, the report overwrites its day's page, cleanups act only on what is left.
+Operators read the reports through an admin-only endpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from shared import analytics, cleanup, reports
+from shared.errors import log_event
+from shared.registry import BATCH, Delivery, cron, http
+from shared.settings import settings
+from shared.validation import obj
+
+ONCE_A_DAY = Delivery(retry=3, backoff_delay="PT1M", timeout="PT5M")
+REPORTS = obj(
+    {
+        "items": {
+            "type": "array",
+            "items": obj(
+                {
+                    "day": {"type": "string", "format": "date"},
+                    "key": {"type": "string"},
+                    "url": {"type": "string"},
+                },
+                required=("day", "key", "url"),
+            ),
+        }
+    },
+    required=("items",),
+)
+
+
+def _period(cloud_event) -> date:
+    """The Korean day a ping is about: the day before it fired, or `data.day` for backfills."""
+    requested = (cloud_event.data or {}).get("day")
+    if requested:
+        return date.fromisoformat(requested)
+    fired = datetime.fromisoformat(cloud_event["time"].replace("Z", "+00:00"))
+    return analytics.previous_kst_day(fired)
+
+
+@cron("10 0 * * *", task="analytics.daily", scaling=BATCH, delivery=ONCE_A_DAY, timeout_seconds=300)
+def analytics_daily(cloud_event):
+    """Aggregate yesterday's analyses (KST) into its daily row, replacing any earlier run."""
+    figures = analytics.run_day(_period(cloud_event))
+    log_event("info", "analytics_daily", day=figures["day"], total=figures["total"])
+
+
+@cron(
+    "30 0 * * *",
+    task="report.generate",
+    scaling=BATCH,
+    delivery=ONCE_A_DAY,
+    uses=("db", "cache", "storage"),
+    timeout_seconds=300,
+)
+def report_generate(cloud_event):
+    """Render the 7- and 30-day report with charts into object storage."""
+    key = reports.generate(_period(cloud_event))
+    log_event("info", "report_generated", key=key)
+
+
+@cron("15 * * * *", task="cleanup.cache", scaling=BATCH, timeout_seconds=300)
+def cleanup_cache(cloud_event):
+    """Remove cache keys whose rows are gone and rate-limit buckets that lost their TTL."""
+    log_event("info", "cleanup_cache", **cleanup.cache_keys())
+
+
+@cron(
+    "0 4 * * *",
+    task="cleanup.images",
+    scaling=BATCH,
+    delivery=ONCE_A_DAY,
+    uses=("db", "cache", "storage"),
+    timeout_seconds=300,
+)
+def cleanup_images(cloud_event):
+    """Delete images past retention and uploads never completed within an hour."""
+    retention = timedelta(days=settings().image_retention_days)
+    log_event("info", "cleanup_images", **cleanup.images(retention))
+
+
+@cron("*/5 * * * *", task="jobs.sweep", scaling=BATCH, timeout_seconds=120)
+def jobs_sweep(cloud_event):
+    """Fail jobs stuck in queued or processing past their deadline, so nobody waits forever."""
+    log_event("info", "jobs_sweep", timed_out=len(cleanup.sweep()))
+
+
+@http(
+    "GET /api/v1/waste/reports",
+    auth="admin",
+    responses={200: REPORTS},
+    uses=("db", "cache", "storage"),
+)
+def waste_reports(request, user):
+    """Operators only: the stored reports, newest first, with short-lived links."""
+    return {"items": reports.listing()}
