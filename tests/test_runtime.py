@@ -121,3 +121,29 @@ def test_login_dev_exists_only_in_local_mode(env):
     app = create_app(load_all())
     response = app.test_client().post("/api/v1/auth/login/dev", json={"user": "mallory"})
     assert response.status_code == 404 and error_code(response) == "NOT_FOUND"
+
+
+def test_importing_a_function_module_leaves_heavy_clients_unloaded():
+    """Cold start: openai, boto3 and the migration tooling load only when a call needs them."""
+    import subprocess
+    import sys
+
+    from functions import MODULES
+
+    script = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); "
+        "print(','.join(m for m in ('openai', 'boto3', 'alembic', 'yaml', 'requests') "
+        "if m in sys.modules))"
+    )
+    import importlib.util
+
+    for module in MODULES:
+        if importlib.util.find_spec(f"functions.{module}") is None:
+            continue
+        loaded = subprocess.run(
+            [sys.executable, "-c", script, f"functions.{module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert loaded == "", f"functions.{module} imports {loaded} at import time"
