@@ -131,8 +131,25 @@ def issue_access(user_id: str, session_id: str, role: str = "user") -> tuple[str
     return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid}), ACCESS_TTL
 
 
+# Tokens this process has verified: the same bytes verify the same way until they expire, and
+# the hot path (status polling) presents one token many times. Revocation is not cached here.
+_verified: dict[str, Principal] = {}
+_VERIFIED_MAX = 4096
+
+
 def verify(token: str) -> Principal:
     """Check signature, algorithm, kid, issuer, audience and times; no session lookup."""
+    known = _verified.get(token)
+    if known is not None and time.time() < known.expires_at + LEEWAY:
+        return known
+    principal = _verify(token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()  # bounded memory; the next calls verify again
+    _verified[token] = principal
+    return principal
+
+
+def _verify(token: str) -> Principal:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:

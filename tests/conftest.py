@@ -56,6 +56,7 @@ def reset_clients() -> None:
     storage._secret.cache_clear()
     tokens.signing_key.cache_clear()
     tokens.verification_keys.cache_clear()
+    tokens._verified.clear()
     ai._client.cache_clear()
     for extra in _EXTRA_RESETS:
         extra()
