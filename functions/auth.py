@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared import accounts, sessions
-from shared.errors import not_found
+from shared.errors import unauthenticated
 from shared.registry import HOT, http
 from shared.validation import obj
 
@@ -28,7 +28,7 @@ TOKEN_PAIR = obj(
 )
 DEV_LOGIN = obj({"user": {"type": "string", "minLength": 1, "maxLength": 30}}, required=("user",))
 REFRESH = obj({"refresh_token": {"type": "string", "minLength": 1}}, required=("refresh_token",))
-LOGOUT = obj({"refresh_token": {"type": "string"}})
+LOGOUT = obj({"refresh_token": {"type": "string", "minLength": 1}})
 
 
 @http(
@@ -41,11 +41,16 @@ LOGOUT = obj({"refresh_token": {"type": "string"}})
 def auth_login_dev(request, body):
     """Sign in as any named user without a provider: local mode only, 404 elsewhere."""
     user = accounts.find_or_create("dev", body["user"], body["user"])
-    accounts.record_login(user["id"], "dev", request.headers.get("User-Agent"))
-    return sessions.start(user)
+    return sessions.start(user, request.headers.get("User-Agent"))
 
 
-@http("POST /api/v1/auth/refresh", auth=None, body=REFRESH, responses={200: TOKEN_PAIR})
+@http(
+    "POST /api/v1/auth/refresh",
+    auth=None,
+    body=REFRESH,
+    responses={200: TOKEN_PAIR},
+    errors=(401,),
+)
 def auth_refresh(request, body):
     """Spend a refresh token for a new pair; reusing a spent one revokes the session."""
     return sessions.rotate(body["refresh_token"])
@@ -53,14 +58,16 @@ def auth_refresh(request, body):
 
 @http("POST /api/v1/auth/logout", body=LOGOUT, responses={204: None})
 def auth_logout(request, user, body):
-    """End the caller's session: its access and refresh tokens stop working at once."""
+    """End the caller's session (and the refresh token's, if one of the caller's): at once."""
     sessions.revoke(user.session_id, "logout")
+    if "refresh_token" in body:
+        sessions.revoke_refresh(body["refresh_token"], user.user_id, "logout")
 
 
 @http("GET /api/v1/auth/me", scaling=HOT, responses={200: USER})
 def auth_me(request, user):
     """The signed-in user."""
     found = accounts.get(user.user_id)
-    if found is None:
-        raise not_found("user")
+    if found is None:  # deleted under a session the cache still called active
+        raise unauthenticated("TOKEN_REVOKED", "this account no longer exists")
     return accounts.public(found)
