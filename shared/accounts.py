@@ -1,7 +1,8 @@
-"""Users: one row per provider account, created on first login.
+"""Users: one row per provider account, created on first login; and the login audit.
 
 The same (provider, provider account id) always maps to the same user; deleting the user frees
-that pair, so a later login creates a fresh user.
+that pair, so a later login creates a fresh user. Every login leaves an audit row (when, which
+provider, which user agent, which session) written in the same transaction as its session.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import JSON, Column, ForeignKey, String, Table, UniqueConstraint, select
+from sqlalchemy.engine import Connection
 
 from shared import db
 
@@ -43,6 +45,7 @@ login_audit = Table(
     Column("provider", String(20), nullable=False),
     Column("user_agent", String(300)),
     Column("logged_in_at", db.UtcDateTime, nullable=False),
+    Column("session_id", String(36)),  # the session the login started (accounts_0002)
 )
 
 
@@ -81,17 +84,41 @@ def get(user_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
-def record_login(user_id: str, provider: str, user_agent: str | None) -> None:
-    with db.transaction() as conn:
-        conn.execute(
-            login_audit.insert().values(
-                id=str(uuid.uuid4()),
-                user_id=user_id,
-                provider=provider,
-                user_agent=(user_agent or "")[:300] or None,
-                logged_in_at=db.now(),
-            )
+def record_login(
+    conn: Connection, user: dict[str, Any], session_id: str, user_agent: str | None
+) -> None:
+    """The audit row of a login, on the connection that starts its session."""
+    # Printable characters only: a NUL in a header must not fail the insert on PostgreSQL.
+    agent = "".join(ch for ch in user_agent or "" if ch.isprintable())[:300]
+    conn.execute(
+        login_audit.insert().values(
+            id=str(uuid.uuid4()),
+            user_id=user["id"],
+            provider=user["provider"],
+            user_agent=agent or None,
+            logged_in_at=db.now(),
+            session_id=session_id,
         )
+    )
+
+
+def delete(user_id: str) -> bool:
+    """Delete the account: every session revoked at once, then the row and, by cascade, the rest.
+
+    The row is locked first, so a login racing this one waits and then fails its foreign key
+    rather than starting a session for a user that no longer exists.
+    """
+    from shared import sessions  # sessions builds on users; deleting a user ends its sessions
+
+    with db.transaction() as conn:
+        found = conn.execute(
+            select(users.c.id).where(users.c.id == user_id).with_for_update()
+        ).first()
+        if found is None:
+            return False
+        sessions.revoke_all(user_id, "account_deleted", conn)
+        conn.execute(users.delete().where(users.c.id == user_id))
+    return True
 
 
 def public(user: dict[str, Any]) -> dict[str, Any]:

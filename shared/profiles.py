@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
-from shared import accounts, cache, db, jobs, schedules, sessions, storage
+from shared import accounts, cache, db, jobs, schedules, storage
 from shared.errors import not_found, validation_failed
 
 PREFERENCES_MAX_BYTES = 2048
@@ -79,6 +79,4 @@ def delete_account(user_id: str) -> None:
     storage.delete(storage.list_keys(f"{jobs.image_key(user_id, '')}"))
     jobs.forget(job_ids)
     cache.client().delete(jobs.stats_key(user_id), jobs.rate_limit_key(user_id))
-    sessions.revoke_all(user_id, "account_deleted")
-    with db.transaction() as conn:
-        conn.execute(delete(accounts.users).where(accounts.users.c.id == user_id))
+    accounts.delete(user_id)  # sessions revoked and rows gone in one locked transaction

@@ -2,8 +2,11 @@
 
 A login starts a session; each refresh spends the presented refresh token and issues the next.
 Presenting a spent token again means it was stolen or replayed: the whole session is revoked
-(TOKEN_REUSED). Refresh tokens are opaque random strings stored only as hashes. Whether a
-session is alive is cached in front of the table, since every protected request asks.
+(TOKEN_REUSED). Refresh tokens are opaque random strings stored only as hashes; each lives
+REFRESH_TTL from its issue, so a session lives as long as it is used. Whether a session is alive
+is cached in front of the table, since every protected request asks. "revoked" always
+overwrites; "active" is only written where nothing is cached (`nx`), so a reader that looked at
+the table just before a revocation can never put a revoked session back to life.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Column, ForeignKey, String, Table, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from shared import accounts, cache, db, tokens
 from shared.errors import unauthenticated
 
 REFRESH_TTL = timedelta(days=14)
-STATE_TTL = 300  # seconds a cached "active" answer may lag a revocation on another store
+STATE_TTL = 300  # seconds a cached "active" answer may live
+DENY_TTL = tokens.ACCESS_TTL + tokens.LEEWAY  # a revocation outlives every access token issued
 
 sessions = Table(
     "sessions",
@@ -84,18 +90,22 @@ def _pair(user: dict[str, Any], session_id: str, refresh_token: str) -> dict[str
     }
 
 
-def start(user: dict[str, Any]) -> dict[str, Any]:
-    """A new login session for the user: the login response."""
+def start(user: dict[str, Any], user_agent: str | None = None) -> dict[str, Any]:
+    """A new login session for the user, audited with it: the login response."""
     session_id = str(uuid.uuid4())
     now = db.now()
-    with db.transaction() as conn:
-        conn.execute(
-            sessions.insert().values(
-                id=session_id, user_id=user["id"], created_at=now, expires_at=now + REFRESH_TTL
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                sessions.insert().values(
+                    id=session_id, user_id=user["id"], created_at=now, expires_at=now + REFRESH_TTL
+                )
             )
-        )
-        refresh = _new_refresh(conn, session_id)
-    cache.client().set(_state_key(session_id), "active", ex=STATE_TTL)
+            refresh = _new_refresh(conn, session_id)
+            accounts.record_login(conn, user, session_id, user_agent)
+    except IntegrityError:  # the account was deleted while this login was under way
+        raise unauthenticated(message="this account no longer exists; sign in again") from None
+    cache.client().set(_state_key(session_id), "active", ex=STATE_TTL, nx=True)
     return _pair(user, session_id, refresh)
 
 
@@ -133,6 +143,9 @@ def rotate(refresh_token: str) -> dict[str, Any]:
         else:
             reuse = False
             new_refresh = _new_refresh(conn, row.id)
+            conn.execute(  # the new refresh token lives REFRESH_TTL, and the session with it
+                update(sessions).where(sessions.c.id == row.id).values(expires_at=now + REFRESH_TTL)
+            )
     if reuse:
         revoke(row.id, "refresh_token_reused")
         raise unauthenticated("TOKEN_REUSED", "refresh token already used; session revoked")
@@ -142,36 +155,76 @@ def rotate(refresh_token: str) -> dict[str, Any]:
     return _pair(user, row.id, new_refresh)
 
 
+def _deny(session_ids: list[str]) -> None:
+    """The cache says revoked at once, past the expiry of every access token of the sessions."""
+    client = cache.client()
+    for session_id in session_ids:
+        client.set(_state_key(session_id), "revoked", ex=DENY_TTL)
+
+
 def revoke(session_id: str, reason: str) -> None:
+    """End one session: its access tokens and its refresh token stop working at once."""
     with db.transaction() as conn:
         conn.execute(
             update(sessions)
             .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
             .values(revoked_at=db.now(), revoked_reason=reason)
         )
-    # Kept past every access token of the session, so the denial outlives the token.
-    cache.client().set(_state_key(session_id), "revoked", ex=tokens.ACCESS_TTL + tokens.LEEWAY)
+    _deny([session_id])
 
 
-def revoke_all(user_id: str, reason: str) -> None:
+def revoke_all(user_id: str, reason: str, conn: Connection | None = None) -> list[str]:
+    """End every live session of the user; inside `conn`'s transaction when one is given.
+
+    The cache is told before that transaction commits: should it roll back, the user is signed
+    out of sessions that still exist, which is the safe way to be wrong.
+    """
+    if conn is None:
+        with db.transaction() as own:
+            return revoke_all(user_id, reason, own)
+    live = select(sessions.c.id).where(
+        sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)
+    )
+    ids = list(conn.execute(live).scalars())
+    if ids:
+        conn.execute(
+            update(sessions)
+            .where(sessions.c.id.in_(ids))
+            .values(revoked_at=db.now(), revoked_reason=reason)
+        )
+    _deny(ids)
+    return ids
+
+
+def revoke_refresh(refresh_token: str, user_id: str, reason: str) -> None:
+    """End the session a refresh token belongs to, if it is one of `user_id`'s."""
     with db.engine().connect() as conn:
-        ids = conn.execute(select(sessions.c.id).where(sessions.c.user_id == user_id)).scalars()
-        ids = list(ids)
-    for session_id in ids:
+        session_id = conn.execute(
+            select(sessions.c.id)
+            .join(refresh_tokens, refresh_tokens.c.session_id == sessions.c.id)
+            .where(
+                refresh_tokens.c.token_hash == _hash(refresh_token),
+                sessions.c.user_id == user_id,
+            )
+        ).scalar()
+    if session_id is not None:
         revoke(session_id, reason)
 
 
 def is_active(session_id: str) -> bool:
-    state = cache.client().get(_state_key(session_id))
-    if state is None:
-        with db.engine().connect() as conn:
-            row = conn.execute(
-                select(sessions.c.revoked_at, sessions.c.expires_at).where(
-                    sessions.c.id == session_id
-                )
-            ).first()
-        alive = row is not None and row.revoked_at is None and row.expires_at > db.now()
-        state = "active" if alive else "revoked"
-        ttl = STATE_TTL if alive else tokens.ACCESS_TTL + tokens.LEEWAY
-        cache.client().set(_state_key(session_id), state, ex=ttl)
-    return state == "active"
+    """Whether the session may still use its access tokens: the cache first, then the table."""
+    key = _state_key(session_id)
+    state = cache.client().get(key)
+    if state is not None:
+        return state == "active"
+    with db.engine().connect() as conn:
+        row = conn.execute(
+            select(sessions.c.revoked_at, sessions.c.expires_at).where(sessions.c.id == session_id)
+        ).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= db.now():
+        _deny([session_id])
+        return False
+    if cache.client().set(key, "active", ex=STATE_TTL, nx=True):
+        return True
+    # Something was written while we read the table (a revocation, say): it is newer than us.
+    return cache.client().get(key) != "revoked"

@@ -33,6 +33,14 @@ class Settings:
     openai_timeout: float
     kakao_rest_api_key: str | None
     image_retention_days: int
+    # Sign-in providers: a provider without its client id answers PROVIDER_NOT_CONFIGURED.
+    kakao_client_id: str | None  # the app's REST API key
+    kakao_client_secret: str | None  # only when client secrets are enabled in the Kakao console
+    kakao_app_id: str | None  # numeric app id: SDK tokens issued to other apps are refused
+    naver_client_id: str | None
+    naver_client_secret: str | None
+    google_client_ids: tuple[str, ...]  # audiences we accept; the first exchanges codes
+    google_client_secret: str | None
 
     @property
     def local(self) -> bool:
@@ -76,4 +84,13 @@ def settings() -> Settings:
         openai_timeout=float(_env("OPENAI_TIMEOUT", "20")),
         kakao_rest_api_key=_env("KAKAO_REST_API_KEY"),
         image_retention_days=int(_env("IMAGE_RETENTION_DAYS", "30")),
+        kakao_client_id=_env("KAKAO_CLIENT_ID", _env("KAKAO_REST_API_KEY")),
+        kakao_client_secret=_env("KAKAO_CLIENT_SECRET"),
+        kakao_app_id=_env("KAKAO_APP_ID"),
+        naver_client_id=_env("NAVER_CLIENT_ID"),
+        naver_client_secret=_env("NAVER_CLIENT_SECRET"),
+        google_client_ids=tuple(
+            part.strip() for part in (_env("GOOGLE_CLIENT_IDS") or "").split(",") if part.strip()
+        ),
+        google_client_secret=_env("GOOGLE_CLIENT_SECRET"),
     )

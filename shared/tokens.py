@@ -10,6 +10,7 @@ alive: the answer sits in the cache, in front of the sessions table.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -74,7 +75,13 @@ def _load_private_pem() -> bytes | None:
         tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}")
         tmp.write_bytes(pem)
         tmp.chmod(0o600)
-        tmp.replace(path) if not path.exists() else tmp.unlink()
+        try:
+            # link() never replaces: of processes racing here, the first one's key is everyone's.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_bytes()
 
 
@@ -96,7 +103,11 @@ def verification_keys() -> dict[str, Any]:
     configured = settings().jwt_public_keys
     if configured:
         keys = json.loads(configured)["keys"]
-        return {k["kid"]: ECAlgorithm.from_jwk(json.dumps(k)) for k in keys if k.get("kty") == "EC"}
+        return {
+            k["kid"]: ECAlgorithm.from_jwk(json.dumps(k))
+            for k in keys
+            if k.get("kty") == "EC" and isinstance(k.get("kid"), str)
+        }
     kid, private = signing_key()
     return {kid: private.public_key()}
 
@@ -154,7 +165,8 @@ def _verify(token: str) -> Principal:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
         raise unauthenticated(message="malformed token") from None
-    key = verification_keys().get(header.get("kid", ""))
+    kid = header.get("kid")
+    key = verification_keys().get(kid) if isinstance(kid, str) else None
     if header.get("alg") != ALGORITHM or key is None:
         raise unauthenticated(message="token not signed by a known key")
     try:
@@ -165,7 +177,7 @@ def _verify(token: str) -> Principal:
             audience=settings().jwt_audience,
             issuer=settings().jwt_issuer,
             leeway=LEEWAY,
-            options={"require": ["exp", "nbf", "iat", "sub", "sid", "jti"]},
+            options={"require": ["iss", "aud", "exp", "nbf", "iat", "sub", "sid", "jti"]},
         )
     except jwt.ExpiredSignatureError:
         raise unauthenticated("TOKEN_EXPIRED", "access token expired; refresh it") from None
@@ -184,9 +196,10 @@ def _verify(token: str) -> Principal:
 
 def authenticate(authorization: str | None, admin: bool = False) -> Principal:
     """The caller of a protected function, from its `Authorization: Bearer` header."""
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():  # the scheme is case-insensitive
         raise unauthenticated(message="send Authorization: Bearer <access_token>")
-    principal = verify(authorization[len("Bearer ") :].strip())
+    principal = verify(token.strip())
     from shared import sessions
 
     if not sessions.is_active(principal.session_id):

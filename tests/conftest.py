@@ -38,8 +38,17 @@ CONFIG_VARS = (
     "OPENAI_BASE_URL",
     "OPENAI_MODEL",
     "KAKAO_REST_API_KEY",
+    "KAKAO_CLIENT_ID",
+    "KAKAO_CLIENT_SECRET",
+    "KAKAO_APP_ID",
+    "NAVER_CLIENT_ID",
+    "NAVER_CLIENT_SECRET",
+    "GOOGLE_CLIENT_IDS",
+    "GOOGLE_CLIENT_SECRET",
     "JWT_PRIVATE_KEY",
     "JWT_PUBLIC_KEYS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
     "GROWBIN_PUBLIC_URL",
     "PORT",
 )
@@ -63,6 +72,15 @@ def reset_clients() -> None:
 
 
 _EXTRA_RESETS: list = []  # modules with their own process-wide state register here
+
+
+def _forget_google_keys() -> None:
+    from shared import oauth
+
+    oauth.forget_keys()
+
+
+_EXTRA_RESETS.append(_forget_google_keys)
 
 
 @pytest.fixture
