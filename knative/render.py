@@ -39,6 +39,7 @@ ACCOUNT = "growbin"
 GATEWAY = "growbin-edge"
 PORT = 8080  # Knative's default container port; functions-framework reads PORT
 TIMEOUT_MARGIN = 10  # seconds a revision waits beyond the function's own timeout
+MAX_REVISION_TIMEOUT = 600  # Knative's default max-revision-timeout-seconds
 FUNCTION_LABEL = "growbin.kr/function"
 EMITS_LABEL = "growbin.kr/emits"
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
@@ -185,9 +186,14 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
     # A cloud_event target answers GET with 405 and an HTTP target only its own route, so
     # readiness and liveness are TCP: the socket accepts while workers wait on a model.
     probe = {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
-    labels = {FUNCTION_LABEL: function.name, "networking.knative.dev/visibility": "cluster-local"}
-    if "broker" in function.uses:
-        labels[EMITS_LABEL] = "true"
+    pod_labels = {"app.kubernetes.io/part-of": PART_OF, FUNCTION_LABEL: function.name}
+    if "broker" in function.uses:  # the SinkBinding selects the Service, the policy the pods
+        pod_labels[EMITS_LABEL] = "true"
+    labels = {**pod_labels, "networking.knative.dev/visibility": "cluster-local"}
+    labels.pop("app.kubernetes.io/part-of")  # _meta adds it
+    timeout = function.timeout_seconds + TIMEOUT_MARGIN
+    if timeout > MAX_REVISION_TIMEOUT:
+        raise ValueError(f"{function.name}: timeout {timeout}s exceeds Knative's maximum")
     resources = function.resources
     return {
         "apiVersion": "serving.knative.dev/v1",
@@ -200,7 +206,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
         "spec": {
             "template": {
                 "metadata": {
-                    "labels": {"app.kubernetes.io/part-of": PART_OF, FUNCTION_LABEL: function.name},
+                    "labels": pod_labels,
                     "annotations": {
                         "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
                         "autoscaling.knative.dev/metric": "concurrency",
@@ -220,7 +226,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
                     "serviceAccountName": ACCOUNT,
                     "automountServiceAccountToken": False,  # no function calls the API
                     "containerConcurrency": scaling.concurrency,
-                    "timeoutSeconds": function.timeout_seconds + TIMEOUT_MARGIN,
+                    "timeoutSeconds": timeout,
                     "containers": [
                         {
                             "name": "function",

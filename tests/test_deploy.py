@@ -24,6 +24,7 @@ import jsonschema
 import pytest
 import yaml
 
+from eventing.broker import seconds
 from functions import load_all
 from knative import render
 from shared.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
@@ -452,6 +453,8 @@ def test_triggers_deliver_with_retries_and_dead_letters(deploy):
             f"/{function.name}?attempts={function.delivery.retry + 1}"
         )
         assert trigger["spec"]["broker"] == "growbin"
+        # the dispatcher must not give up on (and retry) a delivery still being worked on
+        assert seconds(function.delivery.timeout) >= function.timeout_seconds, function.name
 
 
 def test_broker_is_rabbitmq_with_quorum_queues_on_three_nodes(deploy):
@@ -474,12 +477,23 @@ def test_emitters_get_k_sink_and_cron_goes_through_the_broker(deploy):
     (binding,) = by_kind(objects, "SinkBinding").values()
     assert binding["spec"]["sink"]["ref"]["kind"] == "Broker"
     selector = binding["spec"]["subject"]["selector"]["matchLabels"]
+    ingress_rules = by_kind(objects, "NetworkPolicy")["broker-ingress"]["spec"]["ingress"]
     for function in registry.values():
         if function.local_only:
             continue
         labels = services[function.service]["metadata"]["labels"]
         bound = all(labels.get(k) == v for k, v in selector.items())
         assert bound == ("broker" in function.uses), function.name
+        # and its pods may reach the Broker's ingress, which admits them
+        pod = services[function.service]["spec"]["template"]["metadata"]["labels"]
+        admitted = [
+            peer["podSelector"]["matchLabels"]
+            for rule in ingress_rules
+            for peer in rule["from"]
+            if "matchLabels" in peer.get("podSelector", {})
+        ]
+        admits = any(all(pod.get(k) == v for k, v in m.items()) for m in admitted)
+        assert admits == ("broker" in function.uses), function.name
         if function.schedule:
             ping = by_kind(objects, "PingSource")[function.service]["spec"]
             assert ping["timezone"] == "Asia/Seoul"
