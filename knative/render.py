@@ -29,6 +29,7 @@ from shared.registry import SEOUL, Function, Scaling
 ROOT = Path(__file__).resolve().parent.parent
 CHART = Path("helm/growbin")
 VERSION = "0.1.0"
+IMAGE = f"ghcr.io/growbin/growbin:{VERSION}"  # the default; values.yaml `image` overrides
 REPO_URL = "https://github.com/growbin/growbin-backend.git"  # the ArgoCD Application's source
 
 PART_OF = "growbin"
@@ -186,11 +187,11 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
     # A cloud_event target answers GET with 405 and an HTTP target only its own route, so
     # readiness and liveness are TCP: the socket accepts while workers wait on a model.
     probe = {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
-    pod_labels = {"app.kubernetes.io/part-of": PART_OF, FUNCTION_LABEL: function.name}
-    if "broker" in function.uses:  # the SinkBinding selects the Service, the policy the pods
-        pod_labels[EMITS_LABEL] = "true"
-    labels = {**pod_labels, "networking.knative.dev/visibility": "cluster-local"}
-    labels.pop("app.kubernetes.io/part-of")  # _meta adds it
+    # The SinkBinding selects Services by the emits label, the broker's NetworkPolicy pods.
+    emits = {EMITS_LABEL: "true"} if "broker" in function.uses else {}
+    pod_labels = {"app.kubernetes.io/part-of": PART_OF, FUNCTION_LABEL: function.name, **emits}
+    labels = {FUNCTION_LABEL: function.name, **emits}
+    labels["networking.knative.dev/visibility"] = "cluster-local"  # reached via the gateway
     timeout = function.timeout_seconds + TIMEOUT_MARGIN
     if timeout > MAX_REVISION_TIMEOUT:
         raise ValueError(f"{function.name}: timeout {timeout}s exceeds Knative's maximum")
@@ -230,7 +231,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": "function",
-                            "image": values.ref("image", f"ghcr.io/growbin/growbin:{VERSION}"),
+                            "image": values.ref("image", IMAGE),
                             "imagePullPolicy": "IfNotPresent",
                             "ports": [{"name": "http1", "containerPort": PORT}],
                             "env": env,
@@ -243,7 +244,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
                                 },
                             },
                             "readinessProbe": probe,
-                            "livenessProbe": probe,
+                            "livenessProbe": dict(probe),
                             "securityContext": _security_context(),
                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }
@@ -331,12 +332,12 @@ def migrate_job(values: Values) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": "migrate",
-                            "image": values.ref("image", f"ghcr.io/growbin/growbin:{VERSION}"),
+                            "image": values.ref("image", IMAGE),
                             "imagePullPolicy": "Always",
                             "command": ["growbin", "migrate"],
                             "env": [
                                 {"name": "GROWBIN_MODE", "value": "cluster"},
-                                _from_secret("DATABASE_URL", "growbin-database", "url"),
+                                _from_secret(*SECRET_ENV["db"][0]),
                             ],
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "128Mi"},
