@@ -1,7 +1,8 @@
 """Dead letters: events a Trigger gave up on after its retries, kept to be read and replayed.
 
-On the cluster they go to each Trigger's deadLetterSink; locally they are rows in the database,
-so `growbin dead-letters` can list them from another process.
+Locally the broker records them here directly. On the cluster every Trigger's deadLetterSink is
+the `dead_letter_sink` Service at `/<trigger>`, which records them into the same table, so
+`growbin dead-letters` lists them from anywhere that reaches the database.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import uuid
 from typing import Any
 
+import functions_framework
 from cloudevents.conversion import to_json
 from cloudevents.http import CloudEvent, from_json
 from sqlalchemy import JSON, Column, Integer, String, Table, Text, select, update
@@ -47,6 +49,37 @@ def record(trigger: str, event: CloudEvent, attempts: int, error: str) -> str:
             )
         )
     return letter_id
+
+
+# What Knative adds to an event it dead-letters: why the last delivery failed.
+ERROR_EXTENSIONS = ("knativeerrorcode", "knativeerrordata", "knativeerrordest")
+
+
+@functions_framework.cloud_event
+def dead_letter_sink(cloud_event: CloudEvent) -> None:
+    """Record an event a Trigger gave up on, sent to `/<trigger>?attempts=<n>`.
+
+    A redelivered dead letter changes nothing: one open letter per Trigger and event id.
+    """
+    from flask import request
+
+    trigger = request.path.strip("/") or "unknown"
+    attempts = request.args.get("attempts", "0")
+    attributes = cloud_event.get_attributes()
+    error = " ".join(f"{k}={attributes[k]}" for k in ERROR_EXTENSIONS if k in attributes)
+    original = CloudEvent(
+        {k: v for k, v in attributes.items() if k not in ERROR_EXTENSIONS}, cloud_event.data
+    )
+    with db.engine().connect() as conn:
+        open_letter = conn.execute(
+            select(dead_letters.c.id).where(
+                dead_letters.c.trigger == trigger,
+                dead_letters.c.event_id == original["id"],
+                dead_letters.c.replayed_at.is_(None),
+            )
+        ).first()
+    if open_letter is None:
+        record(trigger, original, int(attempts) if attempts.isdigit() else 0, error or "failed")
 
 
 def listing(include_replayed: bool = False) -> list[dict[str, Any]]:

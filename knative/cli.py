@@ -161,8 +161,12 @@ def _dead_letters(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from knative.render import write_all
 
-    for path in write_all(check=args.check):
+    differ = write_all(check=args.check)
+    for path in differ:
         print(path)
+    if args.check and differ:
+        print(f"{len(differ)} derived file(s) stale: run `growbin render`", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,771 @@
+"""The deployment, verified offline: every derived file fresh, every manifest valid.
+
+Rendered once per session into a temporary directory, for the real declarations and for a set
+of test-only ones (events, cron, emitters, templated paths) so the rules hold for any
+declarations colleagues add. Knative and eventing objects are checked against the CRD schemas
+in knative/crds (strictly: a field the API server would prune is an error), core objects with
+kubernetes-validate --strict, the chart rendered without helm (its templates are bare
+`{{ .Values.x }}` substitutions) against the plain manifests, and the lot with checkov.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from eventing.broker import seconds
+from functions import load_all
+from knative import render
+from shared.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
+
+ROOT = Path(__file__).resolve().parent.parent
+CRDS = ROOT / "knative" / "crds"
+KUBERNETES_VERSION = "1.31.0"
+IN_CI = os.environ.get("CI") == "true"
+SECRETISH = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL)", re.I)
+
+
+def _noop(_event) -> None:
+    return None
+
+
+def _synthetic() -> dict[str, Function]:
+    """Test-only declarations covering what colleagues declare: the AI chain, cron, params."""
+
+    def event(name: str, type_: str, **kw: Any) -> Function:
+        return Function(
+            name=name,
+            module="functions.pipeline",
+            kind="event",
+            summary=name,
+            handler=_noop,
+            filter={"type": type_},
+            **kw,
+        )
+
+    def http(name: str, route: str, **kw: Any) -> Function:
+        method, path = route.split(" ", 1)
+        return Function(
+            name=name,
+            module="functions.waste",
+            kind="http",
+            summary=name,
+            handler=_noop,
+            method=method,
+            path=path,
+            auth="user",
+            **kw,
+        )
+
+    declared = [
+        http("waste_status", "GET /api/v1/waste/status/{job_id}", scaling=HOT),
+        http("waste_items", "GET /api/v1/waste/items", uses=frozenset({"db"})),
+        http("waste_item", "GET /api/v1/waste/items/{guide_id}", uses=frozenset()),
+        http("waste_analyze", "POST /api/v1/waste/analyze", uses=frozenset({"db", "storage"})),
+        http("locations_nearby", "GET /api/v1/locations/bins/nearby", uses=frozenset({"kakao"})),
+        event(
+            "image_analyze",
+            "kr.growbin.waste.uploaded",
+            emits=("kr.growbin.image.analyzed",),
+            uses=frozenset({"db", "storage", "openai", "broker"}),
+            scaling=MODEL_BOUND,
+            timeout_seconds=90,
+            delivery=Delivery(retry=3, backoff_policy="linear", timeout="PT120S"),
+        ),
+        event("result_save", "kr.growbin.feedback.generated", uses=frozenset({"db", "cache"})),
+        Function(
+            name="analytics_daily",
+            module="functions.batch",
+            kind="event",
+            summary="daily",
+            handler=_noop,
+            filter={"type": PING_TYPE, "task": "analytics.daily"},
+            schedule="10 0 * * *",
+            scaling=Scaling(min=0, max=1, threads=1),
+            uses=frozenset({"db"}),
+        ),
+    ]
+    return {f.name: f for f in declared}
+
+
+REGISTRIES = {"declared": load_all, "synthetic": _synthetic}
+
+
+@pytest.fixture(scope="session", params=sorted(REGISTRIES))
+def deploy(request, tmp_path_factory):
+    """(registry, directory with every derived file written) for one set of declarations."""
+    registry = REGISTRIES[request.param]()
+    root = tmp_path_factory.mktemp(f"render-{request.param}")
+    render.sync(render.files(registry), root, check=False)
+    return registry, root
+
+
+def plain_objects(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """The objects of knative/ and eventing/, by file, as kustomize would apply them."""
+    found = {}
+    for directory in ("knative", "eventing"):
+        kustomization = yaml.safe_load((root / directory / "kustomization.yaml").read_text())
+        for resource in kustomization["resources"]:
+            path = root / directory / resource
+            if path.is_file():
+                found[f"{directory}/{resource}"] = list(yaml.safe_load_all(path.read_text()))
+    return found
+
+
+def all_objects(root: Path) -> list[dict[str, Any]]:
+    return [o for objects in plain_objects(root).values() for o in objects]
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str, api: str = "") -> dict[str, dict]:
+    return {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == kind and o["apiVersion"].startswith(api)
+    }
+
+
+# ---- the rules every deployment keeps, as a checker that can be shown to fail ---------------
+
+
+def problems(registry: dict[str, Function], objects: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with a deployment of `registry`; empty when it is right."""
+    found = []
+    services = by_kind(objects, "Service", "serving.knative.dev")
+    triggers = by_kind(objects, "Trigger")
+    routes = by_kind(objects, "HTTPRoute")
+    pings = by_kind(objects, "PingSource")
+    for trigger in triggers.values():
+        if "filters" in trigger["spec"]:
+            found.append(f"Trigger {trigger['metadata']['name']} uses spec.filters")
+    for function in registry.values():
+        if function.local_only:
+            if function.service in services:
+                found.append(f"{function.name} is local-only but deployed")
+            continue
+        if function.service not in services:
+            found.append(f"{function.name} has no Knative Service")
+            continue
+        if function.kind == "http":
+            route = routes.get(function.service)
+            if route is None or not _route_serves(route, function):
+                found.append(f"{function.name} has no route for {function.method} {function.path}")
+        else:
+            trigger = triggers.get(function.service)
+            attributes = (trigger or {}).get("spec", {}).get("filter", {}).get("attributes")
+            if attributes != function.filter:
+                found.append(f"{function.name} has no Trigger filtering {function.filter}")
+        if function.schedule:
+            ping = pings.get(function.service)
+            if ping is None or ping["spec"]["ceOverrides"]["extensions"] != {
+                "task": function.filter["task"]
+            }:
+                found.append(f"{function.name} has no PingSource for its task")
+    return found
+
+
+def _route_serves(route: dict[str, Any], function: Function) -> bool:
+    """Whether a Gateway API route sends `function`'s method and path to its Service."""
+    concrete = re.sub(r"\{\w+\}", "x", function.path)
+    for rule in route["spec"]["rules"]:
+        rewrite = [f["urlRewrite"]["hostname"] for f in rule.get("filters", [])]
+        if rewrite != [f"{function.service}.growbin.svc.cluster.local"]:
+            continue
+        for match in rule["matches"]:
+            path = match["path"]
+            if match.get("method") != function.method:
+                continue
+            if path["type"] == "Exact" and path["value"] == concrete:
+                return True
+            if path["type"] == "PathPrefix" and concrete.startswith(path["value"] + "/"):
+                return True
+    return False
+
+
+def test_every_function_has_its_service_trigger_and_route(deploy):
+    registry, root = deploy
+    assert problems(registry, all_objects(root)) == []
+
+
+def test_the_checker_fails_on_a_missing_service_route_trigger_or_spec_filters(deploy):
+    registry, root = deploy
+    objects = all_objects(root)
+    deployed = [f for f in registry.values() if not f.local_only]
+    http = next(f for f in deployed if f.kind == "http")
+    without_service = [
+        o for o in objects if not (o["kind"] == "Service" and o["metadata"]["name"] == http.service)
+    ]
+    assert f"{http.name} has no Knative Service" in problems(registry, without_service)
+    without_route = [
+        o
+        for o in objects
+        if not (o["kind"] == "HTTPRoute" and o["metadata"]["name"] == http.service)
+    ]
+    assert any("has no route" in p for p in problems(registry, without_route))
+    events = [f for f in deployed if f.kind == "event"]
+    if events:
+        mutated = copy.deepcopy(objects)
+        trigger = next(o for o in mutated if o["kind"] == "Trigger")
+        trigger["spec"]["filters"] = [{"prefix": {"type": "kr.growbin"}}]
+        del trigger["spec"]["filter"]
+        found = problems(registry, mutated)
+        assert any("uses spec.filters" in p for p in found)
+        assert any("has no Trigger" in p for p in found)
+
+
+# ---- derived files are fresh -----------------------------------------------------------------
+
+
+def test_derived_files_match_the_declarations():
+    stale = render.write_all(check=True)
+    assert stale == [], f"stale derived files, run `growbin render`: {stale}"
+
+
+def test_check_reports_changed_and_left_over_files(tmp_path):
+    registry = _synthetic()
+    wanted = render.files(registry)
+    render.sync(wanted, tmp_path, check=False)
+    assert render.sync(wanted, tmp_path, check=True) == []
+    (tmp_path / "knative/openapi.json").write_text("{}")
+    registry.pop("waste_items")
+    stale = render.sync(render.files(registry), tmp_path, check=True)
+    assert "knative/openapi.json" in stale
+    assert "knative/services/waste-items.yaml" in stale  # the function is gone, its file not
+    assert "helm/growbin/templates/knative/services/waste-items.yaml" in stale
+    assert (tmp_path / "knative/services/waste-items.yaml").exists()  # check writes nothing
+    render.sync(render.files(registry), tmp_path, check=False)
+    assert not (tmp_path / "knative/services/waste-items.yaml").exists()
+
+
+def test_cli_check_exits_non_zero_when_stale(tmp_path, monkeypatch, capsys):
+    from knative import cli
+
+    monkeypatch.setattr(render, "ROOT", tmp_path)
+    assert cli.main(["render", "--check"]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert cli.main(["render"]) == 0
+    assert cli.main(["render", "--check"]) == 0
+
+
+# ---- schema validation -----------------------------------------------------------------------
+
+
+def _strict(schema: Any) -> Any:
+    """A CRD schema as the API server applies it: unknown fields are pruned, so reject them."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    schemas = {}
+    for path in CRDS.glob("*.yaml"):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd:
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                if version.get("served", True):
+                    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+                    # the API server takes these on every object, listed or not
+                    schema.setdefault("properties", {}).update(
+                        {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                        }
+                    )
+                    schema = _strict(schema)
+                    schemas[(f"{group}/{version['name']}", kind)] = schema
+    return schemas
+
+
+CRD_SCHEMAS = _crd_schemas()
+CORE_GROUPS = ("v1", "batch/v1", "networking.k8s.io/v1", "apps/v1")
+
+
+def crd_errors(obj: dict[str, Any]) -> list[str]:
+    schema = CRD_SCHEMAS[(obj["apiVersion"], obj["kind"])]
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+def test_knative_and_eventing_objects_match_their_crds(deploy):
+    registry, root = deploy
+    checked = set()
+    for obj in all_objects(root):
+        if (obj["apiVersion"], obj["kind"]) in CRD_SCHEMAS:
+            assert crd_errors(obj) == [], obj["metadata"]["name"]
+            checked.add(obj["kind"])
+    expected = {"Service", "Broker", "RabbitmqBrokerConfig", "SinkBinding"}
+    if any(f.kind == "event" for f in registry.values()):
+        expected.add("Trigger")
+    if any(f.schedule for f in registry.values()):
+        expected.add("PingSource")
+    assert checked == expected
+
+
+def test_crd_validation_is_strict():
+    service = render.knative_service(_synthetic()["waste_status"], render.Values())
+    service = render._resolve(service)
+    assert crd_errors(service) == []
+    service["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}  # a typo
+    assert any("readinesProbe" in e for e in crd_errors(service))
+
+
+def test_core_objects_pass_kubernetes_validate_strict(deploy):
+    import kubernetes_validate
+
+    _, root = deploy
+    core = [o for o in all_objects(root) if o["apiVersion"] in CORE_GROUPS]
+    assert {o["kind"] for o in core} >= {"ConfigMap", "ServiceAccount", "Job", "NetworkPolicy"}
+    for obj in core:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    broken = copy.deepcopy(next(o for o in core if o["kind"] == "NetworkPolicy"))
+    broken["spec"]["podSelectors"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_objects_without_a_schema_here_keep_their_contract(deploy):
+    """Gateway API, RabbitmqCluster and ReferenceGrant have no CRD schema offline: check the
+    fields the design depends on."""
+    _, root = deploy
+    objects = all_objects(root)
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in CRD_SCHEMAS or obj["apiVersion"] in CORE_GROUPS:
+            continue
+        assert obj["apiVersion"] in (
+            "gateway.networking.k8s.io/v1",
+            "gateway.networking.k8s.io/v1beta1",
+            "rabbitmq.com/v1beta1",
+        ), obj["apiVersion"]
+        assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+    gateway = by_kind(objects, "Gateway")["growbin-edge"]
+    assert gateway["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
+    for route in by_kind(objects, "HTTPRoute").values():
+        assert route["spec"]["parentRefs"] == [{"name": "growbin-edge"}]
+        for rule in route["spec"]["rules"]:
+            assert len(rule["matches"]) >= 1 and len(rule["backendRefs"]) == 1
+            assert {m["path"]["type"] for m in rule["matches"]} <= {"Exact", "PathPrefix"}
+    grants = by_kind(objects, "ReferenceGrant")
+    backends = {
+        b["namespace"]
+        for r in by_kind(objects, "HTTPRoute").values()
+        for rule in r["spec"]["rules"]
+        for b in rule["backendRefs"]
+    }
+    assert backends <= {g["metadata"]["namespace"] for g in grants.values()}
+    rabbit = by_kind(objects, "RabbitmqCluster")["growbin-rabbitmq"]
+    assert rabbit["spec"]["replicas"] == 3
+
+
+# ---- what the design asks of each object ---------------------------------------------------
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_services_scale_on_concurrency_with_pinned_workers(deploy):
+    registry, root = deploy
+    services = by_kind(all_objects(root), "Service", "serving.knative.dev")
+    for function in registry.values():
+        if function.local_only:
+            continue
+        template = services[function.service]["spec"]["template"]
+        notes = template["metadata"]["annotations"]
+        spec = template["spec"]
+        container = spec["containers"][0]
+        env = _env(container)
+        workers, threads = int(env["WORKERS"]["value"]), int(env["THREADS"]["value"])
+        assert spec["containerConcurrency"] == workers * threads == function.scaling.concurrency
+        assert notes["autoscaling.knative.dev/class"] == "kpa.autoscaling.knative.dev"
+        assert notes["autoscaling.knative.dev/metric"] == "concurrency"
+        assert notes["autoscaling.knative.dev/target"] == str(function.scaling.concurrency)
+        assert notes["autoscaling.knative.dev/min-scale"] == str(function.scaling.min)
+        assert notes["autoscaling.knative.dev/max-scale"] == str(function.scaling.max)
+        if function.scaling == HOT:
+            assert notes["autoscaling.knative.dev/min-scale"] == "1"
+        assert spec["timeoutSeconds"] > function.timeout_seconds
+        assert env["FUNCTION_TARGET"]["value"] == function.name
+        assert env["FUNCTION_SOURCE"]["value"] == function.source
+        assert container["resources"]["requests"] == {
+            "cpu": function.resources.cpu,
+            "memory": function.resources.memory,
+        }
+        for probe in ("readinessProbe", "livenessProbe"):
+            if function.kind == "event":  # a cloud_event target answers GET with 405
+                assert set(container[probe]) >= {"tcpSocket"} and "httpGet" not in container[probe]
+        for name, var in env.items():
+            if SECRETISH.search(name):
+                assert "value" not in var and "secretKeyRef" in var["valueFrom"], name
+        assert container["securityContext"]["runAsNonRoot"] is True
+
+
+def test_function_sources_exist_for_functions_framework():
+    for function in [*load_all().values(), render.dead_letter_sink()]:
+        assert (ROOT / function.source).is_file(), function.source
+
+
+def test_triggers_deliver_with_retries_and_dead_letters(deploy):
+    registry, root = deploy
+    objects = all_objects(root)
+    triggers = by_kind(objects, "Trigger")
+    sink = by_kind(objects, "Service", "serving.knative.dev")["dead-letter-sink"]
+    assert _env(sink["spec"]["template"]["spec"]["containers"][0])["FUNCTION_SOURCE"] == {
+        "name": "FUNCTION_SOURCE",
+        "value": "eventing/dead_letters.py",
+    }
+    for function in registry.values():
+        if function.kind != "event":
+            continue
+        trigger = triggers[function.service]
+        assert trigger["metadata"]["annotations"]["rabbitmq.eventing.knative.dev/parallelism"] == (
+            str(function.scaling.concurrency)
+        )
+        delivery = trigger["spec"]["delivery"]
+        assert delivery["retry"] == function.delivery.retry
+        assert delivery["backoffPolicy"] == function.delivery.backoff_policy
+        assert delivery["backoffDelay"] == function.delivery.backoff_delay
+        assert delivery["timeout"] == function.delivery.timeout
+        assert delivery["deadLetterSink"]["ref"]["name"] == "dead-letter-sink"
+        assert delivery["deadLetterSink"]["uri"] == (
+            f"/{function.name}?attempts={function.delivery.retry + 1}"
+        )
+        assert trigger["spec"]["broker"] == "growbin"
+        # the dispatcher must not give up on (and retry) a delivery still being worked on
+        assert seconds(function.delivery.timeout) >= function.timeout_seconds, function.name
+
+
+def test_broker_is_rabbitmq_with_quorum_queues_on_three_nodes(deploy):
+    _, root = deploy
+    objects = all_objects(root)
+    broker = by_kind(objects, "Broker")["growbin"]
+    assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == (
+        "RabbitMQBroker"
+    )
+    config = by_kind(objects, "RabbitmqBrokerConfig")[broker["spec"]["config"]["name"]]
+    assert config["spec"]["queueType"] == "quorum"
+    cluster = config["spec"]["rabbitmqClusterReference"]["name"]
+    assert by_kind(objects, "RabbitmqCluster")[cluster]["spec"]["replicas"] == 3
+
+
+def test_emitters_get_k_sink_and_cron_goes_through_the_broker(deploy):
+    registry, root = deploy
+    objects = all_objects(root)
+    services = by_kind(objects, "Service", "serving.knative.dev")
+    (binding,) = by_kind(objects, "SinkBinding").values()
+    assert binding["spec"]["sink"]["ref"]["kind"] == "Broker"
+    selector = binding["spec"]["subject"]["selector"]["matchLabels"]
+    ingress_rules = by_kind(objects, "NetworkPolicy")["broker-ingress"]["spec"]["ingress"]
+    for function in registry.values():
+        if function.local_only:
+            continue
+        labels = services[function.service]["metadata"]["labels"]
+        bound = all(labels.get(k) == v for k, v in selector.items())
+        assert bound == ("broker" in function.uses), function.name
+        # and its pods may reach the Broker's ingress, which admits them
+        pod = services[function.service]["spec"]["template"]["metadata"]["labels"]
+        admitted = [
+            peer["podSelector"]["matchLabels"]
+            for rule in ingress_rules
+            for peer in rule["from"]
+            if "matchLabels" in peer.get("podSelector", {})
+        ]
+        admits = any(all(pod.get(k) == v for k, v in m.items()) for m in admitted)
+        assert admits == ("broker" in function.uses), function.name
+        if function.schedule:
+            ping = by_kind(objects, "PingSource")[function.service]["spec"]
+            assert ping["timezone"] == "Asia/Seoul"
+            assert ping["schedule"] == function.schedule
+            assert ping["sink"]["ref"] == {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Broker",
+                "name": "growbin",
+            }
+
+
+def test_network_policies_allow_only_what_each_function_uses(deploy):
+    registry, root = deploy
+    policies = by_kind(all_objects(root), "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress", "Egress"]
+    assert not deny["ingress"] and not deny["egress"]
+    ports = {"db": 5432, "cache": 6379, "broker": 8080}
+    for function in registry.values():
+        if function.local_only:
+            continue
+        egress = policies[f"{function.service}-egress"]["spec"]["egress"]
+        reached = {p["port"] for rule in egress for p in rule.get("ports", [])}
+        for use, port in ports.items():
+            assert (port in reached) == (use in function.uses), (function.name, use)
+        external = bool(function.uses & {"storage", "openai", "kakao", "oauth"})
+        assert (443 in reached) == external, function.name
+        for rule in egress:
+            for peer in rule["to"]:
+                if "ipBlock" in peer and peer["ipBlock"]["cidr"] == "0.0.0.0/0":
+                    assert "169.254.0.0/16" in peer["ipBlock"]["except"]  # no metadata API
+
+
+def test_alb_path_map_and_tools_are_routed(deploy):
+    _, root = deploy
+    objects = all_objects(root)
+    ingress = by_kind(objects, "Ingress")["growbin-alb"]
+    paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert paths == {
+        "/api/v1/auth",
+        "/api/v1/users",
+        "/api/v1/waste",
+        "/api/v1/locations",
+        "/argocd",
+        "/grafana",
+    }
+    routes = by_kind(objects, "HTTPRoute")
+    assert {"argocd", "grafana"} <= set(routes)
+
+
+def test_migration_job_runs_before_new_revisions(deploy):
+    _, root = deploy
+    job = by_kind(all_objects(root), "Job")["growbin-migrate"]
+    notes = job["metadata"]["annotations"]
+    assert notes["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert notes["argocd.argoproj.io/hook"] == "PreSync"
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["growbin", "migrate"]
+
+
+def test_ambiguous_routes_fail_the_render():
+    registry = _synthetic()
+    twin = dataclasses.replace(registry["waste_item"], name="waste_item_twin")
+    with pytest.raises(ValueError, match="would share the route"):
+        render.files({**registry, twin.name: twin})
+
+
+# ---- the Helm chart, rendered without helm ---------------------------------------------------
+
+TEMPLATE = re.compile(r"\{\{ \.Values\.([\w.]+) \}\}")
+
+
+def helm_template(text: str, values: dict[str, Any]) -> str:
+    """What `helm template` does with a template made only of `{{ .Values.x }}`."""
+
+    def lookup(match: re.Match[str]) -> str:
+        node: Any = values
+        for key in match[1].split("."):
+            node = node[key]
+        return str(node).lower() if isinstance(node, bool) else str(node)
+
+    rendered = TEMPLATE.sub(lookup, text)
+    assert "{{" not in rendered, "a template uses more than bare .Values substitutions"
+    return rendered
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) else value
+    return out
+
+
+def chart_objects(root: Path, values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    templates = root / "helm/growbin/templates"
+    return {
+        str(path.relative_to(templates)): list(
+            yaml.safe_load_all(helm_template(path.read_text(), values))
+        )
+        for path in sorted(templates.rglob("*.yaml"))
+    }
+
+
+def _leaves(node: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, val in node.items() for k, v in _leaves(val, f"{path}/{key}").items()}
+    if isinstance(node, list):
+        return {k: v for i, val in enumerate(node) for k, v in _leaves(val, f"{path}/{i}").items()}
+    return {path: node}
+
+
+def test_chart_with_default_values_is_the_plain_manifests(deploy):
+    _, root = deploy
+    values = yaml.safe_load((root / "helm/growbin/values.yaml").read_text())
+    assert chart_objects(root, values) == plain_objects(root)
+
+
+def test_production_values_change_only_what_they_say(deploy):
+    _, root = deploy
+    chart = root / "helm/growbin"
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    production = yaml.safe_load((ROOT / "helm/growbin/values-production.yaml").read_text())
+    schema = json.loads((chart / "values.schema.json").read_text())
+    functions = production.pop("functions", {})  # per-function keys exist only if declared
+    values = merged(defaults, production)
+    for name, tuned in functions.items():
+        if name in values["functions"]:
+            values["functions"][name] = merged(values["functions"][name], tuned)
+    jsonschema.validate(values, schema)
+    changed = {str(v) for v in _leaves(production).values()} | {
+        str(v) for v in _leaves(functions).values()
+    }
+    before = _leaves(plain_objects(root))
+    after = _leaves({f: o for f, o in chart_objects(root, values).items()})
+    assert before.keys() == after.keys()
+    differ = {k: after[k] for k in before if before[k] != after[k]}
+    assert differ, "production values changed nothing"
+    assert {str(v) for v in differ.values()} <= changed
+
+
+def test_values_schema_rejects_unknown_keys_and_quotes(deploy):
+    _, root = deploy
+    chart = root / "helm/growbin"
+    schema = json.loads((chart / "values.schema.json").read_text())
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    jsonschema.validate(values, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**values, "imag": "x"}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**values, "host": 'a"b'}, schema)
+
+
+def test_kustomize_builds_the_same_objects(deploy):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (for `kubectl kustomize`) is not installed")
+    _, root = deploy
+    built = subprocess.run(
+        [kubectl, "kustomize", str(root / "knative")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, yaml.safe_load_all(built))) == sorted(map(key, all_objects(root)))
+
+
+# ---- checkov, once -----------------------------------------------------------------------------
+
+
+def _checkov() -> str | None:
+    for candidate in (
+        os.environ.get("CHECKOV"),
+        str(ROOT / ".venv" / "checkov" / "bin" / "checkov"),
+        shutil.which("checkov"),
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def test_checkov_finds_nothing_unjustified(tmp_path_factory):
+    checkov = _checkov()
+    if checkov is None:
+        if IN_CI:
+            pytest.fail("checkov is not installed: ./task installs it into .venv/checkov")
+        pytest.skip("checkov is not installed (./task installs it into .venv/checkov)")
+    root = tmp_path_factory.mktemp("checkov")
+    registry = {**load_all(), **_synthetic()}
+    render.sync(render.files(registry), root, check=False)
+    for directory in ("helm", "knative/argocd"):  # templates are not manifests; app is ArgoCD's
+        shutil.rmtree(root / directory)
+    (root / "knative/openapi.json").unlink()
+    # checkov does not know Knative Services: give it each revision's pod as a Pod, with the
+    # Service's skip annotations, so its container checks apply to the functions too.
+    pods = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {**s["metadata"], "name": f"{s['metadata']['name']}-revision"},
+            "spec": {
+                k: v
+                for k, v in s["spec"]["template"]["spec"].items()
+                if k not in ("containerConcurrency", "timeoutSeconds")
+            },
+        }
+        for s in by_kind(all_objects(root), "Service", "serving.knative.dev").values()
+    ]
+    (root / "revision-pods.yaml").write_text(yaml.safe_dump_all(pods))
+    result = subprocess.run(
+        [checkov, "-d", str(root), "--framework", "kubernetes", "--skip-download", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(result.stdout)
+    reports = report if isinstance(report, list) else [report]
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for r in reports
+        for c in r["results"]["failed_checks"]
+    ]
+    passed = {c["resource"] for r in reports for c in r["results"]["passed_checks"]}
+    assert any(r.startswith("Pod.") for r in passed), result.stderr[-2000:]
+    assert failed == []
+
+
+# ---- the image -------------------------------------------------------------------------------
+
+
+def test_dockerfile_final_stage_is_slim_non_root_and_without_build_tools():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) >= 2, "multi-stage"
+    final = stages[-1]
+    assert final.startswith("python:${PYTHON_VERSION}-slim")
+    user = re.findall(r"^USER (\S+)", final, flags=re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    for tool in ("gcc", "build-essential", "make ", "g++", "apt-get install", "pip install"):
+        assert tool not in final, tool
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+    assert re.search(r"pip install (--\S+ )*\.$", stages[0], flags=re.M), "non-editable install"
+    assert "-e ." not in text
+    assert 'CMD ["functions-framework"]' in final
+
+
+# ---- the dead-letter sink --------------------------------------------------------------------
+
+
+def test_dead_letter_sink_records_once_per_trigger_and_event(env):
+    from cloudevents.http import CloudEvent
+    from flask import Flask
+
+    from eventing import dead_letters
+    from shared import db
+
+    db.migrate()
+    event = CloudEvent(
+        {
+            "type": "kr.growbin.waste.uploaded",
+            "source": "/growbin",
+            "id": "evt-1",
+            "knativeerrorcode": "500",
+            "knativeerrordest": "http://image-analyze.growbin.svc.cluster.local",
+        },
+        {"job_id": "j1"},
+    )
+    app = Flask("sink")
+    for _ in range(2):  # at least once: a redelivered dead letter changes nothing
+        with app.test_request_context("/image_analyze?attempts=4", method="POST"):
+            dead_letters.dead_letter_sink(event)
+    (letter,) = dead_letters.listing()
+    assert letter["trigger"] == "image_analyze" and letter["attempts"] == 4
+    assert "knativeerrorcode=500" in letter["error"]
+    assert "knativeerrorcode" not in letter["event"]  # replayed as it was first sent
