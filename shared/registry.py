@@ -261,7 +261,7 @@ def event(
     schedule: str | None = None,
     task: str | None = None,
     emits: tuple[str, ...] = (),
-    delivery: Delivery = Delivery(),
+    delivery: Delivery | None = None,
     scaling: Scaling = STANDARD,
     resources: Resources = Resources(),
     uses: tuple[str, ...] = ("db", "cache"),
@@ -274,6 +274,8 @@ def event(
     honours only exact attribute filters. Delivery is at least once, so every call is
     deduplicated on the CloudEvent id and the function's name.
     """
+    # Each delivery attempt may take as long as the function may run, never less.
+    delivery = delivery or Delivery(timeout=f"PT{timeout_seconds}S")
     filter_attributes = {"type": event_type}
     if task:
         filter_attributes["task"] = task
