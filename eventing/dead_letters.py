@@ -16,7 +16,7 @@ from cloudevents.conversion import to_json
 from cloudevents.http import CloudEvent, from_json
 from sqlalchemy import JSON, Column, Integer, String, Table, Text, select, update
 
-from shared import db
+from shared import db, pipeline
 
 dead_letters = Table(
     "dead_letters",
@@ -48,6 +48,7 @@ def record(trigger: str, event: CloudEvent, attempts: int, error: str) -> str:
                 failed_at=db.now(),
             )
         )
+    pipeline.dead_lettered(event["type"], event.data, error)
     return letter_id
 
 

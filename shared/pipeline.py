@@ -28,6 +28,7 @@ CLASSIFIED = "kr.growbin.waste.classified"
 ANSWERED = "kr.growbin.waste.answered"
 
 ALTERNATIVES = 3
+STAGE_EVENTS = (UPLOADED, ANALYZED, CLASSIFIED, ANSWERED)
 
 vision_cache = Table(
     "vision_cache",
@@ -204,3 +205,13 @@ def save(data: dict[str, Any]) -> None:
         return
     jobs.advance(job["id"], "save")
     jobs.save_result(job["id"], data)
+
+
+def dead_lettered(event_type: str, data: Any, error: str) -> None:
+    """A stage gave up after its retries: the job fails now, with the reason, not at the sweep."""
+    if event_type in STAGE_EVENTS and isinstance(data, dict) and data.get("job_id"):
+        jobs.fail(
+            str(data["job_id"]),
+            "PROCESSING_FAILED",
+            f"the analysis failed after retries ({error[:200]}); try again",
+        )

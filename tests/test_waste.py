@@ -386,3 +386,22 @@ def test_every_guide_is_found_first_by_its_own_name():
         if rules.normalize(top["name"]) != rules.normalize(guide["name"]):
             misses.append(guide["name"])
     assert misses == []
+
+
+def test_a_stage_that_keeps_crashing_fails_the_job_with_a_reason(system, monkeypatch):
+    """Retried by the broker, then dead-lettered: the job fails at once, not at the sweep."""
+    from eventing import dead_letters
+
+    client = system.app.test_client()
+    headers = login(client)
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("dictionary unavailable")
+
+    monkeypatch.setattr(rules, "search", crash)
+    job_id, response = run(client, system, headers, hint="페트병")
+    error = response.get_json()["error"]
+    assert error["code"] == "PROCESSING_FAILED" and "dictionary unavailable" in error["message"]
+    [letter] = dead_letters.listing()
+    assert letter["trigger"] == "classification_identify"
+    assert letter["attempts"] == system.registry["classification_identify"].delivery.retry + 1
