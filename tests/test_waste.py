@@ -399,7 +399,7 @@ def test_a_stage_that_keeps_crashing_fails_the_job_with_a_reason(system, monkeyp
         raise RuntimeError("dictionary unavailable")
 
     monkeypatch.setattr(rules, "search", crash)
-    job_id, response = run(client, system, headers, hint="페트병")
+    _, response = run(client, system, headers, hint="페트병")
     error = response.get_json()["error"]
     assert error["code"] == "PROCESSING_FAILED" and "dictionary unavailable" in error["message"]
     [letter] = dead_letters.listing()

@@ -1,0 +1,56 @@
+"""The growbin command: invoke one function (HTTP or CloudEvent, binary or structured), migrate,
+dead letters."""
+
+from __future__ import annotations
+
+import json
+
+from knative.cli import main
+
+
+def _out(capsys) -> tuple[int, str]:
+    lines = capsys.readouterr().out.strip().splitlines()
+    return int(lines[0]), "\n".join(lines[1:])
+
+
+def test_invoke_an_http_function_in_process(env, capsys):
+    assert main(["invoke", "auth_login_dev", "--data", '{"user": "cli"}', "--local"]) == 0
+    status, body = _out(capsys)
+    assert status == 200
+    token = json.loads(body)["access_token"]
+    assert main(["invoke", "auth_me", "--token", token, "--local"]) == 0
+    status, body = _out(capsys)
+    assert status == 200 and json.loads(body)["nickname"] == "cli"
+    assert (
+        main(["invoke", "waste_status", "--param", "job_id=nope", "--token", token, "--local"]) == 1
+    )
+    status, body = _out(capsys)
+    assert status == 404 and json.loads(body)["error"]["code"] == "NOT_FOUND"
+
+
+def test_invoke_an_event_function_binary_and_structured(env, capsys):
+    for mode in ([], ["--structured"]):
+        assert (
+            main(["invoke", "analytics_daily", "--data", '{"day": "2026-11-25"}', "--local", *mode])
+            == 0
+        )
+        status, _ = _out(capsys)
+        assert status == 204
+    from sqlalchemy import select
+
+    from shared import analytics, db
+
+    with db.engine().connect() as conn:
+        days = conn.execute(select(analytics.daily_analytics.c.day)).scalars().all()
+    assert [d.isoformat() for d in days] == ["2026-11-25"]
+
+
+def test_invoke_an_unknown_function_lists_the_known_ones(env, capsys):
+    assert main(["invoke", "nope", "--local"]) == 2
+    assert "waste_status" in capsys.readouterr().err
+
+
+def test_migrate_and_dead_letters(env, capsys):
+    assert main(["migrate"]) == 0
+    assert main(["dead-letters"]) == 0
+    assert "0 dead letter(s)" in capsys.readouterr().err
