@@ -32,16 +32,17 @@ REASONS = {
     202: "Accepted",
     204: "No Content",
     400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED, TOKEN_EXPIRED or TOKEN_REVOKED",
+    401: "UNAUTHENTICATED, TOKEN_EXPIRED, TOKEN_REVOKED, TOKEN_REUSED or INVALID_STATE",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
-    409: "Conflict",
+    409: "Conflict (e.g. UPLOAD_MISSING)",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "VALIDATION_FAILED",
     429: "RATE_LIMITED (Retry-After)",
     500: "INTERNAL, with an error id that is in the logs",
+    502: "PROVIDER_ERROR: a sign-in provider answered something unusable",
     503: "UNAVAILABLE: a dependency is down (Retry-After)",
 }
 
@@ -81,7 +82,8 @@ def _operation(function: Function) -> dict[str, Any]:
         operation["parameters"] = parameters
     if function.body is not None:
         operation["requestBody"] = {
-            "required": True,
+            # A body with no required field may be left out (logout's refresh_token).
+            "required": bool(function.body.get("required")),
             "content": {"application/json": {"schema": function.body}},
         }
     operation["security"] = [{"bearer": []}] if function.auth else []
