@@ -28,10 +28,14 @@ from eventing import dead_letters
 from shared.errors import log_event
 from shared.registry import Delivery, Function
 
+# Days and time parts, at least one of them, and a T only before a time part: "P", "PT" and
+# "P1DT" are not durations. Years, months and weeks have no fixed length in seconds.
+_DURATION = re.compile(r"P(?!$)(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
+
 
 def seconds(duration: str) -> float:
     """An ISO 8601 duration as Knative writes them (PT0.5S, PT1M, P1DT2H) in seconds."""
-    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?", duration)
+    match = _DURATION.fullmatch(duration)
     if not match:
         raise ValueError(f"not an ISO 8601 duration: {duration}")
     days, hours, minutes, secs = match.groups()
@@ -46,6 +50,34 @@ def backoff(delivery: Delivery, retry_number: int) -> float:
     if delivery.backoff_policy == "exponential":
         return base * (2**retry_number)
     return base * (retry_number + 1)
+
+
+def next_retry(
+    function: Function, event: CloudEvent, attempt: int, error: str, time_scale: float = 1.0
+) -> float | None:
+    """Seconds before retrying failed delivery `attempt` (0-based), or None when the Trigger's
+    retries are spent and the event goes to the dead letters; logs which."""
+    if attempt < function.delivery.retry:
+        delay = backoff(function.delivery, attempt) * time_scale
+        log_event(
+            "warning",
+            "delivery_retry",
+            trigger=function.name,
+            event_id=event["id"],
+            attempt=attempt + 1,
+            retry_in_s=round(delay, 3),
+            error=error,
+        )
+        return delay
+    log_event(
+        "error",
+        "dead_lettered",
+        trigger=function.name,
+        event_id=event["id"],
+        attempts=attempt + 1,
+        error=error,
+    )
+    return None
 
 
 def matches(filter_attributes: dict[str, str], event: CloudEvent) -> bool:
@@ -101,18 +133,8 @@ class LocalBroker:
             headers, body = to_binary(event)
             function.handler(from_http(headers, body))
         except Exception as exc:
-            retries = function.delivery.retry
-            if attempt < retries:
-                delay = backoff(function.delivery, attempt) * self.time_scale
-                log_event(
-                    "warning",
-                    "delivery_retry",
-                    trigger=function.name,
-                    event_id=event["id"],
-                    attempt=attempt + 1,
-                    retry_in_s=round(delay, 3),
-                    error=repr(exc),
-                )
+            delay = next_retry(function, event, attempt, repr(exc), self.time_scale)
+            if delay is not None:
                 with self._cond:
                     heapq.heappush(
                         self._pending,
@@ -122,14 +144,6 @@ class LocalBroker:
                     self._cond.notify_all()
             else:
                 dead_letters.record(function.name, event, attempt + 1, repr(exc))
-                log_event(
-                    "error",
-                    "dead_lettered",
-                    trigger=function.name,
-                    event_id=event["id"],
-                    attempts=attempt + 1,
-                    error=repr(exc),
-                )
         finally:
             with self._cond:
                 self._outstanding -= 1

@@ -15,6 +15,7 @@ from cloudevents.http import CloudEvent
 
 from shared.errors import log_event
 from shared.events import make
+from shared.idempotency import derived_id
 from shared.registry import PING_TYPE, SEOUL, Function
 
 NAMESPACE = "growbin"
@@ -63,11 +64,14 @@ def source_of(function: Function) -> str:
     return f"/apis/v1/namespaces/{NAMESPACE}/pingsources/{function.service}"
 
 
-def ping(function: Function) -> CloudEvent:
+def ping(function: Function, at: datetime) -> CloudEvent:
+    """The ping due at `at`. Its id is derived from the schedule slot: dev servers sharing one
+    RabbitMQ broker each fire it, and the @event wrapper runs the task once."""
     return make(
         PING_TYPE,
         {"task": function.filter["task"]},
         source=source_of(function),
+        event_id=derived_id(at.isoformat(), f"ping:{function.name}"),
         task=function.filter["task"],
     )
 
@@ -93,7 +97,7 @@ class Cron:
         fired = []
         for function in self.scheduled:
             if due(function.schedule, at):
-                self.publish(ping(function))
+                self.publish(ping(function, at))
                 fired.append(function.name)
         return fired
 

@@ -33,20 +33,26 @@ dead_letters = Table(
 )
 
 
-def record(trigger: str, event: CloudEvent, attempts: int, error: str) -> str:
-    letter_id = uuid.uuid4().hex
+def record(
+    trigger: str, event: CloudEvent, attempts: int, error: str, letter_id: str | None = None
+) -> str:
+    """Keep a dead letter; the same `letter_id` again (a letter redelivered) changes nothing."""
+    letter_id = letter_id or uuid.uuid4().hex
     with db.transaction() as conn:
-        conn.execute(
-            dead_letters.insert().values(
-                id=letter_id,
-                trigger=trigger,
-                event_id=event["id"],
-                event_type=event["type"],
-                event=json.loads(to_json(event)),
-                attempts=attempts,
-                error=error[:4000],
-                failed_at=db.now(),
-            )
+        db.upsert(
+            conn,
+            dead_letters,
+            {
+                "id": letter_id,
+                "trigger": trigger,
+                "event_id": event["id"],
+                "event_type": event["type"],
+                "event": json.loads(to_json(event)),
+                "attempts": attempts,
+                "error": error[:4000],
+                "failed_at": db.now(),
+            },
+            keys=["id"],
         )
     pipeline.dead_lettered(event["type"], event.data, error)
     return letter_id
@@ -91,14 +97,25 @@ def listing(include_replayed: bool = False) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def take(letter_id: str) -> tuple[dict[str, Any], CloudEvent]:
-    """Mark a dead letter replayed and return it with its event, ready to send again."""
-    with db.transaction() as conn:
+def read(letter_id: str) -> tuple[dict[str, Any], CloudEvent]:
+    """A dead letter and its event, ready to send again; KeyError when there is none."""
+    with db.engine().connect() as conn:
         row = conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
-        if row is None:
-            raise KeyError(letter_id)
+    if row is None:
+        raise KeyError(letter_id)
+    letter = dict(row._mapping)
+    return letter, from_json(json.dumps(letter["event"]))
+
+
+def mark_replayed(letter_id: str) -> None:
+    with db.transaction() as conn:
         conn.execute(
             update(dead_letters).where(dead_letters.c.id == letter_id).values(replayed_at=db.now())
         )
-    letter = dict(row._mapping)
-    return letter, from_json(json.dumps(letter["event"]))
+
+
+def take(letter_id: str) -> tuple[dict[str, Any], CloudEvent]:
+    """Mark a dead letter replayed and return it with its event, ready to send again."""
+    letter, event = read(letter_id)
+    mark_replayed(letter_id)
+    return letter, event

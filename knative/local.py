@@ -1,7 +1,8 @@
 """The whole system in one process: the embedded default behind `growbin dev` and the tests.
 
 Every function module is loaded, the schema migrated (local mode), and the local broker and
-cron wired to the same declarations the cluster's Triggers and PingSources come from.
+cron wired to the same declarations the cluster's Triggers and PingSources come from. The broker
+runs in-process, or over RabbitMQ when BROKER_URL is set (eventing/rabbitmq.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flask import Flask
 
 from eventing.broker import LocalBroker
 from eventing.cron import Cron
+from eventing.rabbitmq import RabbitBroker
 from functions import load_all
 from knative.server import create_app
 from shared import db, events
@@ -23,7 +25,7 @@ from shared.settings import settings
 @dataclass
 class Local:
     registry: dict[str, Function]
-    broker: LocalBroker
+    broker: LocalBroker | RabbitBroker
     cron: Cron
     app: Flask
 
@@ -35,13 +37,16 @@ class Local:
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)  # else a line per socket event
 
 
 def start(*, time_scale: float = 1.0, with_cron: bool = True) -> Local:
     if settings().local:
         db.migrate()
     registry = load_all()
-    broker = LocalBroker(registry.values(), time_scale=time_scale)
+    broker = (RabbitBroker if settings().broker_url else LocalBroker)(
+        registry.values(), time_scale=time_scale
+    )
     events.use_local_sink(broker.publish)
     cron = Cron(registry.values(), broker.publish)
     if with_cron:

@@ -77,6 +77,9 @@ def _dependency_down(exc: BaseException) -> str | None:
     redis = sys.modules.get("redis.exceptions")
     if redis and isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return "cache"
+    pika = sys.modules.get("pika.exceptions")
+    if pika and isinstance(exc, pika.AMQPError):
+        return "event broker"
     botocore = sys.modules.get("botocore.exceptions")
     if botocore and isinstance(
         exc, botocore.EndpointConnectionError | botocore.ConnectTimeoutError

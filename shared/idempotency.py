@@ -8,6 +8,7 @@ and the record means a redelivery redoes the same effects, never different ones.
 from __future__ import annotations
 
 from sqlalchemy import Column, String, Table, select
+from sqlalchemy.engine import Connection
 
 from shared import db
 
@@ -30,14 +31,20 @@ def seen(event_id: str, consumer: str) -> bool:
     return row is not None
 
 
-def remember(event_id: str, consumer: str) -> None:
-    with db.transaction() as conn:
-        db.upsert(
-            conn,
-            processed_events,
-            {"event_id": event_id, "consumer": consumer, "processed_at": db.now()},
-            keys=["event_id", "consumer"],
-        )
+def remember(event_id: str, consumer: str, conn: Connection | None = None) -> None:
+    """Mark the event handled. A consumer whose effect is not idempotent passes the connection of
+    the transaction that writes it: effect and mark commit together, and a crash between them
+    cannot make a redelivery apply the effect twice."""
+    if conn is None:
+        with db.transaction() as conn:
+            remember(event_id, consumer, conn)
+        return
+    db.upsert(
+        conn,
+        processed_events,
+        {"event_id": event_id, "consumer": consumer, "processed_at": db.now()},
+        keys=["event_id", "consumer"],
+    )
 
 
 def derived_id(event_id: str, stage: str) -> str:

@@ -20,6 +20,7 @@ class Settings:
     database_url: str
     redis_url: str | None
     broker_url: str | None  # amqp:// for the RabbitMQ-backed local broker
+    broker_name: str  # names its exchanges and queues: processes sharing one name share the work
     k_sink: str | None  # injected by the SinkBinding on the cluster
     s3_bucket: str | None
     public_url: str  # how clients reach this deployment (local upload forms point here)
@@ -71,6 +72,7 @@ def settings() -> Settings:
         database_url=_env("DATABASE_URL", f"sqlite:///{data_dir / 'growbin.db'}"),
         redis_url=_env("REDIS_URL"),
         broker_url=_env("BROKER_URL"),
+        broker_name=_env("BROKER_NAME", "default"),
         k_sink=_env("K_SINK"),
         s3_bucket=_env("S3_BUCKET"),
         public_url=_env("GROWBIN_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),

@@ -6,8 +6,9 @@ client on the path map; `login` signs a user in through `POST /login/dev`.
 
 Service-backed tests take the `services` fixture: it uses DATABASE_URL, REDIS_URL and
 BROKER_URL as the session started with them (`.ci/run` sets them), gives each test its own
-PostgreSQL schema, and S3 through a `moto_server` on loopback. Without the URLs those tests
-skip locally; with CI=true a missing or unreachable service fails them.
+PostgreSQL schema, and S3 through a `moto_server` on loopback. `rabbitmq` gives a test its own
+broker name on the RabbitMQ at BROKER_URL and deletes what its brokers declared. Without the
+URLs those tests skip locally; with CI=true a missing or unreachable service fails them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# Property tests draw the same examples on every run and machine (deterministic, as every test
+# here); no per-example deadline on a shared 2-core machine.
+hypothesis_settings.register_profile("growbin", derandomize=True, deadline=None)
+hypothesis_settings.load_profile("growbin")
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "tests" / "data" / "images"
@@ -31,6 +38,7 @@ CONFIG_VARS = (
     "DATABASE_URL",
     "REDIS_URL",
     "BROKER_URL",
+    "BROKER_NAME",
     "K_SINK",
     "S3_BUCKET",
     "AWS_ENDPOINT_URL",
@@ -173,6 +181,58 @@ def services(env, s3_endpoint):
     admin.dispose()
 
 
+class Rabbit:
+    """A test's own broker name on RabbitMQ; every broker made here is closed and its exchanges
+    and queues deleted after the test."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self.brokers: list = []
+
+    def broker(self, functions, **options):
+        from eventing.rabbitmq import RabbitBroker
+
+        return self.track(RabbitBroker(list(functions), self.url, self.name, **options))
+
+    def track(self, broker):
+        self.brokers.append(broker)
+        return broker
+
+    def channel(self):
+        import pika
+
+        return pika.BlockingConnection(pika.URLParameters(self.url)).channel()
+
+    def delete(self) -> None:
+        for broker in self.brokers:
+            broker.close()
+        channel = self.channel()
+        for layout in {id(b.layout): b.layout for b in self.brokers}.values():
+            for queue in [*layout.queues.values(), layout.dlq]:
+                channel.queue_delete(queue)
+            for exchange in (layout.exchange, layout.dlx):
+                channel.exchange_delete(exchange)
+        channel.connection.close()
+
+
+@pytest.fixture
+def rabbitmq(env):
+    """RabbitMQ at BROKER_URL under a broker name of this test's own (BROKER_NAME is set)."""
+    import pika
+
+    url = _require("BROKER_URL")
+    try:
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+    except pika.exceptions.AMQPError as exc:
+        pytest.fail(f"RabbitMQ at BROKER_URL is unreachable: {exc!r}")
+    rabbit = Rabbit(url, f"test-{uuid.uuid4().hex[:12]}")
+    env.setenv("BROKER_URL", url)
+    env.setenv("BROKER_NAME", rabbit.name)
+    reset_clients()
+    yield rabbit
+    rabbit.delete()
+
+
 @pytest.fixture(params=["embedded", "services"])
 def backend(request):
     """Run a test on both: the embedded default, and the real services."""
@@ -217,6 +277,22 @@ def login(client, name: str = "alice") -> dict[str, str]:
     response = client.post("/api/v1/auth/login/dev", json={"user": name})
     assert response.status_code == 200, response.get_data(as_text=True)
     return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+def event_function(name, handler, delivery=None, **filter_):
+    """An event Function (a Trigger) on `handler`, with a short retry, filtering on `filter_`."""
+    from shared.registry import Delivery, Function, Scaling
+
+    return Function(
+        name=name,
+        module="functions.test",
+        kind="event",
+        summary=name,
+        handler=handler,
+        filter=filter_,
+        delivery=delivery or Delivery(retry=2, backoff_delay="PT0.1S"),
+        scaling=Scaling(threads=4),
+    )
 
 
 def error_code(response) -> str:

@@ -5,24 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import event_function as _function
 
 from eventing import dead_letters
 from eventing.broker import LocalBroker, backoff, seconds
 from shared import db, events, idempotency
-from shared.registry import Delivery, Function, Scaling, event
-
-
-def _function(name, handler, delivery=Delivery(retry=2, backoff_delay="PT0.1S"), **filter_):
-    return Function(
-        name=name,
-        module="functions.test",
-        kind="event",
-        summary=name,
-        handler=handler,
-        filter=filter_,
-        delivery=delivery,
-        scaling=Scaling(threads=4),
-    )
+from shared.registry import Delivery, event
 
 
 @pytest.fixture

@@ -41,3 +41,22 @@ def test_cron_publishes_pings_with_the_task_attribute():
     [ping] = published
     assert ping["type"] == PING_TYPE and ping["task"] == "analytics.daily"
     assert ping["source"] == "/apis/v1/namespaces/growbin/pingsources/analytics-daily"
+
+
+def test_processes_firing_the_same_slot_send_the_same_ping_id():
+    """Dev servers sharing a RabbitMQ broker each fire a schedule; one id lets it run once."""
+    published = []
+    hourly = Function(
+        name="cleanup_cache",
+        module="functions.batch",
+        kind="event",
+        summary="",
+        handler=lambda e: None,
+        filter={"type": PING_TYPE, "task": "cleanup.cache"},
+        schedule="0 * * * *",
+    )
+    first, second = (Cron([hourly], lambda e: published.append(e["id"]) or 1) for _ in range(2))
+    for cron in (first, second):
+        cron.fire_due(datetime(2026, 11, 26, 4, 0, tzinfo=SEOUL))
+    first.fire_due(datetime(2026, 11, 26, 5, 0, tzinfo=SEOUL))
+    assert published[0] == published[1] != published[2]
