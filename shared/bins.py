@@ -239,15 +239,9 @@ def get(bin_id_: str) -> dict[str, Any] | None:
         row = conn.execute(query).mappings().first()
     if row is None:
         return None
+    own = ("id", "name", "type", "address", "lat", "lng", "district", "location_detail")
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "type": row["type"],
-        "address": row["address"],
-        "lat": row["lat"],
-        "lng": row["lng"],
-        "district": row["district"],
-        "location_detail": row["location_detail"],
+        **{k: row[k] for k in own},
         "opening_hours": row["opening_hours"],
         "accepted_items": row["accepted_items"] or [],
         "phone": row["phone"],

@@ -15,6 +15,7 @@ EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius
 # South Korea's land and islands with a margin: Marado (33.11 N) to Goseong (38.61 N),
 # Gageodo (125.07 E) to Dokdo (131.87 E). A coordinate outside cannot be a Korean bin.
 KOREA_LAT = (33.0, 38.7)
+EDGE_DEG = 1e-9  # about 0.1 mm: boxes grow by this so rounding never drops a point on the circle
 KOREA_LNG = (124.5, 132.0)
 
 
@@ -53,14 +54,14 @@ def bounding_box(lat: float, lng: float, radius_m: float) -> Box:
     antimeridian, the box falls back to every longitude.
     """
     angle = radius_m / EARTH_RADIUS_M
-    dlat = math.degrees(angle)
+    dlat = math.degrees(angle) + EDGE_DEG
     min_lat, max_lat = lat - dlat, lat + dlat
     if min_lat <= -90.0 or max_lat >= 90.0:
         return Box(max(min_lat, -90.0), min(max_lat, 90.0), -180.0, 180.0)
     ratio = math.sin(angle) / math.cos(math.radians(lat))
     if ratio >= 1.0:
         return Box(min_lat, max_lat, -180.0, 180.0)
-    dlng = math.degrees(math.asin(ratio))
+    dlng = math.degrees(math.asin(ratio)) + EDGE_DEG
     min_lng, max_lng = lng - dlng, lng + dlng
     if min_lng < -180.0 or max_lng > 180.0:
         return Box(min_lat, max_lat, -180.0, 180.0)

@@ -294,18 +294,8 @@ def _recycling_places(lat: float, lng: float, radius_m: float) -> list[dict[str,
     for place in places:
         distance = geo.haversine_m(lat, lng, place["lat"], place["lng"])
         if distance <= radius_m:
-            found.append(
-                {
-                    "id": place["id"],
-                    "name": place["name"],
-                    "type": place["type"],
-                    "address": place["address"],
-                    "lat": place["lat"],
-                    "lng": place["lng"],
-                    "distance_m": distance,
-                    "source": "kakao_local",
-                }
-            )
+            shown = {k: place[k] for k in ("id", "name", "type", "address", "lat", "lng")}
+            found.append({**shown, "distance_m": distance, "source": "kakao_local"})
     return found
 
 
@@ -317,12 +307,7 @@ def place(place_id: str) -> dict[str, Any] | None:
     if found is None:
         return None
     return {
-        "id": found["id"],
-        "name": found["name"],
-        "type": found["type"],
-        "address": found["address"],
-        "lat": found["lat"],
-        "lng": found["lng"],
+        **{k: found[k] for k in ("id", "name", "type", "address", "lat", "lng")},
         "district": None,
         "location_detail": None,
         "opening_hours": None,
