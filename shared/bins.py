@@ -8,9 +8,10 @@ Nearby search prunes by area before it measures: every bin with coordinates carr
 latitude band (`band`, 0.01 degrees, about 1.1 km), and the B-tree indexes (band, lng, lat) and
 (type, band, lng, lat) turn a bounding box into one short index range per band, on SQLite and
 PostgreSQL alike (no extension needed; PostgreSQL here has none installed beyond plpgsql).
-Exact great-circle distances are then computed for the few candidates. The search widens its
-reach stepwise up to the radius, so "the 20 nearest within 20 km" in central Seoul reads a
-few hundred rows, not the ten thousand inside the full circle.
+Exact great-circle distances are then computed for the few candidates. The search starts at
+250 m and widens toward the radius by what the density it has seen promises, so "the 20
+nearest within 20 km" in central Seoul reads a few dozen rows, not the thousands inside the
+full circle.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     select,
@@ -51,8 +54,8 @@ LABELS = {  # what a bin is called on the street and on the map
     "recycle_center": "재활용 수거 거점",
 }
 BAND_DEG = 0.01  # latitude band height of the area index
-FIRST_REACH_M = 1000.0  # nearby looks this far first, then widens
-WIDEN = 4.0
+FIRST_REACH_M = 250.0  # nearby looks this far first, then widens as the density says
+WIDEN = 4.0  # at most this much per step
 PLACE_MATCH_M = 60.0  # a Kakao place this close to one of our sites is that site
 PLACE_NAME_MATCH_M = 300.0  # ... or this close with the same name
 
@@ -114,47 +117,49 @@ def band_of(lat: float) -> int:
 # ---- search -------------------------------------------------------------------------------
 
 
-def area_query(box: geo.Box, bin_type: str | None = None) -> Select:
-    """Bins inside a bounding box, through the area index: one index range per latitude band."""
-    bands = list(range(band_of(box.min_lat), band_of(box.max_lat) + 1))
+@cache
+def _area_statement(typed: bool) -> Select:
+    """Bins inside a bounding box, through the area index: one index range per latitude band.
+    Built once; each search only binds its values (statement building costs more than the
+    query itself)."""
     conditions = [
-        bins.c.band.in_(bands),
-        bins.c.lng.between(box.min_lng, box.max_lng),
-        bins.c.lat.between(box.min_lat, box.max_lat),
+        bins.c.band.in_(bindparam("bands", expanding=True)),
+        bins.c.lng.between(bindparam("min_lng"), bindparam("max_lng")),
+        bins.c.lat.between(bindparam("min_lat"), bindparam("max_lat")),
     ]
+    if typed:
+        conditions.insert(0, bins.c.type == bindparam("type"))
+    columns = (bins.c.id, bins.c.name, bins.c.type, bins.c.address, bins.c.lat, bins.c.lng)
+    return select(*columns, bins.c.dataset).where(*conditions)
+
+
+def _area_params(box: geo.Box, bin_type: str | None) -> dict[str, Any]:
+    params = {
+        "bands": list(range(band_of(box.min_lat), band_of(box.max_lat) + 1)),
+        **box._asdict(),
+    }
     if bin_type:
-        conditions.insert(0, bins.c.type == bin_type)
-    return select(
-        bins.c.id,
-        bins.c.name,
-        bins.c.type,
-        bins.c.address,
-        bins.c.lat,
-        bins.c.lng,
-        bins.c.dataset,
-    ).where(*conditions)
+        params["type"] = bin_type
+    return params
+
+
+def area_query(box: geo.Box, bin_type: str | None = None) -> Select:
+    """The area search with its values bound (to EXPLAIN it)."""
+    return _area_statement(bool(bin_type)).params(**_area_params(box, bin_type))
 
 
 def _within(
     conn: Connection, lat: float, lng: float, reach: float, bin_type: str | None
-) -> list[dict[str, Any]]:
+) -> list[tuple[float, str, Any]]:
+    """(distance, id, row) of the bins within `reach`, nearest first."""
+    box = geo.bounding_box(lat, lng, reach)
+    rows = conn.execute(_area_statement(bool(bin_type)), _area_params(box, bin_type)).all()
     found = []
-    for row in conn.execute(area_query(geo.bounding_box(lat, lng, reach), bin_type)):
+    for row in rows:
         distance = geo.haversine_m(lat, lng, row.lat, row.lng)
         if distance <= reach:
-            found.append(
-                {
-                    "id": row.id,
-                    "name": row.name,
-                    "type": row.type,
-                    "address": row.address,
-                    "lat": row.lat,
-                    "lng": row.lng,
-                    "distance_m": distance,
-                    "source": row.dataset,
-                }
-            )
-    found.sort(key=lambda item: (item["distance_m"], item["id"]))
+            found.append((distance, row.id, row))
+    found.sort(key=lambda hit: hit[:2])
     return found
 
 
@@ -169,8 +174,23 @@ def nearest(
             # Everything within `reach` is in `found`; enough of them means none farther
             # can be among the nearest `limit`.
             if len(found) >= limit or reach >= radius_m:
-                return found[:limit]
-            reach = min(radius_m, reach * WIDEN)
+                break
+            # Widen to where the density seen so far promises `limit` bins, with a margin.
+            grow = 1.5 * math.sqrt(limit / len(found)) if found else WIDEN
+            reach = min(radius_m, reach * min(WIDEN, max(1.25, grow)))
+    return [
+        {
+            "id": row.id,
+            "name": row.name,
+            "type": row.type,
+            "address": row.address,
+            "lat": row.lat,
+            "lng": row.lng,
+            "distance_m": distance,
+            "source": row.dataset,
+        }
+        for distance, _id, row in found[:limit]
+    ]
 
 
 def nearby(
