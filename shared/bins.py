@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from shared import db, geo
+from shared import db, geo, kakao_local
 
 TYPES = ("clothing", "recycling", "general", "battery", "lamp", "recycle_center")
 LABELS = {  # what a bin is called on the street and on the map
@@ -197,17 +197,13 @@ def nearby(
     lat: float, lng: float, radius_m: float, bin_type: str | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
     """Nearest bins first; with a Kakao key, recycling places from Kakao Local join them."""
-    from shared import kakao_local
-
     found = nearest(lat, lng, radius_m, bin_type, limit)
     if bin_type in (None, "recycle_center") and kakao_local.configured():
         places = kakao_local.recycling_places(lat, lng, radius_m)
         if places:
-            ours = nearest(lat, lng, radius_m + PLACE_MATCH_M, "recycle_center", 1000)
-            found = merge_places(found, places, ours)
-    for item in found[:limit]:
-        item["distance_m"] = round(item["distance_m"], 1)
-    return found[:limit]
+            ours = nearest(lat, lng, radius_m + PLACE_NAME_MATCH_M, "recycle_center", 1000)
+            found = merge_places(found, places, ours)[:limit]
+    return [{**item, "distance_m": round(item["distance_m"], 1)} for item in found]
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -240,8 +236,6 @@ def merge_places(
 
 def get(bin_id_: str) -> dict[str, Any] | None:
     """Everything its source knows about one bin, or None."""
-    from shared import kakao_local
-
     if bin_id_.startswith(kakao_local.PLACE_PREFIX):
         return kakao_local.place(bin_id_)
     query = (
