@@ -7,6 +7,7 @@ import math
 import uuid
 from urllib.parse import quote
 
+import jsonschema
 import pytest
 import requests
 import responses
@@ -22,6 +23,14 @@ CITY_HALL = (37.5665, 126.9780)
 SPHERE = Geodesic(geo.EARTH_RADIUS_M, 0)  # places points at exact great-circle distances
 GOYANG = (37.7025454, 126.901133)  # KECO site 1, 고양동 종합복지회관
 NEARBY = "/api/v1/locations/bins/nearby"
+
+
+def conforms(function: str, body: dict) -> dict:
+    """The body matches the response schema the function declares (and OpenAPI publishes)."""
+    from functions import load_all
+
+    jsonschema.validate(body, load_all()[function].responses[200])
+    return body
 
 
 def offset(origin: tuple[float, float], bearing: float, metres: float) -> tuple[float, float]:
@@ -143,7 +152,7 @@ def test_nearby_is_exactly_a_full_scan(api):
                 query["type"] = kind
             response = api.get(NEARBY, query_string=query)
             assert response.status_code == 200, response.get_json()
-            body = response.get_json()
+            body = conforms("locations_nearby", response.get_json())
             ids = [item["id"] for item in body["items"]]
             assert ids == _full_scan(rows, lat, lng, radius, kind, limit), query
             assert body["count"] == len(ids)
@@ -243,7 +252,7 @@ def _first(client, **query) -> dict:
 
 def test_bin_detail_has_everything_the_source_knows(api):
     site = _first(api, lat=GOYANG[0], lng=GOYANG[1], type="recycle_center")
-    detail = api.get(f"/api/v1/locations/bins/{site['id']}").get_json()
+    detail = conforms("locations_bin", api.get(f"/api/v1/locations/bins/{site['id']}").get_json())
     assert detail["name"] == "고양동 종합복지회관" and detail["district"] == "고양시"
     assert detail["opening_hours"]["tue"] == "11:00 ~ 14:00"
     assert "투명페트병" in detail["accepted_items"]
@@ -278,7 +287,7 @@ def test_a_street_bin_without_coordinates_is_in_detail_not_in_nearby(api, tmp_pa
     path.write_text(json.dumps([item], ensure_ascii=False), encoding="utf-8")
     [report] = bin_import.import_files([path])
     [street] = [r["id"] for r in _rows(report.dataset)]
-    detail = api.get(f"/api/v1/locations/bins/{street}").get_json()
+    detail = conforms("locations_bin", api.get(f"/api/v1/locations/bins/{street}").get_json())
     assert (detail["lat"], detail["lng"], detail["type"]) == (None, None, "recycling")
     assert detail["address"] == "서울특별시 중구 세종대로 110"
     assert detail["name"] == "재활용 쓰레기통 (시청 앞)"
@@ -310,7 +319,7 @@ def test_navigation_to_a_bin_and_to_a_point(api):
         "/api/v1/locations/navigation",
         query_string={"from_lat": CITY_HALL[0], "from_lng": CITY_HALL[1], "bin_id": south["id"]},
     ).get_json()
-    assert body["distance_m"] == 999.5
+    assert conforms("locations_navigation", body)["distance_m"] == 999.5
     assert body["bearing_deg"] == 180.0  # the synthetic bin lies due south
     assert body["walking_minutes"] == math.ceil(999.5 * 1.3 / 75) == 18
     assert body["destination"]["id"] == south["id"] and body["destination"]["type"] == "general"
@@ -428,7 +437,9 @@ def test_kakao_places_join_nearby_deduplicated_and_cached(kakao, api):
     assert all(c.headers["Authorization"] == f"KakaoAK {kakao}" for c in calls)
     assert calls[0].params["sort"] == "distance" and int(calls[0].params["radius"]) >= 1000
     assert all(sum(c.req_kwargs["timeout"]) <= 1.0 for c in calls)  # a user is waiting
-    places = [i for i in body["items"] if i["source"] == "kakao_local"]
+    places = [
+        i for i in conforms("locations_nearby", body)["items"] if i["source"] == "kakao_local"
+    ]
     assert [(p["id"], p["name"], p["type"]) for p in places] == [
         ("kakao:103", "덕양구 재활용센터", "recycle_center")
     ]
@@ -440,7 +451,7 @@ def test_kakao_places_join_nearby_deduplicated_and_cached(kakao, api):
     with responses.RequestsMock() as rsps:  # cached: Kakao is not asked again
         assert _goyang(api, lat=GOYANG[0] + 0.0005)["count"] == body["count"]
         assert len(rsps.calls) == 0
-        detail = api.get("/api/v1/locations/bins/kakao:103").get_json()
+        detail = conforms("locations_bin", api.get("/api/v1/locations/bins/kakao:103").get_json())
     assert detail["source"]["dataset"] == "kakao_local"
     assert detail["source"]["row"]["place_url"] == "http://place.map.kakao.com/103"
     response = api.get("/api/v1/locations/bins/kakao:999")
