@@ -26,7 +26,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, timedelta
 from fnmatch import fnmatch
 from functools import cache
@@ -599,7 +599,9 @@ def import_file(path: str | Path, bin_type: str | None = None, only_if_changed: 
             and state["sha256"] == digest
             and (state["kind"] != "street" or state["geocoder"] or not kakao_local.configured())
         ):
-            return Report(**{**state["report"], "unchanged": True})
+            names = {f.name for f in fields(Report)}  # a report stored by an older version
+            kept = {k: v for k, v in state["report"].items() if k in names}
+            return Report(**{**kept, "unchanged": True})
     if bin_type is not None and bin_type not in bins.TYPES:
         raise BinFileError(f"unknown type {bin_type!r}; one of {', '.join(bins.TYPES)}")
     text, report.encoding = decode(raw)
