@@ -25,7 +25,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, timedelta
 from fnmatch import fnmatch
@@ -667,7 +667,3 @@ def bundled_files() -> list[Path]:
 def import_bundled(only_if_changed: bool = True) -> list[Report]:
     """The bin data that ships with the project; unchanged files are skipped by default."""
     return [import_file(path, only_if_changed=only_if_changed) for path in bundled_files()]
-
-
-def import_files(paths: Iterable[str | Path], bin_type: str | None = None) -> list[Report]:
-    return [import_file(path, bin_type) for path in paths]

@@ -354,11 +354,3 @@ def dataset_state(key: str) -> dict[str, Any] | None:
         row = conn.execute(select(bin_datasets).where(bin_datasets.c.key == key)).mappings()
         found = row.first()
     return dict(found) if found else None
-
-
-def count(bin_type: str | None = None) -> int:
-    query = select(func.count()).select_from(bins)
-    if bin_type:
-        query = query.where(bins.c.type == bin_type)
-    with db.engine().connect() as conn:
-        return conn.execute(query).scalar_one()

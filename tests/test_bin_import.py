@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import responses
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from shared import bin_import, bins, db, kakao_local
 from shared.bin_import import BinFileError
@@ -29,6 +29,14 @@ def _rows(dataset: str) -> dict[str, dict]:
     with db.engine().connect() as conn:
         found = conn.execute(select(bins.bins).where(bins.bins.c.dataset == dataset)).mappings()
         return {row["source_id"]: dict(row) for row in found}
+
+
+def _count(kind: str | None = None) -> int:
+    query = select(func.count()).select_from(bins.bins)
+    if kind:
+        query = query.where(bins.bins.c.type == kind)
+    with db.engine().connect() as conn:
+        return conn.execute(query).scalar_one()
 
 
 def _write(path, text: str, encoding: str) -> str:
@@ -97,8 +105,8 @@ def test_bundled_import_report(database):
     assert street.types == ["general", "recycling"]
     assert street.bins == 6371 and street.without_coordinates == 6371
     assert street.geocoding["pending"] == street.geocoding["addresses"] == 3549
-    assert bins.count() == CLOTHING + 395 + 6371
-    assert bins.count("general") + bins.count("recycling") == 6371
+    assert _count() == CLOTHING + 395 + 6371
+    assert _count("general") + _count("recycling") == 6371
 
     gangseo = reports["seoul_clothing_bins/bins_gangseo.csv"]
     assert "lat=위도" in gangseo.notes[0]
@@ -106,7 +114,8 @@ def test_bundled_import_report(database):
 
 
 def test_bundled_rows_keep_what_the_source_knows(database):
-    bin_import.import_files([KECO, REGISTERS / "bins_songpa.csv", REGISTERS / "bins_mapo.csv"])
+    for path in (KECO, REGISTERS / "bins_songpa.csv", REGISTERS / "bins_mapo.csv"):
+        bin_import.import_file(path)
     keco = _rows("locations/keco_recycle_compensation_sites.csv")["1"]
     assert keco["name"] == "고양동 종합복지회관"
     assert keco["address"] == "경기도 고양시 덕양구 혜음로 19-11"  # province from the lot address
@@ -141,7 +150,7 @@ UNSEEN_XY = """번호,설치위치,X좌표,Y좌표,관리기관,비고
 @pytest.mark.parametrize("encoding", ["cp949", "utf-8-sig"])
 def test_x_y_columns_import_as_longitude_latitude(database, tmp_path, encoding):
     path = _write(tmp_path / "도봉구_의류수거함.csv", UNSEEN_XY, encoding)
-    [report] = bin_import.import_files([path])
+    report = bin_import.import_file(path)
     assert (report.kind, report.types) == ("register", ["clothing"])
     assert report.encoding == ("cp949" if encoding == "cp949" else "utf-8-sig")
     assert (report.rows_read, report.imported) == (8, 2)
@@ -169,7 +178,7 @@ def test_longitude_before_latitude_with_a_title_line_and_type_given(database, tm
         '127.0355,37.6653,"서울특별시 도봉구 방학로 101","1층, 입구",20250302\n'
     )
     path = _write(tmp_path / "register.csv", text, "utf-8-sig")
-    [report] = bin_import.import_files([path], "battery")
+    report = bin_import.import_file(path, "battery")
     assert report.types == ["battery"] and report.imported == 2
     assert "1 line(s) before the header row ignored" in report.notes
     rows = _rows(report.dataset)
@@ -178,14 +187,14 @@ def test_longitude_before_latitude_with_a_title_line_and_type_given(database, tm
     assert (row["district"], row["location_detail"]) == ("도봉구", "1층, 입구")
     assert row["name"] == "폐건전지 수거함 (1층, 입구)" and row["source_date"] == "2025-03-02"
     # Without --type the title line says what the bins are.
-    [again] = bin_import.import_files([path])
+    again = bin_import.import_file(path)
     assert again.types == ["battery"]
 
 
 def test_header_that_mislabels_its_columns_is_read_by_the_values(database, tmp_path):
     text = "위도,경도,주소\n127.0471,37.6688,도봉로 552\n127.0355,37.6653,방학로 101\n"
     path = _write(tmp_path / "clothing.csv", text, "cp949")
-    [report] = bin_import.import_files([path])
+    report = bin_import.import_file(path)
     assert report.imported == 2 and not report.skipped
     assert any("read the other way round" in note for note in report.notes)
     assert _rows(report.dataset)["도봉로 552||"]["lat"] == 37.6688
@@ -194,17 +203,17 @@ def test_header_that_mislabels_its_columns_is_read_by_the_values(database, tmp_p
 def test_files_it_cannot_read_are_refused_with_a_reason(database, tmp_path):
     no_coordinates = _write(tmp_path / "clothing.csv", "이름,주소\n가,나\n", "utf-8")
     with pytest.raises(BinFileError, match="no latitude/longitude"):
-        bin_import.import_files([no_coordinates])
+        bin_import.import_file(no_coordinates)
     no_type = _write(tmp_path / "bins.csv", "위도,경도\n37.6688,127.0471\n", "utf-8")
     with pytest.raises(BinFileError, match="--type"):
-        bin_import.import_files([no_type])
+        bin_import.import_file(no_type)
     other_json = _write(tmp_path / "x.json", json.dumps([{"a": 1}]), "utf-8")
     with pytest.raises(BinFileError, match="no known layout"):
-        bin_import.import_files([other_json])
+        bin_import.import_file(other_json)
     binary = tmp_path / "x.csv"
     binary.write_bytes(b"\xff\xfe\xfd\x80\x81")
     with pytest.raises(BinFileError):
-        bin_import.import_files([binary])
+        bin_import.import_file(binary)
 
 
 # ---- re-import ----------------------------------------------------------------------------
@@ -215,11 +224,11 @@ def test_reimport_updates_in_place_and_drops_what_the_file_no_longer_lists(datab
     path = tmp_path / "seoul_clothing_bins" / "bins_gangbuk.csv"
     path.parent.mkdir()
     _write(path, "\n".join(source) + "\n", "cp949")
-    [first] = bin_import.import_files([path])
+    first = bin_import.import_file(path)
     before = _rows(first.dataset)
     assert len(before) == first.imported == 729
 
-    [again] = bin_import.import_files([path])  # the same file: nothing new, nothing lost
+    again = bin_import.import_file(path)  # the same file: nothing new, nothing lost
     assert _rows(first.dataset).keys() == before.keys() and again.removed == 0
     assert {r["id"] for r in _rows(first.dataset).values()} == {r["id"] for r in before.values()}
 
@@ -228,7 +237,7 @@ def test_reimport_updates_in_place_and_drops_what_the_file_no_longer_lists(datab
     cells = moved.split(",")
     cells[4] = "37.64"  # 위도
     _write(path, "\n".join([header, ",".join(cells), *rest]) + "\n", "cp949")
-    [changed] = bin_import.import_files([path])
+    changed = bin_import.import_file(path)
     after = _rows(first.dataset)
     assert len(after) == 728 and changed.removed == 1
     moved_id = cells[1]  # 의류수거함관리코드: the stable source id
@@ -237,7 +246,7 @@ def test_reimport_updates_in_place_and_drops_what_the_file_no_longer_lists(datab
 
 
 def test_unchanged_bundled_files_are_skipped(database):
-    bin_import.import_files([KECO])
+    bin_import.import_file(KECO)
     report = bin_import.import_file(KECO, only_if_changed=True)
     assert report.unchanged and report.imported == 395
     assert bin_import.summary(report).endswith("unchanged since the last import")
@@ -339,7 +348,7 @@ def test_street_bins_are_geocoded_once_and_kept_without_coordinates_when_not_fou
     path = _write(tmp_path / "street.json", json.dumps(STREET_ITEMS, ensure_ascii=False), "utf-8")
     with responses.RequestsMock() as rsps:
         _answer_addresses(rsps)
-        [report] = bin_import.import_files([path])
+        report = bin_import.import_file(path)
         calls = [c.request for c in rsps.calls]
     assert (report.rows_read, report.imported, report.bins) == (4, 3, 4)
     assert report.skipped == {"cigarette_bin": 1}
@@ -369,7 +378,7 @@ def test_street_bins_are_geocoded_once_and_kept_without_coordinates_when_not_fou
             kakao_local.ADDRESS_URL,
             json=kakao_address("서울 종로구 자하문로4길 6", "126.9706", "37.5769"),
         )
-        [again] = bin_import.import_files([path])
+        again = bin_import.import_file(path)
         asked = [c.request.params["query"] for c in rsps.calls]
         assert asked == ["서울특별시 종로구 자하문로4길 6"]
     assert again.without_coordinates == 1 and len(_rows(report.dataset)) == 4
@@ -384,7 +393,7 @@ def test_a_refused_key_stops_geocoding_and_keeps_the_bins(kakao_key, tmp_path):
             status=401,
             json={"errorType": "AccessDeniedError", "message": "wrong appKey"},
         )
-        [report] = bin_import.import_files([path])
+        report = bin_import.import_file(path)
         assert len(rsps.calls) == 1
     assert report.bins == 4 and report.without_coordinates == 4
     assert report.geocoding["pending"] == 3 and "401" in report.geocoding["error"]
@@ -432,7 +441,7 @@ def test_local_start_imports_the_bundled_data_once(env):
     system = local.start(with_cron=False)
     system.stop()
     first = {k: s["imported_at"] for k, s in _datasets().items()}
-    assert len(first) == len(EXPECTED) and bins.count() == CLOTHING + 395 + 6371
+    assert len(first) == len(EXPECTED) and _count() == CLOTHING + 395 + 6371
     system = local.start(with_cron=False)
     system.stop()
     assert {k: s["imported_at"] for k, s in _datasets().items()} == first

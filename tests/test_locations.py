@@ -92,7 +92,8 @@ def _seed_synthetic() -> None:
 
 def _signed_in_client(system):
     files = [REGISTERS / f"bins_{gu}.csv" for gu in ("jongno", "gangnam")]
-    bin_import.import_files([*files, KECO])
+    for path in [*files, KECO]:
+        bin_import.import_file(path)
     _seed_synthetic()
     client = system.app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = login(client)["Authorization"]
@@ -285,7 +286,7 @@ def test_a_street_bin_without_coordinates_is_in_detail_not_in_nearby(api, tmp_pa
         "쓰레기통종류": "재활용쓰레기",
     }
     path.write_text(json.dumps([item], ensure_ascii=False), encoding="utf-8")
-    [report] = bin_import.import_files([path])
+    report = bin_import.import_file(path)
     [street] = [r["id"] for r in _rows(report.dataset)]
     detail = conforms("locations_bin", api.get(f"/api/v1/locations/bins/{street}").get_json())
     assert (detail["lat"], detail["lng"], detail["type"]) == (None, None, "recycling")
