@@ -450,3 +450,16 @@ def test_local_start_imports_the_bundled_data_once(env):
 def _datasets() -> dict[str, dict]:
     with db.engine().connect() as conn:
         return {r["key"]: dict(r) for r in conn.execute(select(bins.bin_datasets)).mappings()}
+
+
+def test_the_daily_import_runs_from_its_ping_once_per_event(system):
+    from eventing.cron import ping
+
+    event = ping(system.registry["locations_import"])
+    assert system.broker.publish(event) == 1
+    assert system.broker.wait_idle(60)
+    first = {k: s["imported_at"] for k, s in _datasets().items()}
+    assert len(first) == len(EXPECTED) and _count() == CLOTHING + 395 + 6371
+    system.broker.publish(event)  # delivered again: the same event changes nothing
+    assert system.broker.wait_idle(60)
+    assert {k: s["imported_at"] for k, s in _datasets().items()} == first
