@@ -122,6 +122,31 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_bins(args: argparse.Namespace) -> int:
+    from shared import bin_import, bins, db
+    from shared.settings import settings
+
+    if args.type and args.type not in bins.TYPES:
+        print(f"--type must be one of {', '.join(bins.TYPES)}", file=sys.stderr)
+        return 2
+    if settings().local:
+        db.migrate()
+    paths = args.files or bin_import.bundled_files()
+    reports, failed = [], 0
+    for path in paths:
+        try:
+            reports.append(bin_import.import_file(path, args.type))
+        except (bin_import.BinFileError, OSError) as exc:
+            failed += 1
+            print(f"{path}: not imported: {exc}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], ensure_ascii=False, indent=2))
+    else:
+        for report in reports:
+            print(bin_import.summary(report))
+    return 1 if failed else 0
+
+
 def _dead_letters(args: argparse.Namespace) -> int:
     from eventing import dead_letters
 
@@ -223,6 +248,14 @@ def parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply the Alembic migrations")
     migrate.set_defaults(run=_migrate)
+
+    bins = commands.add_parser(
+        "import-bins", help="import bin location files (no FILE: the bundled data)"
+    )
+    bins.add_argument("files", nargs="*", metavar="FILE", help="CSV or JSON, kind told by content")
+    bins.add_argument("--type", help="what the files' bins are (clothing, battery, ...)")
+    bins.add_argument("--json", action="store_true", help="print the reports as JSON")
+    bins.set_defaults(run=_import_bins)
 
     letters = commands.add_parser("dead-letters", help="list dead letters, or replay one")
     letters.add_argument("--all", action="store_true", help="include replayed ones")

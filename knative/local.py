@@ -40,9 +40,15 @@ def configure_logging() -> None:
     logging.getLogger("pika").setLevel(logging.WARNING)  # else a line per socket event
 
 
-def start(*, time_scale: float = 1.0, with_cron: bool = True) -> Local:
+def start(
+    *, time_scale: float = 1.0, with_cron: bool = True, with_bundled_data: bool = True
+) -> Local:
     if settings().local:
         db.migrate()
+        if with_bundled_data:  # the bin locations; a few ms once imported
+            from shared import bin_import
+
+            bin_import.import_bundled()
     registry = load_all()
     broker = (RabbitBroker if settings().broker_url else LocalBroker)(
         registry.values(), time_scale=time_scale
