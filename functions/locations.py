@@ -152,7 +152,7 @@ def locations_navigation(request, user, query):
     scaling=BATCH,
     resources=Resources(memory="256Mi", memory_limit="512Mi"),
     uses=("db", "kakao"),
-    timeout_seconds=600,
+    timeout_seconds=540,  # Knative allows 600 s a request; geocoding resumes next run
 )
 def locations_import(cloud_event):
     """Re-import the bundled bin data and geocode the street bins still without coordinates."""

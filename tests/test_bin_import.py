@@ -453,9 +453,11 @@ def _datasets() -> dict[str, dict]:
 
 
 def test_the_daily_import_runs_from_its_ping_once_per_event(system):
+    from datetime import UTC, datetime
+
     from eventing.cron import ping
 
-    event = ping(system.registry["locations_import"])
+    event = ping(system.registry["locations_import"], datetime.now(UTC))
     assert system.broker.publish(event) == 1
     assert system.broker.wait_idle(60)
     first = {k: s["imported_at"] for k, s in _datasets().items()}
