@@ -43,7 +43,13 @@ def _sender(function, port: int, prepared: serving.Prepared):
     from shared.events import make
 
     attributes = {k: v for k, v in function.filter.items() if k != "type"}
-    headers, body = to_binary(make(function.filter["type"], {"job_id": "bench-none"}, **attributes))
+    event = make(
+        function.filter["type"],
+        {"job_id": "bench-none"},
+        event_id=serving.COLD_EVENT_ID,
+        **attributes,
+    )
+    headers, body = to_binary(event)
     return lambda: requests.post(base + "/", headers=headers, data=body, timeout=30)
 
 

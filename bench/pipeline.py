@@ -5,7 +5,7 @@
 2. Jobs per second that the AI stages complete when the model takes 3 s per call, against the
    ideal of concurrency / 3 s for one instance (the trigger's pool is the instance's threads).
 
-Run: `python bench/pipeline.py [--jobs 40] [--slow-jobs 96] [--json out.json]`.
+Run: `python bench/pipeline.py [--jobs 40] [--slow-jobs 96] [--rabbitmq AMQP_URL] [--json F]`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _system(model_url: str):
+def _system(model_url: str, broker_url: str | None = None):
     os.environ.update(
         {
             "GROWBIN_DATA_DIR": tempfile.mkdtemp(prefix="growbin-bench-"),
@@ -44,12 +44,25 @@ def _system(model_url: str):
     )
     for name in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "S3_BUCKET"):
         os.environ.pop(name, None)
+    if broker_url:  # the same system with the RabbitMQ-backed broker, under a name of its own
+        os.environ.update({"BROKER_URL": broker_url, "BROKER_NAME": f"bench-{os.getpid()}"})
     from conftest import reset_clients
 
     from knative import local
 
     reset_clients()
-    return local.start(with_cron=False)
+    return local.start(with_cron=False, with_bundled_data=False)
+
+
+def _delete_rabbit_layout(broker) -> None:
+    import pika
+
+    channel = pika.BlockingConnection(pika.URLParameters(os.environ["BROKER_URL"])).channel()
+    for queue in [*broker.layout.queues.values(), broker.layout.dlq]:
+        channel.queue_delete(queue)
+    for exchange in (broker.layout.exchange, broker.layout.dlx):
+        channel.exchange_delete(exchange)
+    channel.connection.close()
 
 
 def _login(client, name: str) -> dict[str, str]:
@@ -144,6 +157,7 @@ def main() -> dict:
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--slow-jobs", type=int, default=96)
     parser.add_argument("--delay", type=float, default=3.0)
+    parser.add_argument("--rabbitmq", metavar="AMQP_URL", help="also measure over RabbitMQ")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -181,7 +195,29 @@ def main() -> dict:
         }
         system.stop()
 
+        if args.rabbitmq:  # the same latency with the RabbitMQ-backed broker
+            system = _system(model.base_url, args.rabbitmq)
+            model.delay = 0
+            try:
+                client = system.app.test_client()
+                _run(client, _prepare(client, 1))
+                latencies, _ = _run(client, _prepare(client, args.jobs))
+                report["latency_rabbitmq"] = {
+                    "jobs": args.jobs,
+                    "p50_ms": round(statistics.median(latencies) * 1000, 1),
+                    "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+                }
+            finally:
+                system.stop()
+                _delete_rabbit_layout(system.broker)
+
     lat, thr = report["latency"], report["throughput"]
+    if "latency_rabbitmq" in report:
+        rabbit = report["latency_rabbitmq"]
+        print(
+            f"{'pipeline latency over RabbitMQ':40} p50 {rabbit['p50_ms']:8.1f} ms  "
+            f"p95 {rabbit['p95_ms']:8.1f} ms"
+        )
     print(
         f"{'pipeline latency (instant model)':40} p50 {lat['p50_ms']:8.1f} ms  "
         f"p95 {lat['p95_ms']:8.1f} ms  (broker floor p50 {lat['broker_floor_p50_ms']} ms)"

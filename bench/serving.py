@@ -21,6 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 FRAMEWORK = str(Path(sys.executable).parent / "functions-framework")
 HELLO = ROOT / "bench" / "hello.py"
+COLD_EVENT_ID = "bench-cold-start"
 
 
 @dataclass
@@ -43,8 +44,12 @@ def prepare() -> Prepared:
         "from shared import accounts, db, jobs, sessions; db.migrate(); "
         "u = accounts.find_or_create('dev', 'bench', 'bench'); "
         "print(sessions.start(u)['access_token']); "
-        "print(jobs.create(u['id'], 'image/jpeg', 1000, 'pet')['id'])"
-    )
+        "print(jobs.create(u['id'], 'image/jpeg', 1000, 'pet')['id']); "
+        # Each event function has handled COLD_EVENT_ID already, so sending it measures starting
+        # up and answering, not the task (a first ping would run a whole import).
+        "from functions import load_all; from shared import idempotency; "
+        "[idempotency.remember(COLD, n) for n, f in load_all().items() if f.kind == 'event']"
+    ).replace("COLD", repr(COLD_EVENT_ID))
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     ).stdout.split()

@@ -1,0 +1,159 @@
+"""Every benchmark in one run, each figure next to its baseline from the same run.
+
+Each benchmark runs in its own process (they set up their own environments) and writes JSON;
+this prints one table of the figures against their targets and writes bench/results.json.
+PostgreSQL and RabbitMQ figures are added when DATABASE_URL and BROKER_URL are set.
+
+Run: `./task bench` (or `python bench/run.py [--quick]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(name: str, args: list[str], out: Path) -> dict:
+    started = time.monotonic()
+    print(f"== {name}", flush=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.DEVNULL,
+    )
+    print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
+    return json.loads(out.read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    args = parser.parse_args()
+    quick = args.quick
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        results["coldstart"] = _run(
+            "coldstart",
+            ["--runs", "1" if quick else "3", "--json", str(out / "cold.json")],
+            out / "cold.json",
+        )
+        results["hotpath"] = _run(
+            "hotpath",
+            ["--seconds", "3" if quick else "10", "--json", str(out / "hot.json")],
+            out / "hot.json",
+        )
+        pipeline = [
+            "--jobs",
+            "10" if quick else "40",
+            "--slow-jobs",
+            "32" if quick else "96",
+            "--json",
+            str(out / "pipe.json"),
+        ]
+        if os.environ.get("BROKER_URL"):
+            pipeline += ["--rabbitmq", os.environ["BROKER_URL"]]
+        results["pipeline"] = _run("pipeline", pipeline, out / "pipe.json")
+        nearby = ["--out", str(out / "near.json")]
+        if quick:
+            nearby += ["--bins", "100000", "--queries", "200"]
+        results["nearby"] = _run("nearby", nearby, out / "near.json")
+
+    cold, hot, pipe = results["coldstart"], results["hotpath"], results["pipeline"]
+    rows = []
+    worst = max(cold["functions"].items(), key=lambda item: item[1]["ratio"])
+    rows.append(
+        (
+            "cold start, worst target",
+            f"{worst[1]['cold_start_s']:.3f} s ({worst[0]})",
+            f"{cold['baseline']['cold_start_s']:.3f} s hello",
+            worst[1]["ratio"],
+            "<= 1.5x",
+        )
+    )
+    median = sorted(f["ratio"] for f in cold["functions"].values())[len(cold["functions"]) // 2]
+    rows.append(("cold start, median target", "", "", median, "<= 1.5x"))
+    memory = max(f["peak_rss_mib"] for f in cold["functions"].values())
+    rows.append(
+        (
+            "peak memory, largest target",
+            f"{memory} MiB",
+            f"{cold['baseline']['peak_rss_mib']} MiB hello",
+            round(memory / cold["baseline"]["peak_rss_mib"], 2),
+            "",
+        )
+    )
+    rows.append(
+        (
+            "status hot path",
+            f"{hot['waste_status']['rps']} req/s, p99 {hot['waste_status']['p99_ms']} ms",
+            f"{hot['hello']['rps']} req/s hello",
+            hot["ratio"],
+            ">= 0.8x",
+        )
+    )
+    lat = pipe["latency"]
+    rows.append(
+        (
+            "upload-complete -> result, local",
+            f"p50 {lat['p50_ms']} / p95 {lat['p95_ms']} ms",
+            f"broker floor {lat['broker_floor_p50_ms']} ms",
+            "",
+            "",
+        )
+    )
+    if "latency_rabbitmq" in pipe:
+        rabbit = pipe["latency_rabbitmq"]
+        rows.append(
+            (
+                "upload-complete -> result, RabbitMQ",
+                f"p50 {rabbit['p50_ms']} / p95 {rabbit['p95_ms']} ms",
+                "",
+                "",
+                "",
+            )
+        )
+    thr = pipe["throughput"]
+    rows.append(
+        (
+            "AI throughput, model 3 s",
+            f"{thr['jobs_per_s']} jobs/s",
+            f"{thr['ideal_jobs_per_s']} = concurrency/3 s",
+            thr["ratio"],
+            ">= 0.8x",
+        )
+    )
+    for backend in results["nearby"]["results"]:
+        wide = backend["scenarios"]
+        first = next(iter(wide.values()))
+        rows.append(
+            (
+                f"nearby, {backend['backend']} ({results['nearby']['bins']:,} bins)",
+                f"p95 {first['p95_ms']} ms",
+                f"full scan p50 {backend['full_scan_r1000']['p50_ms']} ms",
+                f"{backend['speedup_p50']}x faster",
+                "p95 < 5 ms",
+            )
+        )
+
+    print()
+    print(f"{'figure':38} {'measured':34} {'baseline (same run)':30} {'ratio':>12}  target")
+    for figure, measured, baseline, ratio, target in rows:
+        print(f"{figure:38} {measured:34} {baseline:30} {ratio!s:>12}  {target}")
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2))
+    print("\nwrote bench/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
