@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared import cache, events, jobs, pipeline, rules, storage
+from shared import cache, jobs, pipeline, rules, storage
 from shared.errors import ApiError, not_found
 from shared.registry import HOT, http
 from shared.validation import obj
@@ -52,7 +52,7 @@ ANALYZE_CREATED = obj(
     required=("job_id", "status", "upload", "status_url", "result_url"),
 )
 QUEUED = obj(
-    {"job_id": {"type": "string"}, "status": STATUS["properties"]["status"]},
+    {"job_id": {"type": "string"}, "status": {"const": "queued"}},
     required=("job_id", "status"),
 )
 MATCH = obj(
@@ -184,20 +184,8 @@ def waste_analyze(request, user, body):
 
 
 def _complete(user, job_id: str):
-    job = jobs.get(user.user_id, job_id)
-    if job["status"] == "awaiting_upload":
-        jobs.check_uploaded(job, storage.head(job["image_key"]))
-        events.emit(
-            events.make(
-                pipeline.UPLOADED,
-                {"job_id": job["id"]},
-                subject=job["id"],
-                event_id=jobs.upload_event_id(job["id"]),
-            )
-        )
-        jobs.advance(job["id"], "queued")
-        job = jobs.get(user.user_id, job_id)
-    return {"job_id": job["id"], "status": job["status"]}, 202
+    pipeline.submit(jobs.get(user.user_id, job_id))
+    return {"job_id": job_id, "status": "queued"}, 202
 
 
 @http(

@@ -119,10 +119,10 @@ def migrate() -> None:
     """Bring the schema to the newest revision of every branch (Alembic `upgrade heads`)."""
     import logging
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per plugin and revision
     from alembic import command
     from alembic.config import Config
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per revision is noise
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine().begin() as conn:

@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, String, Table, select
 
-from shared import ai, db, jobs, rules, storage
+from shared import ai, db, events, jobs, rules, storage
+from shared.errors import ApiError
 from shared.settings import settings
 
 # The event types that connect the stages; each is declared as a Trigger filter next to the
@@ -38,6 +39,25 @@ vision_cache = Table(
     Column("description", JSON, nullable=False),
     Column("created_at", db.UtcDateTime, nullable=False),
 )
+
+
+def submit(job: dict[str, Any]) -> None:
+    """Queue an uploaded job: the image must be there as declared. Submitting again changes
+    nothing: the uploaded event has one id per job, so one analysis runs."""
+    if job["status"] == "failed" and job["queued_at"] is None:
+        raise ApiError(409, "UPLOAD_EXPIRED", "this upload expired; start a new analysis")
+    if job["status"] != "awaiting_upload":
+        return
+    jobs.check_uploaded(job, storage.head(job["image_key"]))
+    events.emit(
+        events.make(
+            UPLOADED,
+            {"job_id": job["id"]},
+            subject=job["id"],
+            event_id=jobs.upload_event_id(job["id"]),
+        )
+    )
+    jobs.advance(job["id"], "queued")
 
 
 def _live_job(job_id: str) -> dict[str, Any] | None:

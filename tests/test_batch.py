@@ -151,6 +151,8 @@ def test_cleanup_images_spares_running_jobs(system):
     assert result["status"] == "completed" and result["image_url"] is None
     abandoned = client.get(f"/api/v1/waste/status/{abandoned_id}", headers=headers).get_json()
     assert abandoned["status"] == "failed" and abandoned["error"]["code"] == "UPLOAD_EXPIRED"
+    late = client.post(f"/api/v1/waste/upload-complete/{abandoned_id}", headers=headers)
+    assert late.status_code == 409 and error_code(late) == "UPLOAD_EXPIRED"
     running = client.get(f"/api/v1/waste/status/{running_id}", headers=headers).get_json()
     assert running["status"] == "processing"
 
