@@ -29,6 +29,7 @@ IN_CI = os.environ.get("CI") == "true"
 CONFIG_VARS = (
     "GROWBIN_MODE",
     "DATABASE_URL",
+    "DATABASE_TIMEOUT",
     "REDIS_URL",
     "BROKER_URL",
     "K_SINK",
