@@ -45,7 +45,13 @@ def auth_login_dev(request, body):
     return sessions.start(user)
 
 
-@http("POST /api/v1/auth/refresh", auth=None, body=REFRESH, responses={200: TOKEN_PAIR})
+@http(
+    "POST /api/v1/auth/refresh",
+    auth=None,
+    body=REFRESH,
+    responses={200: TOKEN_PAIR},
+    errors=(401,),
+)
 def auth_refresh(request, body):
     """Spend a refresh token for a new pair; reusing a spent one revokes the session."""
     return sessions.rotate(body["refresh_token"])

@@ -11,8 +11,14 @@ ANALYZE_LIMIT = (30, 3600)  # analyses per user per hour
 
 ANALYZE = obj(
     {
-        "content_type": {"type": "string", "minLength": 1, "maxLength": 100},
-        "content_length": {"type": "integer", "minimum": 1},
+        # Any string is read; an unaccepted type is 415 by contract, not 422.
+        "content_type": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "examples": list(jobs.CONTENT_TYPES),
+        },
+        "content_length": {"type": "integer", "minimum": 1, "examples": [123456]},
         "hint": {"type": "string", "maxLength": 100},
     },
     required=("content_type", "content_length"),

@@ -81,6 +81,15 @@ def json_body(raw: bytes, schema: dict[str, Any]) -> Any:
     return check(schema, data)
 
 
+def accepts_empty_body(schema: dict[str, Any]) -> bool:
+    """Whether a request may leave the body out: `json_body` reads an empty one as {}."""
+    try:
+        _validator(schema)({})
+    except fastjsonschema.JsonSchemaValueException:
+        return False
+    return True
+
+
 def query_args(args: dict[str, str], schema: dict[str, Any]) -> dict[str, Any]:
     """Coerce query strings to the schema's scalar types, then validate."""
     props = schema.get("properties", {})
