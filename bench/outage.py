@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 PHOTO = (ROOT / "tests" / "data" / "images" / "cardboard" / "cardboard2.jpg").read_bytes()
 CALLS = ("login", "analyze", "status", "history")
+DATA_DIR = tempfile.TemporaryDirectory(prefix="growbin-bench-")  # removed at exit
 
 
 def _setup(timeout: float) -> tuple:
@@ -52,7 +53,7 @@ def _setup(timeout: float) -> tuple:
         os.environ.pop(name, None)
     os.environ.update(
         {
-            "GROWBIN_DATA_DIR": tempfile.mkdtemp(prefix="growbin-bench-"),
+            "GROWBIN_DATA_DIR": DATA_DIR.name,
             "GROWBIN_PUBLIC_URL": "http://localhost",
             "DATABASE_URL": db_proxy.url(scoped),
             "REDIS_URL": cache_proxy.url(redis_url),
