@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -177,6 +178,37 @@ def test_a_restart_in_a_quiet_moment_costs_no_request(outage):
         proxy.cut()
         proxy.restore()
     _assert_recovered(client, calls, engine, redis)
+
+
+def test_analyses_refused_in_an_outage_leave_the_allowance_whole(outage):
+    """A client retrying through a database outage must not find itself rate limited for an
+    hour once the database is back: a refused call gives its count back."""
+    from functions.waste import ANALYZE_LIMIT
+
+    system, proxies = outage
+    _client, calls, _job_id = _signed_in(system)
+    proxies.database.cut()
+    for _ in range(ANALYZE_LIMIT[0] + 1):
+        assert_unavailable(calls["analyze"](), "database")
+    proxies.database.restore()
+    assert calls["analyze"]().status_code == 201
+
+
+@pytest.mark.parametrize("backend", ["embedded", "services"], indirect=True)
+def test_a_failed_call_gives_its_count_back(backend):
+    from shared.errors import ApiError
+
+    key = f"ratelimit:test:{uuid.uuid4().hex}"
+    for _ in range(5):
+        with pytest.raises(RuntimeError), cache.rate_limited(key, 2, 60, "slow down"):
+            raise RuntimeError("the work failed")
+    for _ in range(2):
+        with cache.rate_limited(key, 2, 60, "slow down"):
+            pass
+    with pytest.raises(ApiError) as refused, cache.rate_limited(key, 2, 60, "slow down"):
+        pass
+    assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) > 0
+    cache.client().delete(key)
 
 
 def _queued_job(client, headers) -> str:
