@@ -211,6 +211,23 @@ def test_a_failed_call_gives_its_count_back(backend):
     cache.client().delete(key)
 
 
+def test_a_step_taken_while_redis_was_down_shows_once_it_is_back(outage):
+    """A stage moved the job in PostgreSQL, then failed to publish the view to Redis; the
+    broker's retry finds the step taken. Pollers must see it, not the stale view."""
+    import redis
+
+    system, proxies = outage
+    _client, calls, job_id = _signed_in(system)
+    assert jobs.advance(job_id, "queued")
+    proxies.cache.cut()
+    with pytest.raises(redis.ConnectionError):
+        jobs.advance(job_id, "analyze")  # the database took the step, the cache did not
+    proxies.cache.restore()
+    assert not jobs.advance(job_id, "analyze")  # the retry: nothing left to move
+    view = calls["status"]().get_json()
+    assert (view["stage"], view["progress"]) == ("analyze", jobs.STAGES["analyze"][1])
+
+
 def _queued_job(client, headers) -> str:
     """A job whose image is uploaded and which upload-complete has queued."""
     job_id = start(client, headers, hint="우유팩")["job_id"]
