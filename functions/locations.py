@@ -123,7 +123,7 @@ def locations_bin(request, bin_id, user):
     "GET /api/v1/locations/navigation",
     query=NAVIGATION_QUERY,
     responses={200: NAVIGATION},
-    errors=(409,),
+    errors=(404, 409),
     uses=("db", "cache"),
 )
 def locations_navigation(request, user, query):

@@ -21,7 +21,7 @@ PROFILE = obj(
 PROFILE_CHANGES = obj(
     {
         "nickname": {"type": "string", "minLength": 1, "maxLength": 30},
-        "district": {"type": ["string", "null"], "maxLength": 40},
+        "district": {"type": ["string", "null"], "maxLength": 40, "examples": ["강남구"]},
         "language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Z]{2})?$"},
         "preferences": {"type": "object", "maxProperties": 32},
     },
@@ -79,7 +79,9 @@ STATS = obj(
         "last_analysis_at",
     ),
 )
-SCHEDULE_QUERY = obj({"district": {"type": "string", "minLength": 1, "maxLength": 40}})
+SCHEDULE_QUERY = obj(
+    {"district": {"type": "string", "minLength": 1, "maxLength": 40, "examples": ["강남구"]}}
+)
 SCHEDULE = obj(
     {
         "district": {"type": "string"},
@@ -125,7 +127,12 @@ def users_stats(request, user):
     return history.stats(user.user_id)
 
 
-@http("GET /api/v1/users/schedule", query=SCHEDULE_QUERY, responses={200: SCHEDULE})
+@http(
+    "GET /api/v1/users/schedule",
+    query=SCHEDULE_QUERY,
+    responses={200: SCHEDULE},
+    errors=(404,),  # a district with no schedule in the MOIS table
+)
 def users_schedule(request, user, query):
     """When household, food and recyclable waste go out in a district (default: the user's)."""
     district = query.get("district") or profiles.get(user.user_id)["district"]

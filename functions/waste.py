@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared import cache, jobs, pipeline, rules, storage
-from shared.errors import ApiError, not_found
+from shared.errors import not_found
 from shared.registry import HOT, http
 from shared.validation import obj
 
@@ -11,8 +11,14 @@ ANALYZE_LIMIT = (30, 3600)  # analyses per user per hour
 
 ANALYZE = obj(
     {
-        "content_type": {"type": "string", "minLength": 1, "maxLength": 100},
-        "content_length": {"type": "integer", "minimum": 1},
+        # Any string is read; an unaccepted type is 415 by contract, not 422.
+        "content_type": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "examples": list(jobs.CONTENT_TYPES),
+        },
+        "content_length": {"type": "integer", "minimum": 1, "examples": [123456]},
         "hint": {"type": "string", "maxLength": 100},
     },
     required=("content_type", "content_length"),
@@ -168,18 +174,14 @@ def _urls(job_id: str) -> dict[str, str]:
 def waste_analyze(request, user, body):
     """Start an analysis: a job and a presigned POST form for exactly one image."""
     jobs.check_upload(body["content_type"], body["content_length"])
-    wait = cache.hit_rate_limit(jobs.rate_limit_key(user.user_id), *ANALYZE_LIMIT)
-    if wait:
-        raise ApiError(
-            429,
-            "RATE_LIMITED",
-            "too many analyses; try again later",
-            headers={"Retry-After": str(wait)},
+    limit = (jobs.rate_limit_key(user.user_id), *ANALYZE_LIMIT)
+    with cache.rate_limited(*limit, "too many analyses; try again later"):
+        job = jobs.create(
+            user.user_id, body["content_type"], body["content_length"], body.get("hint")
         )
-    job = jobs.create(user.user_id, body["content_type"], body["content_length"], body.get("hint"))
-    upload = storage.presign_upload(
-        job["image_key"], job["content_type"], job["content_length"], jobs.UPLOAD_TTL
-    )
+        upload = storage.presign_upload(
+            job["image_key"], job["content_type"], job["content_length"], jobs.UPLOAD_TTL
+        )
     return {"job_id": job["id"], "status": job["status"], "upload": upload, **_urls(job["id"])}, 201
 
 

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from shared.registry import Function
+from shared.validation import accepts_empty_body
 
 ERROR = {
     "type": "object",
@@ -44,6 +45,25 @@ REASONS = {
     500: "INTERNAL, with an error id that is in the logs",
     502: "PROVIDER_ERROR: a sign-in provider answered something unusable",
     503: "UNAVAILABLE: a dependency is down (Retry-After)",
+}
+
+
+# Headers the contract promises with some statuses; schemathesis checks them on every answer.
+_RETRY_AFTER = {
+    "description": "seconds to wait before trying again",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+ERROR_HEADERS = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "the scheme to authenticate with",
+            "required": True,
+            "schema": {"const": "Bearer"},
+        }
+    },
+    429: {"Retry-After": _RETRY_AFTER},
+    503: {"Retry-After": _RETRY_AFTER},
 }
 
 
@@ -82,8 +102,8 @@ def _operation(function: Function) -> dict[str, Any]:
         operation["parameters"] = parameters
     if function.body is not None:
         operation["requestBody"] = {
-            # A body with no required field may be left out (logout's refresh_token).
-            "required": bool(function.body.get("required")),
+            # An empty body is read as {}: optional exactly when {} is valid (logout).
+            "required": not accepts_empty_body(function.body),
             "content": {"application/json": {"schema": function.body}},
         }
     operation["security"] = [{"bearer": []}] if function.auth else []
@@ -93,13 +113,13 @@ def _operation(function: Function) -> dict[str, Any]:
             response["content"] = {"application/json": {"schema": schema}}
         operation["responses"][str(status)] = response
     for status in _error_statuses(function):
-        operation["responses"].setdefault(
-            str(status),
-            {
-                "description": REASONS.get(status, "error"),
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        )
+        response = {
+            "description": REASONS.get(status, "error"),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        if status in ERROR_HEADERS:
+            response["headers"] = ERROR_HEADERS[status]
+        operation["responses"].setdefault(str(status), response)
     if function.local_only:
         operation["description"] = "Exists only in local mode; 404 in every other deployment."
     return operation

@@ -95,7 +95,25 @@ def create_app(registry: dict[str, Function], broker: Any = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
+        """Liveness: this process answers. Touches no dependency, so it stays cheap."""
         return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """Whether the database and cache answer, for operators (shared/health.py: not a probe)."""
+        from shared import health
+
+        checks = health.check()
+        down = [name for name, result in checks.items() if not result["ok"]]
+        if down:
+            raise ApiError(
+                503,
+                "UNAVAILABLE",
+                f"unavailable: {', '.join(down)}",
+                {"dependencies": checks},
+                headers={"Retry-After": "5"},
+            )
+        return json_response({"status": "ok", "dependencies": checks})
 
     @app.errorhandler(Exception)
     def failed(exc: Exception) -> Response:

@@ -7,13 +7,16 @@ run the same on both.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from functools import cache
 from typing import Any
 
+from shared.errors import ApiError
 from shared.settings import settings
 
 
@@ -53,13 +56,16 @@ class _Memory:
         with self._lock:
             return sum(self._data.pop(k, None) is not None for k in keys)
 
-    def incr(self, key: str) -> int:
+    def incr(self, key: str, amount: int = 1) -> int:
         with self._lock:
             current = self._live(key)
             expires = self._data[key][1] if current is not None else None
-            value = int(current or 0) + 1
+            value = int(current or 0) + amount
             self._data[key] = (str(value), expires)
             return value
+
+    def decr(self, key: str) -> int:
+        return self.incr(key, -1)
 
     def expire(self, key: str, seconds: int) -> bool:
         with self._lock:
@@ -94,6 +100,8 @@ def client() -> Any:
     if not url:
         return _Memory()
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     return redis.Redis.from_url(
         url,
@@ -101,6 +109,10 @@ def client() -> Any:
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=30,
+        # Retries pinned, not left to redis-py: its Redis() default retries 10 times, timeouts
+        # included, which holds a request ~20 s on a Redis that does not answer. Here a timeout
+        # is answered 503 after one socket timeout; a dropped connection is retried once.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
 
 
@@ -126,3 +138,19 @@ def hit_rate_limit(key: str, limit: int, window: int) -> int | None:
             ttl = window
         return max(1, ttl)
     return None
+
+
+@contextlib.contextmanager
+def rate_limited(key: str, limit: int, window: int, message: str) -> Iterator[None]:
+    """Count one call against `limit` per `window` seconds: 429 RATE_LIMITED with Retry-After
+    over it. A call that fails inside the block gives its count back, so a client retrying
+    through an outage (503s while the database is down) keeps its allowance for afterwards."""
+    wait = hit_rate_limit(key, limit, window)
+    if wait:
+        raise ApiError(429, "RATE_LIMITED", message, headers={"Retry-After": str(wait)})
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the failure that brought us here is the answer
+            client().decr(key)
+        raise

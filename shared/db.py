@@ -78,14 +78,60 @@ def engine() -> Engine:
             cursor.close()
 
         return eng
-    return create_engine(
+    timeout = settings().database_timeout
+    eng = create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=True,  # a connection that died while pooled is replaced, not handed out
         pool_size=10,
         max_overflow=10,
-        pool_timeout=5,
-        connect_args={"connect_timeout": 5},
+        pool_timeout=timeout,  # waiting for a free connection is waiting for the database too
+        connect_args={"connect_timeout": max(2, round(timeout))},  # libpq's minimum is 2 s
     )
+
+    @event.listens_for(eng, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return _answering_connection().connect(*cargs, answer_timeout=timeout, **cparams)
+
+    return eng
+
+
+@cache
+def _answering_connection() -> type:
+    """A psycopg connection that waits at most `answer_timeout` seconds for any answer.
+
+    connect_timeout bounds only connecting. A server that accepts but never answers (hung,
+    or a network path that swallows packets while the peer's kernel still ACKs) would hold
+    a request forever on a pooled connection; this gives every round trip a deadline, after
+    which the connection is dropped (its protocol state is unknown) and the caller gets an
+    OperationalError: a 503 for HTTP, a retry for the broker. SQLAlchemy sees the connection
+    closed, counts it as a disconnect and recycles the pool.
+    """
+    import psycopg
+    from psycopg import pq
+
+    class AnsweringConnection(psycopg.Connection):
+        answer_timeout: float = 0
+
+        @classmethod
+        def connect(cls, *args: Any, answer_timeout: float, **kwargs: Any) -> AnsweringConnection:
+            conn = super().connect(*args, **kwargs)
+            conn.answer_timeout = answer_timeout
+            return conn
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                deadline = timeout if timeout is not None else (self.answer_timeout or None)
+                return super().wait(gen, interval, deadline)
+            except psycopg.OperationalError:
+                if self.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+                    # Interrupted mid-query: nothing more can be read from this connection.
+                    self.pgconn.finish()
+                    raise psycopg.OperationalError(
+                        f"the database did not answer within {self.answer_timeout:g} s"
+                    ) from None
+                raise
+
+    return AnsweringConnection
 
 
 def transaction():

@@ -33,13 +33,15 @@ def encode_cursor(queued_at: datetime, job_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    invalid = bad_request("cursor is not one this API returned", fields={"cursor": "invalid"})
     try:
         stamp, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(stamp), job_id
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise bad_request(
-            "cursor is not one this API returned", fields={"cursor": "invalid"}
-        ) from None
+        at = datetime.fromisoformat(stamp)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise invalid from None
+    if at.tzinfo is None:  # ours always carry an offset; a naive time cannot be compared
+        raise invalid
+    return at, job_id
 
 
 def page(user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:

@@ -232,6 +232,11 @@ def advance(job_id: str, stage: str) -> bool:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
     if moved and row is not None:
         _cache_status(dict(row._mapping))
+    elif not moved:
+        # Nothing to move: a redelivery, maybe of a step whose view never reached the cache
+        # (Redis failed after the database took it). Drop the view; the next poll reads the
+        # row. Dropping, not rewriting, cannot put an older view over a newer one.
+        cache.client().delete(_status_key(job_id))
     return bool(moved)
 
 

@@ -18,6 +18,7 @@ class Settings:
     mode: str  # "local" (embedded default, dev login) or "cluster"
     data_dir: Path
     database_url: str
+    database_timeout: float  # seconds to wait for PostgreSQL (connect, each answer) before 503
     redis_url: str | None
     broker_url: str | None  # amqp:// for the RabbitMQ-backed local broker
     broker_name: str  # names its exchanges and queues: processes sharing one name share the work
@@ -70,6 +71,7 @@ def settings() -> Settings:
         mode=_env("GROWBIN_MODE", "local"),
         data_dir=data_dir,
         database_url=_env("DATABASE_URL", f"sqlite:///{data_dir / 'growbin.db'}"),
+        database_timeout=float(_env("DATABASE_TIMEOUT", "5")),
         redis_url=_env("REDIS_URL"),
         broker_url=_env("BROKER_URL"),
         broker_name=_env("BROKER_NAME", "default"),

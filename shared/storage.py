@@ -78,6 +78,12 @@ def _sign(text: str) -> str:
     return hmac.new(_secret(), text.encode(), hashlib.sha256).hexdigest()
 
 
+def _signed(text: str, signature: str) -> bool:
+    """Whether `signature` is ours for `text`. Compared as bytes: compare_digest refuses str
+    with non-ASCII characters, and a form field can hold any."""
+    return hmac.compare_digest(_sign(text).encode(), signature.encode())
+
+
 def _bucket() -> str | None:
     return settings().s3_bucket
 
@@ -123,7 +129,7 @@ def presign_upload(key: str, content_type: str, max_bytes: int, expires_in: int 
 def accept_local_upload(fields: dict[str, str], data: bytes, content_type: str | None) -> str:
     """Check a local POST upload against its signed policy and store it; returns the key."""
     encoded = fields.get("policy", "")
-    if not encoded or not hmac.compare_digest(_sign(encoded), fields.get("signature", "")):
+    if not encoded or not _signed(encoded, fields.get("signature", "")):
         raise ApiError(403, "FORBIDDEN", "upload form signature is invalid")
     policy = json.loads(base64.urlsafe_b64decode(encoded))
     if time.time() > policy["expires"]:
@@ -224,7 +230,7 @@ def presign_download(key: str, expires_in: int = 900) -> str:
 
 def open_local_download(key: str, expires: str, signature: str) -> tuple[bytes, str]:
     """Serve a presigned local download: the bytes and content type, if the URL is valid."""
-    if not expires.isdigit() or not hmac.compare_digest(_sign(f"{key}:{expires}"), signature):
+    if not (expires.isascii() and expires.isdigit()) or not _signed(f"{key}:{expires}", signature):
         raise ApiError(403, "FORBIDDEN", "download link is invalid")
     if time.time() > int(expires):
         raise ApiError(403, "FORBIDDEN", "download link expired")

@@ -59,16 +59,35 @@ def check(schema: dict[str, Any], data: Any) -> Any:
         raise validation_failed({field: message}) from None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def json_body(raw: bytes, schema: dict[str, Any]) -> Any:
-    """Parse a JSON request body and validate it."""
+    """Parse a JSON request body and validate it; an empty body is read as {}.
+
+    Only what can be stored and sent back is accepted: Python's parser also takes NaN and
+    Infinity, lone surrogates ("\\ud800") and nesting deep enough to exhaust the stack, none of
+    which PostgreSQL, UTF-8 or a JSON response can carry.
+    """
     if not raw.strip():
         data: Any = {}
     else:
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(raw, parse_constant=_no_constant)
+            json.dumps(data, ensure_ascii=False).encode()
+        except (UnicodeError, ValueError, RecursionError) as exc:  # JSONDecodeError: ValueError
             raise bad_request(f"malformed JSON: {exc}") from None
     return check(schema, data)
+
+
+def accepts_empty_body(schema: dict[str, Any]) -> bool:
+    """Whether a request may leave the body out: `json_body` reads an empty one as {}."""
+    try:
+        _validator(schema)({})
+    except fastjsonschema.JsonSchemaValueException:
+        return False
+    return True
 
 
 def query_args(args: dict[str, str], schema: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ IN_CI = os.environ.get("CI") == "true"
 CONFIG_VARS = (
     "GROWBIN_MODE",
     "DATABASE_URL",
+    "DATABASE_TIMEOUT",
     "REDIS_URL",
     "BROKER_URL",
     "BROKER_NAME",
