@@ -100,6 +100,8 @@ def _not_configured(provider: str, variable: str) -> ApiError:
         "PROVIDER_NOT_CONFIGURED",
         f"{provider} sign-in is not configured on this server: set {variable}",
         {"provider": provider, "variable": variable},
+        # every 503 carries Retry-After; configuration takes an operator, so ask much later
+        headers={"Retry-After": "3600"},
     )
 
 

@@ -657,6 +657,7 @@ def test_unconfigured_provider_says_which_variable_to_set(env, client):
         response = client.post(f"/api/v1/auth/login/{provider}", json=body)
         assert response.status_code == 503 and error_code(response) == "PROVIDER_NOT_CONFIGURED"
         assert variable in response.get_json()["error"]["message"]
+        assert int(response.headers["Retry-After"]) > 0  # the contract's rule for every 503
         authorize = client.get(
             f"/api/v1/auth/authorize/{provider}", query_string={"redirect_uri": REDIRECT}
         )
