@@ -135,19 +135,38 @@ class LocalBroker:
         except Exception as exc:
             delay = next_retry(function, event, attempt, repr(exc), self.time_scale)
             if delay is not None:
-                with self._cond:
-                    heapq.heappush(
-                        self._pending,
-                        (time.monotonic() + delay, next(self._seq), trigger, event, attempt + 1),
-                    )
-                    self._outstanding += 1
-                    self._cond.notify_all()
+                self._later(trigger, event, attempt + 1, delay)
             else:
-                dead_letters.record(function.name, event, attempt + 1, repr(exc))
+                self._dead_letter(trigger, event, attempt, repr(exc))
         finally:
             with self._cond:
                 self._outstanding -= 1
                 self._cond.notify_all()
+
+    def _later(self, trigger: _Trigger, event: CloudEvent, attempt: int, delay: float) -> None:
+        with self._cond:
+            heapq.heappush(
+                self._pending, (time.monotonic() + delay, next(self._seq), trigger, event, attempt)
+            )
+            self._outstanding += 1
+            self._cond.notify_all()
+
+    def _dead_letter(self, trigger: _Trigger, event: CloudEvent, attempt: int, error: str) -> None:
+        """Keep what the Trigger gave up on; if even that fails (the database is down too), the
+        event waits and is tried once more, then kept: nothing is dropped."""
+        try:
+            dead_letters.record(trigger.function.name, event, attempt + 1, error)
+        except Exception as exc:
+            delay = backoff(trigger.function.delivery, attempt) * self.time_scale
+            log_event(
+                "error",
+                "dead_letter_unrecorded",
+                trigger=trigger.function.name,
+                event_id=event["id"],
+                retry_in_s=round(delay, 3),
+                error=repr(exc),
+            )
+            self._later(trigger, event, attempt, delay)
 
     def _release_due(self) -> None:
         while True:

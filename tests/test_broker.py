@@ -142,3 +142,40 @@ def test_backoff_follows_knative_policies():
 def test_derived_ids_are_stable_per_stage():
     assert idempotency.derived_id("e1", "analyze") == idempotency.derived_id("e1", "analyze")
     assert idempotency.derived_id("e1", "analyze") != idempotency.derived_id("e1", "classify")
+
+
+def test_an_event_is_kept_even_when_the_dead_letter_store_is_down(migrated, monkeypatch):
+    """The database down as well: the event is tried again later, then recorded, not dropped."""
+    calls = []
+    real_record = dead_letters.record
+    outages = iter([True, False])
+
+    def flaky_record(*args, **kwargs):
+        if next(outages):
+            raise RuntimeError("database down")
+        return real_record(*args, **kwargs)
+
+    def always_fails(e):
+        calls.append(e["id"])
+        raise RuntimeError("still failing")
+
+    monkeypatch.setattr(dead_letters, "record", flaky_record)
+    broker = LocalBroker(
+        [
+            _function(
+                "fails",
+                always_fails,
+                Delivery(retry=1, backoff_delay="PT0.1S"),
+                type="kr.growbin.dl",
+            )
+        ],
+        time_scale=0.01,
+    )
+    try:
+        broker.publish(events.make("kr.growbin.dl", {}, event_id="kept"))
+        assert broker.wait_idle(5)
+    finally:
+        broker.close()
+    assert calls == ["kept"] * 3  # two tries, then once more after the store failed
+    [letter] = dead_letters.listing()
+    assert letter["event_id"] == "kept"
