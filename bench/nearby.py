@@ -352,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="growbin-bench-") as data_dir:
         os.environ["GROWBIN_DATA_DIR"] = data_dir
+        # Loading a million rows and building the index take longer than a request may wait.
+        os.environ["DATABASE_TIMEOUT"] = "600"
         results.append(bench_backend("sqlite", f"sqlite:///{data_dir}/bench.db", args))
         if postgres_url.startswith(("postgresql://", "postgres://")):
             admin, schema, url = postgres_schema(

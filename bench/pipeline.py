@@ -78,7 +78,7 @@ def _prepare(client, count: int, per_user: int = 20) -> list[tuple[str, dict, st
         if n % per_user == 0:
             headers = _login(client, f"bench-{time.monotonic_ns()}")
             user = client.get("/api/v1/auth/me", headers=headers).get_json()["id"]
-        data = PHOTO + n.to_bytes(4, "big")
+        data = PHOTO + os.urandom(8)  # a new image each time: no vision-cache hits
         created = client.post(
             "/api/v1/waste/analyze",
             headers=headers,
@@ -92,7 +92,8 @@ def _prepare(client, count: int, per_user: int = 20) -> list[tuple[str, dict, st
 
 
 def _run(client, prepared: list[tuple[str, dict, str]]) -> tuple[list[float], float]:
-    """Complete every upload at once; per-job latency until the result is readable."""
+    """Complete every upload at once; per-job latency until the result is readable. Every job
+    must complete: a failed one would flatter the figures, so it stops the benchmark."""
     from shared import jobs
 
     started: dict[str, float] = {}
@@ -103,10 +104,12 @@ def _run(client, prepared: list[tuple[str, dict, str]]) -> tuple[list[float], fl
         client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
     while len(done) < len(prepared):
         for job_id, _, user in prepared:
-            if job_id not in done and jobs.status(user, job_id)["status"] in (
-                "completed",
-                "failed",
-            ):
+            if job_id in done:
+                continue
+            view = jobs.status(user, job_id)
+            if view["status"] == "failed":
+                raise SystemExit(f"job {job_id} failed: {view['error']}")
+            if view["status"] == "completed":
                 done[job_id] = time.perf_counter()
         time.sleep(0.002)
     elapsed = time.perf_counter() - begin

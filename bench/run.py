@@ -24,13 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run(name: str, args: list[str], out: Path) -> dict:
     started = time.monotonic()
     print(f"== {name}", flush=True)
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args],
-        check=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # the functions' JSON log lines: shown only if it fails
+        text=True,
     )
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stderr[-4000:]}")
     print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
     return json.loads(out.read_text())
 
