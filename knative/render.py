@@ -179,6 +179,9 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
         # containerConcurrency = WORKERS x THREADS.
         {"name": "WORKERS", "value": str(scaling.workers)},
         {"name": "THREADS", "value": str(scaling.threads)},
+        # HTTP functions answer 503 within DATABASE_TIMEOUT's default; queue and batch work
+        # may wait on the database as long as the function may run.
+        *([{"name": "DATABASE_TIMEOUT", "value": str(function.timeout_seconds)}] if event else []),
         *_secret_env(function),
     ]
     env_from: list[dict[str, Any]] = [{"configMapRef": {"name": CONFIG}}]
@@ -337,6 +340,8 @@ def migrate_job(values: Values) -> dict[str, Any]:
                             "command": ["growbin", "migrate"],
                             "env": [
                                 {"name": "GROWBIN_MODE", "value": "cluster"},
+                                # a migration's statements may run long: not a request's 5 s
+                                {"name": "DATABASE_TIMEOUT", "value": "600"},
                                 _from_secret(*SECRET_ENV["db"][0]),
                             ],
                             "resources": {

@@ -160,9 +160,12 @@ def test_streak_uses_korean_days_not_utc(client):
     headers = login(client, "night-owl")
     user = me(client, headers)
     ids = _queued_jobs(user, 2, db.now() - timedelta(days=2))
-    # 23:50 KST yesterday and 00:10 KST today are two days in Korea, one day in UTC.
-    kst_midnight = datetime.now(history.KST).replace(hour=0, minute=0, second=0, microsecond=0)
-    times = [kst_midnight - timedelta(minutes=10), kst_midnight + timedelta(minutes=10)]
+    # 23:50 KST the day before yesterday and 00:10 KST yesterday are two days in Korea but one
+    # day in UTC (14:50 and 15:10 UTC): a UTC streak would be 1. Both lie in the past, and
+    # today has none yet, which does not break the streak.
+    today = datetime.now(history.KST).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = today - timedelta(days=1)
+    times = [midnight - timedelta(minutes=10), midnight + timedelta(minutes=10)]
     with db.transaction() as conn:
         for job_id, at in zip(ids, times, strict=True):
             conn.execute(
@@ -180,8 +183,7 @@ def test_streak_uses_korean_days_not_utc(client):
             )
     cache.client().delete(jobs.stats_key(user))
     stats = client.get("/api/v1/users/stats", headers=headers).get_json()
-    expected = 2 if datetime.now(history.KST) >= times[1] else 1
-    assert stats["streak_days"] == expected
+    assert stats["streak_days"] == 2
 
 
 @pytest.mark.parametrize("backend", ["embedded", "services"], indirect=True)
