@@ -114,6 +114,14 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0 if status < 400 else 1
 
 
+def _jwks(_args: argparse.Namespace) -> int:
+    """Print the public key set for JWT_PUBLIC_KEYS, from JWT_PRIVATE_KEY (or the local key)."""
+    from shared import tokens
+
+    print(json.dumps(tokens.jwks()))
+    return 0
+
+
 def _migrate(_args: argparse.Namespace) -> int:
     from shared import db
 
@@ -245,6 +253,9 @@ def parser() -> argparse.ArgumentParser:
     invoke.add_argument("--local", action="store_true", help="in-process, no server needed")
     invoke.add_argument("--wait", type=float, default=30.0, help="seconds to wait")
     invoke.set_defaults(run=_invoke)
+
+    keys = commands.add_parser("jwks", help="print JWT_PUBLIC_KEYS for the signing key")
+    keys.set_defaults(run=_jwks)
 
     migrate = commands.add_parser("migrate", help="apply the Alembic migrations")
     migrate.set_defaults(run=_migrate)

@@ -41,10 +41,6 @@ class _Memory:
         with self._lock:
             return self._live(key)
 
-    def mget(self, keys: list[str]) -> list[str | None]:
-        with self._lock:
-            return [self._live(k) for k in keys]
-
     def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> bool | None:
         with self._lock:
             if nx and self._live(key) is not None:
@@ -85,10 +81,6 @@ class _Memory:
         with self._lock:
             keys = [k for k in list(self._data) if self._live(k) is not None]
         return iter([k for k in keys if fnmatchcase(k, match)])
-
-    def flushdb(self) -> None:
-        with self._lock:
-            self._data.clear()
 
     def ping(self) -> bool:
         return True

@@ -12,7 +12,7 @@ from typing import Any
 
 import fastjsonschema
 
-from shared.errors import ApiError, bad_request, validation_failed
+from shared.errors import bad_request, validation_failed
 
 _compiled: dict[int, Any] = {}
 # Keywords whose failure means "wrong type or shape" (400) rather than "bad value" (422).
@@ -112,7 +112,3 @@ def query_args(args: dict[str, str], schema: dict[str, Any]) -> dict[str, Any]:
             raise bad_request(f"{name} must be {kind}", fields={name: f"must be {kind}"}) from None
     checked = check(schema, data)
     return checked if checked is not None else data
-
-
-def payload_too_large(limit: int) -> ApiError:
-    return ApiError(413, "PAYLOAD_TOO_LARGE", f"at most {limit} bytes")

@@ -54,3 +54,18 @@ def test_migrate_and_dead_letters(env, capsys):
     assert main(["migrate"]) == 0
     assert main(["dead-letters"]) == 0
     assert "0 dead letter(s)" in capsys.readouterr().err
+
+
+def test_jwks_prints_the_public_keys_other_functions_verify_with(env, capsys):
+    from conftest import reset_clients
+
+    from shared import tokens
+
+    assert main(["jwks"]) == 0
+    printed = capsys.readouterr().out
+    token, _ = tokens.issue_access("u1", "s1")
+    env.setenv("JWT_PUBLIC_KEYS", printed)
+    env.setenv("JWT_PRIVATE_KEY", "")  # a verifying function holds no private key
+    reset_clients()
+    assert json.loads(printed)["keys"][0]["alg"] == "ES256"
+    assert tokens.verify(token).user_id == "u1"
