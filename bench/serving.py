@@ -2,7 +2,9 @@
 
 Each target runs as `functions-framework --source <file> --target <name>` under gunicorn with
 the WORKERS/THREADS its declaration sets, against a data directory prepared once: migrated,
-with a signed-in user and a job, so protected functions answer for real.
+with a signed-in user and a job, so protected functions answer for real. On the embedded default
+(SQLite, in-process cache) or, with `services=True`, on the PostgreSQL (a schema of its own) and
+Redis that DATABASE_URL and REDIS_URL name, as in a cluster.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -31,15 +37,39 @@ class Prepared:
     job_id: str
 
 
-def prepare() -> Prepared:
-    """A fresh local-mode data dir with the schema, a session and one job."""
+@contextmanager
+def prepared(services: bool = False) -> Iterator[Prepared]:
+    """`prepare`, and afterwards drop the PostgreSQL schema it made."""
+    if not services:
+        yield prepare()
+        return
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    url = os.environ["DATABASE_URL"]
+    _psql(url, f"CREATE SCHEMA {schema}")
+    try:
+        separator = "&" if "?" in url else "?"
+        yield prepare({"DATABASE_URL": f"{url}{separator}options=-csearch_path%3D{schema}"})
+    finally:
+        _psql(url, f"DROP SCHEMA {schema} CASCADE")
+
+
+def _psql(url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def prepare(services: dict[str, str] | None = None) -> Prepared:
+    """A fresh data dir with the schema, a session and one job; on the embedded default unless
+    `services` gives DATABASE_URL (and REDIS_URL is kept from the environment)."""
     data = tempfile.mkdtemp(prefix="growbin-bench-")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "BROKER_URL", "S3_BUCKET", "K_SINK", "OPENAI_API_KEY")
-    }
+    dropped = ["DATABASE_URL", "BROKER_URL", "S3_BUCKET", "K_SINK", "OPENAI_API_KEY"]
+    if not services:
+        dropped.append("REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update({"GROWBIN_DATA_DIR": data, "GROWBIN_MODE": "local", "PYTHONPATH": str(ROOT)})
+    env.update(services or {})
     script = (
         "from shared import accounts, db, jobs, sessions; db.migrate(); "
         "u = accounts.find_or_create('dev', 'bench', 'bench'); "
@@ -63,7 +93,13 @@ def free_port() -> int:
 
 
 def start(
-    source: Path, target: str, env: dict[str, str], workers: int, threads: int, port: int
+    source: Path,
+    target: str,
+    env: dict[str, str],
+    workers: int,
+    threads: int,
+    port: int,
+    stderr: int | Any = subprocess.DEVNULL,
 ) -> subprocess.Popen:
     env = {**env, "WORKERS": str(workers), "THREADS": str(threads)}
     return subprocess.Popen(
@@ -80,7 +116,7 @@ def start(
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
     )
 
 
@@ -97,14 +133,28 @@ def first_response(send, deadline_s: float = 30.0) -> float:
     raise TimeoutError("no answer")
 
 
+def _family(pid: int) -> list[int]:
+    """A process and its children (the gunicorn master and its workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid] + ([int(p) for p in children.read_text().split()] if children.exists() else [])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its children have used: unlike wall time, it
+    hardly grows when other work shares the machine."""
+    ticks = 0
+    for p in _family(pid):
+        stat = Path(f"/proc/{p}/stat")
+        if stat.exists():
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     """Peak resident memory of a process and its children (the gunicorn workers)."""
     total = 0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
+    for p in _family(pid):
         status = Path(f"/proc/{p}/status")
         if status.exists():
             for line in status.read_text().splitlines():
