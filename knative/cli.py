@@ -192,7 +192,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from knative.render import write_all
+    from knative.render.files import write_all
 
     differ = write_all(check=args.check)
     for path in differ:

@@ -1,11 +1,12 @@
 """Whether the dependencies this process is configured with answer: for operators, not probes.
 
-Kubernetes probes stay TCP checks of the function's own port (knative/render.py). A readiness
-probe that followed PostgreSQL would take every pod out of service at once during an outage,
-so clients would get the gateway's bare 503 instead of the contract's UNAVAILABLE, and the
-pods would come back only as fast as the probe period; a liveness probe that followed it would
-restart pods a restart cannot fix. What operators ask instead is this: each dependency, timed,
-each bounded by the client's own timeouts (DATABASE_TIMEOUT, Redis' socket timeout).
+Kubernetes probes stay TCP checks of the function's own port (knative/render/services.py).
+A readiness probe that followed PostgreSQL would take every pod out of service at once during
+an outage, so clients would get the gateway's bare 503 instead of the contract's UNAVAILABLE,
+and the pods would come back only as fast as the probe period; a liveness probe that followed
+it would restart pods a restart cannot fix. What operators ask instead is this: each
+dependency, timed, each bounded by the client's own timeouts (DATABASE_TIMEOUT, Redis' socket
+timeout).
 """
 
 from __future__ import annotations

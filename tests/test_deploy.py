@@ -26,7 +26,10 @@ import yaml
 
 from eventing.broker import seconds
 from functions import load_all
-from knative import render
+from knative.render.eventing import dead_letter_sink
+from knative.render.files import files, sync, write_all
+from knative.render.services import knative_service
+from knative.render.values import Values, resolve
 from shared.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +110,7 @@ def deploy(request, tmp_path_factory):
     """(registry, directory with every derived file written) for one set of declarations."""
     registry = REGISTRIES[request.param]()
     root = tmp_path_factory.mktemp(f"render-{request.param}")
-    render.sync(render.files(registry), root, check=False)
+    sync(files(registry), root, check=False)
     return registry, root
 
 
@@ -227,30 +230,30 @@ def test_the_checker_fails_on_a_missing_service_route_trigger_or_spec_filters(de
 
 
 def test_derived_files_match_the_declarations():
-    stale = render.write_all(check=True)
+    stale = write_all(check=True)
     assert stale == [], f"stale derived files, run `growbin render`: {stale}"
 
 
 def test_check_reports_changed_and_left_over_files(tmp_path):
     registry = _synthetic()
-    wanted = render.files(registry)
-    render.sync(wanted, tmp_path, check=False)
-    assert render.sync(wanted, tmp_path, check=True) == []
+    wanted = files(registry)
+    sync(wanted, tmp_path, check=False)
+    assert sync(wanted, tmp_path, check=True) == []
     (tmp_path / "knative/openapi.json").write_text("{}")
     registry.pop("waste_items")
-    stale = render.sync(render.files(registry), tmp_path, check=True)
+    stale = sync(files(registry), tmp_path, check=True)
     assert "knative/openapi.json" in stale
     assert "knative/services/waste-items.yaml" in stale  # the function is gone, its file not
     assert "helm/growbin/templates/knative/services/waste-items.yaml" in stale
     assert (tmp_path / "knative/services/waste-items.yaml").exists()  # check writes nothing
-    render.sync(render.files(registry), tmp_path, check=False)
+    sync(files(registry), tmp_path, check=False)
     assert not (tmp_path / "knative/services/waste-items.yaml").exists()
 
 
 def test_cli_check_exits_non_zero_when_stale(tmp_path, monkeypatch, capsys):
     from knative import cli
 
-    monkeypatch.setattr(render, "ROOT", tmp_path)
+    monkeypatch.setattr("knative.render.files.ROOT", tmp_path)
     assert cli.main(["render", "--check"]) == 1
     assert "stale" in capsys.readouterr().err
     assert cli.main(["render"]) == 0
@@ -325,8 +328,8 @@ def test_knative_and_eventing_objects_match_their_crds(deploy):
 
 
 def test_crd_validation_is_strict():
-    service = render.knative_service(_synthetic()["waste_status"], render.Values())
-    service = render._resolve(service)
+    service = knative_service(_synthetic()["waste_status"], Values())
+    service = resolve(service)
     assert crd_errors(service) == []
     service["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}  # a typo
     assert any("readinesProbe" in e for e in crd_errors(service))
@@ -423,7 +426,7 @@ def test_services_scale_on_concurrency_with_pinned_workers(deploy):
 
 
 def test_function_sources_exist_for_functions_framework():
-    for function in [*load_all().values(), render.dead_letter_sink()]:
+    for function in [*load_all().values(), dead_letter_sink()]:
         assert (ROOT / function.source).is_file(), function.source
 
 
@@ -557,7 +560,7 @@ def test_ambiguous_routes_fail_the_render():
     registry = _synthetic()
     twin = dataclasses.replace(registry["waste_item"], name="waste_item_twin")
     with pytest.raises(ValueError, match="would share the route"):
-        render.files({**registry, twin.name: twin})
+        files({**registry, twin.name: twin})
 
 
 # ---- the Helm chart, rendered without helm ---------------------------------------------------
@@ -683,7 +686,7 @@ def test_checkov_finds_nothing_unjustified(tmp_path_factory):
         pytest.skip("checkov is not installed (./task installs it into .venv/checkov)")
     root = tmp_path_factory.mktemp("checkov")
     registry = {**load_all(), **_synthetic()}
-    render.sync(render.files(registry), root, check=False)
+    sync(files(registry), root, check=False)
     for directory in ("helm", "knative/argocd"):  # templates are not manifests; app is ArgoCD's
         shutil.rmtree(root / directory)
     (root / "knative/openapi.json").unlink()
