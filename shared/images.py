@@ -79,8 +79,11 @@ def for_vision(image: bytes) -> tuple[bytes, str]:
 def _as_small_jpeg(picture: PIL.Image.Image) -> bytes:
     from PIL import Image, ImageOps
 
-    # thumbnail() first: a JPEG then decodes at a fraction of its size (draft mode), and the
-    # rotation works on the small copy. The bounding box is square, so the order is free.
+    # A JPEG decodes straight at 1/2, 1/4 or 1/8 of its size, still at least MAX_SIDE (draft,
+    # a no-op for other formats): a 12 MP photo in a quarter of the time and memory. Shrink
+    # before turning, so the rotation works on the small copy; the box is square, so the
+    # order does not change the result.
+    picture.draft(None, (MAX_SIDE, MAX_SIDE))
     picture.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     ImageOps.exif_transpose(picture, in_place=True)
     if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
