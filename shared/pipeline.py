@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, String, Table, select
 
-from shared import ai, db, events, jobs, rules, storage
+from shared import ai, db, events, images, jobs, rules, storage
 from shared.errors import ApiError
 from shared.settings import settings
 
@@ -97,7 +97,8 @@ def _remember_description(sha256: str, model: str, description: dict[str, Any]) 
 
 
 def analyze(data: dict[str, Any]) -> dict[str, Any] | None:
-    """What the item is: from the vision model (cached by image hash), or the user's hint."""
+    """What the item is: from the vision model (cached by the stored image's hash, before any
+    conversion), or the user's hint."""
     job = _live_job(data["job_id"])
     if job is None:
         return None
@@ -110,7 +111,11 @@ def analyze(data: dict[str, Any]) -> dict[str, Any] | None:
         source = "cache"
         if description is None:
             try:
-                description = ai.describe(image, job["content_type"], job["hint"])
+                sent, content_type = images.for_vision(image)
+                description = ai.describe(sent, content_type, job["hint"])
+            except images.UnreadableImage as exc:
+                jobs.fail(job["id"], "IMAGE_UNREADABLE", f"the photo could not be read: {exc}")
+                return None
             except ai.ModelError as exc:
                 jobs.fail(job["id"], exc.code, exc.message)
                 return None

@@ -124,7 +124,8 @@ def test_login_dev_exists_only_in_local_mode(env):
 
 
 def test_importing_a_function_module_leaves_heavy_clients_unloaded():
-    """Cold start: openai, boto3 and the migration tooling load only when a call needs them."""
+    """Cold start: openai, boto3, the image decoders and the migration tooling load only when
+    a call needs them."""
     import subprocess
     import sys
 
@@ -132,8 +133,8 @@ def test_importing_a_function_module_leaves_heavy_clients_unloaded():
 
     script = (
         "import importlib, sys; importlib.import_module(sys.argv[1]); "
-        "print(','.join(m for m in ('openai', 'boto3', 'alembic', 'yaml', 'requests') "
-        "if m in sys.modules))"
+        "heavy = ('openai', 'boto3', 'alembic', 'yaml', 'requests', 'PIL', 'pillow_heif'); "
+        "print(','.join(m for m in heavy if m in sys.modules))"
     )
     import importlib.util
 

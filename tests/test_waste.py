@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import time
 
+import pillow_heif
 import pytest
 import requests
 from conftest import IMAGES, error_code, login, reset_clients
 from fake_openai import FakeOpenAI
+from PIL import Image, ImageChops, ImageStat
 
-from shared import jobs, pipeline, rules, storage
+from shared import images, jobs, pipeline, rules, storage
 
 PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
 MILK = (IMAGES / "cardboard" / "cardboard2.jpg").read_bytes()
@@ -134,7 +138,7 @@ def test_vision_model_reads_the_image_by_key(system, fake_model):
     vision, phrasing = fake_model.requests
     image_part = vision["messages"][1]["content"][1]["image_url"]
     assert image_part["detail"] == "low"
-    assert image_part["url"].startswith("data:image/jpeg;base64,")
+    assert _sent_image(fake_model) == ("image/jpeg", PHOTO)  # small enough: sent untouched
     assert vision["max_tokens"] <= 300 and vision["response_format"] == {"type": "json_object"}
     assert "배출방법" in phrasing["messages"][1]["content"]
 
@@ -148,6 +152,88 @@ def test_the_same_image_reuses_the_earlier_vision_answer(system, fake_model):
     assert second.status_code == 200
     vision_calls = [r for r in fake_model.requests[calls:] if "response_format" in r]
     assert vision_calls == []
+
+
+def _sent_image(fake_model) -> tuple[str, bytes]:
+    """(content type, bytes) of the image in the one vision call the model received."""
+    [vision] = [r for r in fake_model.requests if "response_format" in r]
+    url = vision["messages"][1]["content"][1]["image_url"]["url"]
+    header, encoded = url.split(",", 1)
+    assert header.startswith("data:") and header.endswith(";base64")
+    return header.removeprefix("data:").removesuffix(";base64"), base64.b64decode(encoded)
+
+
+def _stored_sideways(picture: Image.Image, format: str, **options) -> bytes:
+    """The picture as a phone stores a portrait shot: pixels turned, EXIF saying turn back.
+    Given as bytes, the orientation becomes the HEIF rotation box in a HEIC, as iPhones write."""
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    out = io.BytesIO()
+    turned = picture.transpose(Image.Transpose.ROTATE_90)
+    turned.save(out, format, exif=exif.tobytes(), **options)
+    return out.getvalue()
+
+
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two same-size pictures, 0 (same) to 255."""
+    return sum(ImageStat.Stat(ImageChops.difference(a.convert("RGB"), b.convert("RGB"))).mean) / 3
+
+
+def test_a_heic_photo_reaches_the_model_as_an_upright_jpeg(system, fake_model):
+    """The iPhone default: HEIC, stored sideways. The model reads neither, so it gets a JPEG."""
+    client = system.app.test_client()
+    headers = login(client)
+    photo = Image.open(io.BytesIO(MILK))
+    heic = _stored_sideways(photo, "HEIF", quality=90)
+    assert Image.open(io.BytesIO(heic)).format == "HEIF"
+    job_id, response = run(client, system, headers, data=heic, content_type="image/heic")
+    assert response.get_json()["status"] == "completed", response.get_json()
+    content_type, sent = _sent_image(fake_model)
+    assert content_type == "image/jpeg"
+    picture = Image.open(io.BytesIO(sent))
+    assert picture.format == "JPEG" and picture.size == photo.size == (384, 512)
+    assert _difference(picture, photo) < 8  # the photo itself, the right way up
+    assert _difference(picture, photo.transpose(Image.Transpose.ROTATE_180)) > 30
+    # the vision cache is keyed by what was stored, not by the conversion
+    assert _job_row(job_id)["image_sha256"] == hashlib.sha256(heic).hexdigest()
+
+
+def test_a_large_photo_is_sent_downscaled_and_upright(system, fake_model):
+    client = system.app.test_client()
+    headers = login(client)
+    photo = Image.open(io.BytesIO(MILK))
+    large = _stored_sideways(photo.resize((3072, 4096)), "JPEG", quality=95)
+    _, response = run(client, system, headers, data=large)
+    assert response.get_json()["status"] == "completed"
+    content_type, sent = _sent_image(fake_model)
+    picture = Image.open(io.BytesIO(sent))
+    assert content_type == "image/jpeg" and picture.format == "JPEG"
+    assert max(picture.size) <= images.MAX_SIDE and picture.size == (768, 1024)  # portrait
+    assert len(sent) < len(large) / 4
+    assert _difference(picture.resize(photo.size), photo) < 8
+
+
+@pytest.mark.parametrize(
+    ("damage", "content_type"),
+    [
+        (lambda heic: heic[: len(heic) // 2], "image/heic"),  # cut off mid-upload
+        (lambda heic: b"\x00\x00\x00\x18ftypheic" + bytes(1000), "image/heic"),  # no image
+        (lambda _: PHOTO[: len(PHOTO) // 2], "image/jpeg"),
+        (lambda _: b"GIF89a" + bytes(100), "image/png"),  # not a format uploads may be
+    ],
+    ids=["truncated-heic", "empty-heic", "truncated-jpeg", "gif"],
+)
+def test_an_image_that_does_not_decode_fails_as_unreadable(
+    system, fake_model, damage, content_type
+):
+    client = system.app.test_client()
+    headers = login(client)
+    heic = _stored_sideways(Image.open(io.BytesIO(PHOTO)), "HEIF")
+    _, response = run(client, system, headers, data=damage(heic), content_type=content_type)
+    error = response.get_json()["error"]
+    assert error["code"] == "IMAGE_UNREADABLE" and "photo could not be read" in error["message"]
+    assert [r for r in fake_model.requests if "response_format" in r] == []  # no call wasted
 
 
 @pytest.mark.parametrize(
@@ -234,6 +320,15 @@ def test_replayed_events_at_every_stage_change_nothing(system_on):
     assert {k: v for k, v in again.items() if k != "image_url"} == {
         k: v for k, v in first_body.items() if k != "image_url"
     }
+
+
+def _job_row(job_id):
+    from sqlalchemy import select
+
+    from shared import db
+
+    with db.engine().connect() as conn:
+        return conn.execute(select(jobs.jobs).where(jobs.jobs.c.id == job_id)).one()._asdict()
 
 
 def _rows(job_id):
