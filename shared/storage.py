@@ -200,11 +200,23 @@ def delete(keys: list[str]) -> None:
     if not keys:
         return
     if _bucket():
+        from botocore.exceptions import ClientError
+
         for start in range(0, len(keys), 1000):  # S3's batch limit
             chunk = keys[start : start + 1000]
-            _s3().delete_objects(
+            answer = _s3().delete_objects(
                 Bucket=_bucket(), Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
             )
+            # A 200 can still list keys S3 failed to delete (Quiet lists only those): they are
+            # still there, so the caller must not record them gone.
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                message = (
+                    f"{len(answer['Errors'])} of {len(chunk)} objects not deleted; "
+                    f"{first.get('Key')}: {first.get('Message')}"
+                )
+                error = {"Code": first.get("Code", "InternalError"), "Message": message}
+                raise ClientError({"Error": error}, "DeleteObjects")
         return
     for key in keys:
         path = _local_path(key)
