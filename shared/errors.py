@@ -81,11 +81,22 @@ def _dependency_down(exc: BaseException) -> str | None:
     if pika and isinstance(exc, pika.AMQPError):
         return "event broker"
     botocore = sys.modules.get("botocore.exceptions")
-    if botocore and isinstance(
-        exc, botocore.EndpointConnectionError | botocore.ConnectTimeoutError
-    ):
+    # Refused, timed out connecting or reading, or cut off mid-answer.
+    if botocore and isinstance(exc, botocore.ConnectionError | botocore.HTTPClientError):
+        return "object storage"
+    if botocore and isinstance(exc, botocore.ClientError) and _storage_failed(exc.response):
         return "object storage"
     return None
+
+
+# S3's own failures, to wait out; a request S3 refused (403, 404, 400) is a bug, not an outage.
+_S3_SERVER_ERRORS = frozenset({"InternalError", "ServiceUnavailable", "SlowDown"})
+
+
+def _storage_failed(response: dict[str, Any]) -> bool:
+    """Whether an S3 error answer is S3 failing (5xx, or a per-key error with a 5xx code)."""
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status >= 500 or response.get("Error", {}).get("Code") in _S3_SERVER_ERRORS
 
 
 def as_api_error(exc: BaseException, where: str) -> ApiError:

@@ -72,6 +72,10 @@ def update_profile(user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_account(user_id: str) -> None:
+    """Delete the images first, the rows last. The 204 promises the images are gone, so S3
+    failing fails the call (503) while the account, its session and its history still stand
+    for the client's retry, which deletes what is left; rows deleted first would leave images
+    that no row points to, which nothing would ever find and delete."""
     with db.engine().connect() as conn:
         job_ids = list(
             conn.execute(select(jobs.jobs.c.id).where(jobs.jobs.c.user_id == user_id)).scalars()

@@ -24,6 +24,7 @@ class Settings:
     broker_name: str  # names its exchanges and queues: processes sharing one name share the work
     k_sink: str | None  # injected by the SinkBinding on the cluster
     s3_bucket: str | None
+    s3_timeout: float  # seconds S3 gets to connect and to answer each read, per attempt
     public_url: str  # how clients reach this deployment (local upload forms point here)
     jwt_issuer: str
     jwt_audience: str
@@ -77,6 +78,7 @@ def settings() -> Settings:
         broker_name=_env("BROKER_NAME", "default"),
         k_sink=_env("K_SINK"),
         s3_bucket=_env("S3_BUCKET"),
+        s3_timeout=float(_env("S3_TIMEOUT", "3")),
         public_url=_env("GROWBIN_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         jwt_issuer=_env("JWT_ISSUER", "https://growbin.kr"),
         jwt_audience=_env("JWT_AUDIENCE", "growbin-app"),

@@ -36,14 +36,23 @@ def _s3() -> Any:
     import boto3  # heavy: only functions that touch storage pay for it, and only once
     from botocore.config import Config
 
+    # Every wait is bounded, so an S3 outage is a quick 503 (shared/errors.py) that the client,
+    # or the broker for events, retries. S3 sends its first byte within tens of milliseconds and
+    # AWS advises latency-sensitive clients to retry what is unanswered after about 2 s: one
+    # attempt gets S3_TIMEOUT (3 s) to connect and as long for each read (a stalled socket,
+    # not a slow transfer: large bodies still stream). Two attempts: the retry absorbs a dropped
+    # pooled connection or one 503; more would stack under the client's and broker's retries.
+    # botocore's jittered backoff between them is under 50 ms (1 s when S3 says slow down), so
+    # a hung S3 holds a call about 6 s, not minutes.
     # boto3 honours AWS_ENDPOINT_URL, AWS_REGION and the credential chain by itself.
+    timeout = settings().s3_timeout
     return boto3.client(
         "s3",
         config=Config(
             signature_version="s3v4",
-            retries={"mode": "standard"},
-            connect_timeout=3,
-            read_timeout=10,
+            retries={"mode": "standard", "total_max_attempts": 2},
+            connect_timeout=timeout,
+            read_timeout=timeout,
         ),
     )
 
@@ -191,11 +200,23 @@ def delete(keys: list[str]) -> None:
     if not keys:
         return
     if _bucket():
+        from botocore.exceptions import ClientError
+
         for start in range(0, len(keys), 1000):  # S3's batch limit
             chunk = keys[start : start + 1000]
-            _s3().delete_objects(
+            answer = _s3().delete_objects(
                 Bucket=_bucket(), Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
             )
+            # A 200 can still list keys S3 failed to delete (Quiet lists only those): they are
+            # still there, so the caller must not record them gone.
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                message = (
+                    f"{len(answer['Errors'])} of {len(chunk)} objects not deleted; "
+                    f"{first.get('Key')}: {first.get('Message')}"
+                )
+                error = {"Code": first.get("Code", "InternalError"), "Message": message}
+                raise ClientError({"Error": error}, "DeleteObjects")
         return
     for key in keys:
         path = _local_path(key)

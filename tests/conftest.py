@@ -42,6 +42,7 @@ CONFIG_VARS = (
     "BROKER_NAME",
     "K_SINK",
     "S3_BUCKET",
+    "S3_TIMEOUT",
     "AWS_ENDPOINT_URL",
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",

@@ -4,7 +4,8 @@ The document is the one the app serves at `/api/v1/openapi.json`, read at collec
 each operation is its own test: operations colleagues add are fuzzed without touching this
 file. Each operation gets schemathesis' examples, coverage and fuzzing phases, with a valid
 bearer token on protected operations; every response must be declared, in the declared
-content type and headers, and match the declared schema; no 5xx. Protected operations
+content type and headers, and match the declared schema; no 5xx but the contract's
+503 PROVIDER_NOT_CONFIGURED for a sign-in provider without keys. Protected operations
 without a token must answer 401 in the contract's shape.
 """
 
@@ -16,6 +17,7 @@ import pytest
 import schemathesis
 from conftest import login
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 
 from functions import load_all
 from knative.server import OPENAPI_PATH, create_app
@@ -101,13 +103,20 @@ def caller(system):
     return Caller(APP.test_client())
 
 
+def _provider_not_configured(response) -> bool:
+    """A sign-in provider without its keys here answers 503 PROVIDER_NOT_CONFIGURED, by
+    contract (README, Auth): any well-formed login body the fuzzer sends reaches it."""
+    return response.status_code == 503 and "PROVIDER_NOT_CONFIGURED" in response.text
+
+
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_every_operation_answers_as_documented(case, caller, tally):
     headers = caller.headers() if case.operation.definition.raw.get("security") else {}
     response = case.call(headers=headers)
     tally.count(case.operation.label, response.status_code)
-    case.validate_response(response, headers=headers)
+    expected_5xx = [not_a_server_error] if _provider_not_configured(response) else []
+    case.validate_response(response, headers=headers, excluded_checks=expected_5xx)
 
 
 @schema.parametrize()
