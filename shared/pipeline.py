@@ -29,7 +29,6 @@ CLASSIFIED = "kr.growbin.waste.classified"
 ANSWERED = "kr.growbin.waste.answered"
 
 ALTERNATIVES = 3
-STAGE_EVENTS = (UPLOADED, ANALYZED, CLASSIFIED, ANSWERED)
 
 vision_cache = Table(
     "vision_cache",
@@ -232,11 +231,21 @@ def save(data: dict[str, Any]) -> None:
     jobs.save_result(job["id"], data)
 
 
+# What each stage was doing, in the words the app shows: the error itself (hosts, buckets,
+# keys, stack details) stays with the operators, in the dead letter and the logs.
+STAGE_STEPS = {
+    UPLOADED: "reading the photo",
+    ANALYZED: "identifying the item",
+    CLASSIFIED: "writing the disposal guide",
+    ANSWERED: "saving the result",
+}
+
+
 def dead_lettered(event_type: str, data: Any, error: str) -> None:
-    """A stage gave up after its retries: the job fails now, with the reason, not at the sweep."""
-    if event_type in STAGE_EVENTS and isinstance(data, dict) and data.get("job_id"):
+    """A stage gave up after its retries: the job fails now, with the step, not at the sweep."""
+    if event_type in STAGE_STEPS and isinstance(data, dict) and data.get("job_id"):
         jobs.fail(
             str(data["job_id"]),
             "PROCESSING_FAILED",
-            f"the analysis failed after retries ({error[:200]}); try again",
+            f"the analysis failed while {STAGE_STEPS[event_type]}, after retries; try again",
         )

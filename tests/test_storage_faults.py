@@ -223,7 +223,9 @@ def test_storage_down_past_the_retries_fails_the_job_with_a_reason(outage):
     status = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()
     assert status["status"] == "failed"
     assert status["error"]["code"] == "PROCESSING_FAILED"
-    assert "EndpointConnectionError" in status["error"]["message"]
+    assert "reading the photo" in status["error"]["message"]
+    assert "EndpointConnectionError" in letter["error"]  # the endpoint and key: operators only
+    assert "EndpointConnectionError" not in status["error"]["message"]
 
 
 def _ping(system, name: str):

@@ -496,7 +496,10 @@ def test_a_stage_that_keeps_crashing_fails_the_job_with_a_reason(system, monkeyp
     monkeypatch.setattr(rules, "search", crash)
     _, response = run(client, system, headers, hint="페트병")
     error = response.get_json()["error"]
-    assert error["code"] == "PROCESSING_FAILED" and "dictionary unavailable" in error["message"]
+    assert error["code"] == "PROCESSING_FAILED"
+    assert "identifying the item" in error["message"]
+    assert "dictionary unavailable" not in error["message"]  # internals stay with operators
     [letter] = dead_letters.listing()
     assert letter["trigger"] == "classification_identify"
+    assert "dictionary unavailable" in letter["error"]
     assert letter["attempts"] == system.registry["classification_identify"].delivery.retry + 1
