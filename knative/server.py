@@ -100,7 +100,8 @@ def create_app(registry: dict[str, Function], broker: Any = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        """Whether the database and cache answer, for operators (shared/health.py: not a probe)."""
+        """Whether the database, cache and object store answer, for operators (shared/health.py:
+        not a probe)."""
         from shared import health
 
         checks = health.check()

@@ -6,7 +6,7 @@ an outage, so clients would get the gateway's bare 503 instead of the contract's
 and the pods would come back only as fast as the probe period; a liveness probe that followed
 it would restart pods a restart cannot fix. What operators ask instead is this: each
 dependency, timed, each bounded by the client's own timeouts (DATABASE_TIMEOUT, Redis' socket
-timeout).
+timeout, S3_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -30,11 +30,17 @@ def _cache() -> None:
     cache.client().ping()
 
 
-CHECKS = {"database": _database, "cache": _cache}
+def _storage() -> None:
+    from shared import storage
+
+    storage.check()
+
+
+CHECKS = {"database": _database, "cache": _cache, "storage": _storage}
 
 
 def check() -> dict[str, dict[str, Any]]:
-    """`{"database": {"ok", "ms", "error"?}, "cache": {...}}`; never raises."""
+    """`{"database": {"ok", "ms", "error"?}, "cache": {...}, "storage": {...}}`; never raises."""
     results: dict[str, dict[str, Any]] = {}
     for name, probe in CHECKS.items():
         started = time.perf_counter()

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -166,6 +167,14 @@ def put(key: str, data: bytes, content_type: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_name(path.name + ".type").write_text(content_type)
     path.write_bytes(data)
+
+
+def check() -> None:
+    """Raise unless the store answers and is ours to use (the operators' readiness check)."""
+    if _bucket():
+        _s3().head_bucket(Bucket=_bucket())
+    elif not os.access(_root(), os.W_OK):
+        raise PermissionError(f"{_root()} is not writable")
 
 
 def head(key: str) -> dict[str, Any] | None:

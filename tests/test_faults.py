@@ -321,4 +321,5 @@ def test_readiness_on_the_embedded_default(client):
     assert {name: check["ok"] for name, check in ready.get_json()["dependencies"].items()} == {
         "database": True,
         "cache": True,
+        "storage": True,
     }

@@ -143,8 +143,15 @@ def test_upload_complete_while_storage_is_down_is_503_then_recovers(outage, faul
         for path in (f"/api/v1/waste/result/{done_id}", "/api/v1/users/history"):
             assert client.get(path, headers=headers).status_code == 200, path
 
+        # The operators' check names the store, and only the store.
+        ready = client.get("/readyz")
+        assert_unavailable(ready, "storage")
+        checks = ready.get_json()["error"]["details"]["dependencies"]
+        assert {name for name, check in checks.items() if not check["ok"]} == {"storage"}
+
     response = _complete(client, headers, job_id)
     assert response.status_code == 202, response.get_data(as_text=True)
+    assert client.get("/readyz").status_code == 200
     assert storage._s3() is s3  # the same client: recovery needed no restart
     assert system.broker.wait_idle(30)
     result = client.get(f"/api/v1/waste/result/{job_id}", headers=headers).get_json()
