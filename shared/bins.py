@@ -9,9 +9,9 @@ latitude band (`band`, 0.01 degrees, about 1.1 km), and the B-tree indexes (band
 (type, band, lng, lat) turn a bounding box into one short index range per band, on SQLite and
 PostgreSQL alike (no extension needed; PostgreSQL here has none installed beyond plpgsql).
 Exact great-circle distances are then computed for the few candidates. The search starts at
-250 m and widens toward the radius by what the density it has seen promises, so "the 20
-nearest within 20 km" in central Seoul reads a few dozen rows, not the thousands inside the
-full circle.
+250 m and widens toward the radius by what the density it has seen promises, each widening
+reading only the ring outside the box already read, so "the 20 nearest within 20 km" in
+central Seoul reads a few dozen rows, once each, not the thousands inside the full circle.
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     delete,
     func,
+    not_,
     select,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql import Select
 
 from shared import db, geo, kakao_local
@@ -118,10 +120,12 @@ def band_of(lat: float) -> int:
 
 
 @cache
-def _area_statement(typed: bool) -> Select:
+def _area_statement(typed: bool, beyond: bool = False) -> Select:
     """Bins inside a bounding box, through the area index: one index range per latitude band.
-    Built once; each search only binds its values (statement building costs more than the
-    query itself)."""
+    `beyond` leaves out those inside a smaller box read before, so widening fetches only the
+    new ring (SQLite drops the others on the index entry alone, PostgreSQL on the row; neither
+    sends them again). Built once; each search only binds its values (statement building
+    costs more than the query itself)."""
     conditions = [
         bins.c.band.in_(bindparam("bands", expanding=True)),
         bins.c.lng.between(bindparam("min_lng"), bindparam("max_lng")),
@@ -129,17 +133,25 @@ def _area_statement(typed: bool) -> Select:
     ]
     if typed:
         conditions.insert(0, bins.c.type == bindparam("type"))
+    if beyond:
+        read = and_(
+            bins.c.lng.between(bindparam("read_min_lng"), bindparam("read_max_lng")),
+            bins.c.lat.between(bindparam("read_min_lat"), bindparam("read_max_lat")),
+        )
+        conditions.append(not_(read))
     columns = (bins.c.id, bins.c.name, bins.c.type, bins.c.address, bins.c.lat, bins.c.lng)
     return select(*columns, bins.c.dataset).where(*conditions)
 
 
-def _area_params(box: geo.Box, bin_type: str | None) -> dict[str, Any]:
+def _area_params(box: geo.Box, bin_type: str | None, read: geo.Box | None = None) -> dict[str, Any]:
     params = {
         "bands": list(range(band_of(box.min_lat), band_of(box.max_lat) + 1)),
         **box._asdict(),
     }
     if bin_type:
         params["type"] = bin_type
+    if read:
+        params.update({f"read_{bound}": value for bound, value in read._asdict().items()})
     return params
 
 
@@ -148,36 +160,32 @@ def area_query(box: geo.Box, bin_type: str | None = None) -> Select:
     return _area_statement(bool(bin_type)).params(**_area_params(box, bin_type))
 
 
-def _within(
-    conn: Connection, lat: float, lng: float, reach: float, bin_type: str | None
-) -> list[tuple[float, str, Any]]:
-    """(distance, id, row) of the bins within `reach`, nearest first."""
-    box = geo.bounding_box(lat, lng, reach)
-    rows = conn.execute(_area_statement(bool(bin_type)), _area_params(box, bin_type)).all()
-    found = []
-    for row in rows:
-        distance = geo.haversine_m(lat, lng, row.lat, row.lng)
-        if distance <= reach:
-            found.append((distance, row.id, row))
-    found.sort(key=lambda hit: hit[:2])
-    return found
-
-
 def nearest(
     lat: float, lng: float, radius_m: float, bin_type: str | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
     """Our bins within `radius_m`, nearest first, at most `limit`."""
     reach = min(radius_m, FIRST_REACH_M)
+    seen: list[tuple[float, str, Row]] = []  # (distance, id, row) of every bin read so far
+    read: geo.Box | None = None  # ... which are all those inside this box
     with db.engine().connect() as conn:
         while True:
-            found = _within(conn, lat, lng, reach, bin_type)
-            # Everything within `reach` is in `found`; enough of them means none farther
+            box = geo.bounding_box(lat, lng, reach)
+            rows = conn.execute(
+                _area_statement(bool(bin_type), read is not None),
+                _area_params(box, bin_type, read),
+            )
+            seen += [(geo.haversine_m(lat, lng, row.lat, row.lng), row.id, row) for row in rows]
+            read = box
+            within = sum(1 for distance, _id, _row in seen if distance <= reach)
+            # Everything within `reach` has been seen; enough of them means none farther
             # can be among the nearest `limit`.
-            if len(found) >= limit or reach >= radius_m:
+            if within >= limit or reach >= radius_m:
                 break
             # Widen to where the density seen so far promises `limit` bins, with a margin.
-            grow = 1.5 * math.sqrt(limit / len(found)) if found else WIDEN
+            grow = 1.5 * math.sqrt(limit / within) if within else WIDEN
             reach = min(radius_m, reach * min(WIDEN, max(1.25, grow)))
+    # Ids are unique and each bin was read once: the rows themselves are never compared.
+    found = sorted(hit for hit in seen if hit[0] <= reach)
     return [
         {
             "id": row.id,
