@@ -8,10 +8,11 @@ Nearby search prunes by area before it measures: every bin with coordinates carr
 latitude band (`band`, 0.01 degrees, about 1.1 km), and the B-tree indexes (band, lng, lat) and
 (type, band, lng, lat) turn a bounding box into one short index range per band, on SQLite and
 PostgreSQL alike (no extension needed; PostgreSQL here has none installed beyond plpgsql).
-Exact great-circle distances are then computed for the few candidates. The search starts at
-250 m and widens toward the radius by what the density it has seen promises, each widening
-reading only the ring outside the box already read, so "the 20 nearest within 20 km" in
-central Seoul reads a few dozen rows, once each, not the thousands inside the full circle.
+Exact great-circle distances are then computed for the few candidates. The search first
+looks where the nearest `limit` would be in a dense city (250 m for 20) and widens toward the
+radius by what the density it has seen promises, each widening reading only the ring outside
+the box already read, so "the 20 nearest within 20 km" in central Seoul reads a few dozen rows,
+once each, not the thousands inside the full circle.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ LABELS = {  # what a bin is called on the street and on the map
     "recycle_center": "재활용 수거 거점",
 }
 BAND_DEG = 0.01  # latitude band height of the area index
-FIRST_REACH_M = 250.0  # nearby looks this far first, then widens as the density says
+CITY_DENSITY = 100.0  # bins per km² in a dense city centre: nearby first looks where the
+# `limit` nearest would be at that density (250 m for 20), then widens as the density says
+MARGIN = 1.1  # ... to where the density seen promises `limit` bins, this much farther
 WIDEN = 4.0  # at most this much per step
 PLACE_MATCH_M = 60.0  # a Kakao place this close to one of our sites is that site
 PLACE_NAME_MATCH_M = 300.0  # ... or this close with the same name
@@ -164,7 +167,7 @@ def nearest(
     lat: float, lng: float, radius_m: float, bin_type: str | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
     """Our bins within `radius_m`, nearest first, at most `limit`."""
-    reach = min(radius_m, FIRST_REACH_M)
+    reach = min(radius_m, 1000.0 * math.sqrt(limit / (math.pi * CITY_DENSITY)))
     seen: list[tuple[float, str, Row]] = []  # (distance, id, row) of every bin read so far
     read: geo.Box | None = None  # ... which are all those inside this box
     with db.engine().connect() as conn:
@@ -182,7 +185,9 @@ def nearest(
             if within >= limit or reach >= radius_m:
                 break
             # Widen to where the density seen so far promises `limit` bins, with a margin.
-            grow = 1.5 * math.sqrt(limit / within) if within else WIDEN
+            # It is small: falling short costs one more round of only the new ring, while
+            # overshooting reads every bin in the excess, and that is most of a search's time.
+            grow = MARGIN * math.sqrt(limit / within) if within else WIDEN
             reach = min(radius_m, reach * min(WIDEN, max(1.25, grow)))
     # Ids are unique and each bin was read once: the rows themselves are never compared.
     found = sorted(hit for hit in seen if hit[0] <= reach)
