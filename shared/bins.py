@@ -170,7 +170,7 @@ def nearest(
     reach = min(radius_m, 1000.0 * math.sqrt(limit / (math.pi * CITY_DENSITY)))
     seen: list[tuple[float, str, Row]] = []  # (distance, id, row) of every bin read so far
     read: geo.Box | None = None  # ... which are all those inside this box
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         while True:
             box = geo.bounding_box(lat, lng, reach)
             rows = conn.execute(

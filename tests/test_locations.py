@@ -265,6 +265,22 @@ def test_widening_measures_each_bin_of_the_last_box_once(api, monkeypatch):
     assert sorted(measured) == sorted(inside)
 
 
+def test_reads_run_outside_a_transaction(api):
+    """On PostgreSQL a search's statements are its only round trips (no BEGIN, no ROLLBACK),
+    and the connection goes back to the pool transactional as before."""
+    with db.reading() as conn:
+        conn.execute(text("SELECT 1"))
+        raw = conn.connection.dbapi_connection
+        if conn.dialect.name == "postgresql":
+            assert raw.info.transaction_status == raw.info.transaction_status.IDLE
+    with db.engine().connect() as conn:
+        conn.execute(text("SELECT 1"))
+        if conn.dialect.name == "postgresql":
+            raw = conn.connection.dbapi_connection
+            assert not raw.autocommit
+            assert raw.info.transaction_status == raw.info.transaction_status.INTRANS
+
+
 # ---- one bin and the way there ------------------------------------------------------------
 
 
