@@ -142,6 +142,7 @@ def _area_statement(typed: bool, beyond: bool = False) -> Select:
             bins.c.lat.between(bindparam("read_min_lat"), bindparam("read_max_lat")),
         )
         conditions.append(not_(read))
+    # In the order nearest() unpacks them.
     columns = (bins.c.id, bins.c.name, bins.c.type, bins.c.address, bins.c.lat, bins.c.lng)
     return select(*columns, bins.c.dataset).where(*conditions)
 
@@ -173,11 +174,11 @@ def nearest(
     with db.reading() as conn:
         while True:
             box = geo.bounding_box(lat, lng, reach)
-            rows = conn.execute(
-                _area_statement(bool(bin_type), read is not None),
-                _area_params(box, bin_type, read),
-            )
-            seen += [(geo.haversine_m(lat, lng, row.lat, row.lng), row.id, row) for row in rows]
+            statement = _area_statement(bool(bin_type), read is not None)
+            for row in conn.execute(statement, _area_params(box, bin_type, read)).all():
+                # Unpacked, not row.lat: a Row's attribute lookup costs more than the distance.
+                bin_id, _name, _type, _address, bin_lat, bin_lng, _source = row
+                seen.append((geo.haversine_m(lat, lng, bin_lat, bin_lng), bin_id, row))
             read = box
             within = sum(1 for distance, _id, _row in seen if distance <= reach)
             # Everything within `reach` has been seen; enough of them means none farther
@@ -193,16 +194,16 @@ def nearest(
     found = sorted(hit for hit in seen if hit[0] <= reach)
     return [
         {
-            "id": row.id,
-            "name": row.name,
-            "type": row.type,
-            "address": row.address,
-            "lat": row.lat,
-            "lng": row.lng,
+            "id": bin_id,
+            "name": name,
+            "type": kind,
+            "address": address,
+            "lat": bin_lat,
+            "lng": bin_lng,
             "distance_m": distance,
-            "source": row.dataset,
+            "source": source,
         }
-        for distance, _id, row in found[:limit]
+        for distance, _id, (bin_id, name, kind, address, bin_lat, bin_lng, source) in found[:limit]
     ]
 
 
