@@ -8,10 +8,11 @@ Nearby search prunes by area before it measures: every bin with coordinates carr
 latitude band (`band`, 0.01 degrees, about 1.1 km), and the B-tree indexes (band, lng, lat) and
 (type, band, lng, lat) turn a bounding box into one short index range per band, on SQLite and
 PostgreSQL alike (no extension needed; PostgreSQL here has none installed beyond plpgsql).
-Exact great-circle distances are then computed for the few candidates. The search starts at
-250 m and widens toward the radius by what the density it has seen promises, so "the 20
-nearest within 20 km" in central Seoul reads a few dozen rows, not the thousands inside the
-full circle.
+Exact great-circle distances are then computed for the few candidates. The search first
+looks where the nearest `limit` would be in a dense city (250 m for 20) and widens toward the
+radius by what the density it has seen promises, each widening reading only the ring outside
+the box already read, so "the 20 nearest within 20 km" in central Seoul reads a few dozen rows,
+once each, not the thousands inside the full circle.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     delete,
     func,
+    not_,
     select,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql import Select
 
 from shared import db, geo, kakao_local
@@ -54,7 +57,9 @@ LABELS = {  # what a bin is called on the street and on the map
     "recycle_center": "재활용 수거 거점",
 }
 BAND_DEG = 0.01  # latitude band height of the area index
-FIRST_REACH_M = 250.0  # nearby looks this far first, then widens as the density says
+CITY_DENSITY = 100.0  # bins per km² in a dense city centre: nearby first looks where the
+# `limit` nearest would be at that density (250 m for 20), then widens as the density says
+MARGIN = 1.1  # ... to where the density seen promises `limit` bins, this much farther
 WIDEN = 4.0  # at most this much per step
 PLACE_MATCH_M = 60.0  # a Kakao place this close to one of our sites is that site
 PLACE_NAME_MATCH_M = 300.0  # ... or this close with the same name
@@ -118,10 +123,12 @@ def band_of(lat: float) -> int:
 
 
 @cache
-def _area_statement(typed: bool) -> Select:
+def _area_statement(typed: bool, beyond: bool = False) -> Select:
     """Bins inside a bounding box, through the area index: one index range per latitude band.
-    Built once; each search only binds its values (statement building costs more than the
-    query itself)."""
+    `beyond` leaves out those inside a smaller box read before, so widening fetches only the
+    new ring (SQLite drops the others on the index entry alone, PostgreSQL on the row; neither
+    sends them again). Built once; each search only binds its values (statement building
+    costs more than the query itself)."""
     conditions = [
         bins.c.band.in_(bindparam("bands", expanding=True)),
         bins.c.lng.between(bindparam("min_lng"), bindparam("max_lng")),
@@ -129,17 +136,26 @@ def _area_statement(typed: bool) -> Select:
     ]
     if typed:
         conditions.insert(0, bins.c.type == bindparam("type"))
+    if beyond:
+        read = and_(
+            bins.c.lng.between(bindparam("read_min_lng"), bindparam("read_max_lng")),
+            bins.c.lat.between(bindparam("read_min_lat"), bindparam("read_max_lat")),
+        )
+        conditions.append(not_(read))
+    # In the order nearest() unpacks them.
     columns = (bins.c.id, bins.c.name, bins.c.type, bins.c.address, bins.c.lat, bins.c.lng)
     return select(*columns, bins.c.dataset).where(*conditions)
 
 
-def _area_params(box: geo.Box, bin_type: str | None) -> dict[str, Any]:
+def _area_params(box: geo.Box, bin_type: str | None, read: geo.Box | None = None) -> dict[str, Any]:
     params = {
         "bands": list(range(band_of(box.min_lat), band_of(box.max_lat) + 1)),
         **box._asdict(),
     }
     if bin_type:
         params["type"] = bin_type
+    if read:
+        params.update({f"read_{bound}": value for bound, value in read._asdict().items()})
     return params
 
 
@@ -148,48 +164,46 @@ def area_query(box: geo.Box, bin_type: str | None = None) -> Select:
     return _area_statement(bool(bin_type)).params(**_area_params(box, bin_type))
 
 
-def _within(
-    conn: Connection, lat: float, lng: float, reach: float, bin_type: str | None
-) -> list[tuple[float, str, Any]]:
-    """(distance, id, row) of the bins within `reach`, nearest first."""
-    box = geo.bounding_box(lat, lng, reach)
-    rows = conn.execute(_area_statement(bool(bin_type)), _area_params(box, bin_type)).all()
-    found = []
-    for row in rows:
-        distance = geo.haversine_m(lat, lng, row.lat, row.lng)
-        if distance <= reach:
-            found.append((distance, row.id, row))
-    found.sort(key=lambda hit: hit[:2])
-    return found
-
-
 def nearest(
     lat: float, lng: float, radius_m: float, bin_type: str | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
     """Our bins within `radius_m`, nearest first, at most `limit`."""
-    reach = min(radius_m, FIRST_REACH_M)
-    with db.engine().connect() as conn:
+    reach = min(radius_m, 1000.0 * math.sqrt(limit / (math.pi * CITY_DENSITY)))
+    seen: list[tuple[float, str, Row]] = []  # (distance, id, row) of every bin read so far
+    read: geo.Box | None = None  # ... which are all those inside this box
+    with db.reading() as conn:
         while True:
-            found = _within(conn, lat, lng, reach, bin_type)
-            # Everything within `reach` is in `found`; enough of them means none farther
+            box = geo.bounding_box(lat, lng, reach)
+            statement = _area_statement(bool(bin_type), read is not None)
+            for row in conn.execute(statement, _area_params(box, bin_type, read)).all():
+                # Unpacked, not row.lat: a Row's attribute lookup costs more than the distance.
+                bin_id, _name, _type, _address, bin_lat, bin_lng, _source = row
+                seen.append((geo.haversine_m(lat, lng, bin_lat, bin_lng), bin_id, row))
+            read = box
+            within = sum(1 for distance, _id, _row in seen if distance <= reach)
+            # Everything within `reach` has been seen; enough of them means none farther
             # can be among the nearest `limit`.
-            if len(found) >= limit or reach >= radius_m:
+            if within >= limit or reach >= radius_m:
                 break
             # Widen to where the density seen so far promises `limit` bins, with a margin.
-            grow = 1.5 * math.sqrt(limit / len(found)) if found else WIDEN
+            # It is small: falling short costs one more round of only the new ring, while
+            # overshooting reads every bin in the excess, and that is most of a search's time.
+            grow = MARGIN * math.sqrt(limit / within) if within else WIDEN
             reach = min(radius_m, reach * min(WIDEN, max(1.25, grow)))
+    # Ids are unique and each bin was read once: the rows themselves are never compared.
+    found = sorted(hit for hit in seen if hit[0] <= reach)
     return [
         {
-            "id": row.id,
-            "name": row.name,
-            "type": row.type,
-            "address": row.address,
-            "lat": row.lat,
-            "lng": row.lng,
+            "id": bin_id,
+            "name": name,
+            "type": kind,
+            "address": address,
+            "lat": bin_lat,
+            "lng": bin_lng,
             "distance_m": distance,
-            "source": row.dataset,
+            "source": source,
         }
-        for distance, _id, row in found[:limit]
+        for distance, _id, (bin_id, name, kind, address, bin_lat, bin_lng, source) in found[:limit]
     ]
 
 

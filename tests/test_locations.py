@@ -243,6 +243,44 @@ def test_the_area_index_does_the_pruning(api):
                 assert "Seq Scan" not in plan and "ix_bins_" in plan, plan
 
 
+def test_widening_measures_each_bin_of_the_last_box_once(api, monkeypatch):
+    """Every round reads only the ring outside the box read before: together they are the last
+    box, each of its bins measured exactly once, none missed."""
+    measured, boxes = [], []
+    haversine, bounding_box = geo.haversine_m, geo.bounding_box
+
+    def measuring(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+        measured.append((lat2, lng2))
+        return haversine(lat1, lng1, lat2, lng2)
+
+    def boxing(lat: float, lng: float, radius_m: float) -> geo.Box:
+        boxes.append(bounding_box(lat, lng, radius_m))
+        return boxes[-1]
+
+    monkeypatch.setattr(geo, "haversine_m", measuring)
+    monkeypatch.setattr(geo, "bounding_box", boxing)
+    found = bins.nearest(*CITY_HALL, 20000, None, 100)
+    assert len(found) == 100 and len(boxes) > 1
+    inside = [(r.lat, r.lng) for r in _everything() if boxes[-1].contains(r.lat, r.lng)]
+    assert sorted(measured) == sorted(inside)
+
+
+def test_reads_run_outside_a_transaction(api):
+    """On PostgreSQL a search's statements are its only round trips (no BEGIN, no ROLLBACK),
+    and the connection goes back to the pool transactional as before."""
+    with db.reading() as conn:
+        conn.execute(text("SELECT 1"))
+        raw = conn.connection.dbapi_connection
+        if conn.dialect.name == "postgresql":
+            assert raw.info.transaction_status == raw.info.transaction_status.IDLE
+    with db.engine().connect() as conn:
+        conn.execute(text("SELECT 1"))
+        if conn.dialect.name == "postgresql":
+            raw = conn.connection.dbapi_connection
+            assert not raw.autocommit
+            assert raw.info.transaction_status == raw.info.transaction_status.INTRANS
+
+
 # ---- one bin and the way there ------------------------------------------------------------
 
 
