@@ -141,11 +141,14 @@ def _path_pattern(template: str) -> re.Pattern[str]:
     return re.compile(f"^{regex}/?$")
 
 
+# One encoder for every response: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None):
     from flask import Response
 
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return Response(text, status=status, headers=headers, content_type="application/json")
+    return Response(_encode(body), status=status, headers=headers, content_type="application/json")
 
 
 def error_response(error: ApiError):
