@@ -12,7 +12,8 @@ work: connecting, compiling statements); floor / hello is what the libraries cos
 taken in CPU time, which a busy machine disturbs far less than wall time.
 
 The targets run on the embedded default (SQLite, in-process cache) and, when DATABASE_URL and
-REDIS_URL are set, again on PostgreSQL and Redis, as they run in a cluster.
+REDIS_URL are set, again on PostgreSQL and Redis, as they run in a cluster. Last, the hello
+world importing each heavy library the project chose (LIBRARY_GROUPS), alone and together.
 
 Run: `python bench/coldstart.py [--runs 3] [--only NAME] [--json out.json]`.
 """
@@ -152,11 +153,38 @@ def floor_source(modules: list[str], directory: Path) -> Path:
     return path
 
 
+# The libraries the project chose that weigh on a start, alone and together: what the floor is
+# made of, and what it would be without one of them.
+TOKENS = ["jwt", "cryptography.hazmat.primitives.asymmetric.ec"]
+LIBRARY_GROUPS = {
+    "SQLAlchemy": ["sqlalchemy"],
+    "PyJWT + cryptography": TOKENS,
+    "psycopg + redis-py": ["psycopg", "redis"],
+    "all but SQLAlchemy": ["psycopg", "redis", *TOKENS],
+    "all of them": ["sqlalchemy", "psycopg", "redis", *TOKENS],
+}
+
+
+def library_costs(prepared: serving.Prepared, runs: int) -> dict:
+    """Each group's hello world against the bare one, interleaved: x hello, wall and CPU."""
+    hello = (Start(serving.HELLO, "hello"), None)
+    with tempfile.TemporaryDirectory() as tmp:
+        groups = [Start(floor_source(m, Path(tmp)), "hello") for m in LIBRARY_GROUPS.values()]
+        base, *figures = measure([hello, *((group, None) for group in groups)], prepared, runs)
+    return {
+        name: {
+            **f,
+            "ratio": round(f["cold_start_s"] / base["cold_start_s"], 2),
+            "cpu_ratio": round(f["cpu_s"] / base["cpu_s"], 2),
+        }
+        for name, f in zip(LIBRARY_GROUPS, figures, strict=True)
+    }
+
+
 def run_mode(registry: dict, prepared: serving.Prepared, runs: int, only: str | None) -> dict:
     hello = (Start(serving.HELLO, "hello"), None)
     hello_modules = set(loaded_modules(*hello, prepared))
     hellos, floors, rows = [], {}, {}
-    every_library: dict[str, list[str]] = {}  # top-level package: its modules, in import order
     with tempfile.TemporaryDirectory() as tmp:
         for name, function in sorted(registry.items()):
             if only and name != only:
@@ -171,10 +199,6 @@ def run_mode(registry: dict, prepared: serving.Prepared, runs: int, only: str | 
                 for module in loaded_modules(*target, prepared)
                 if module not in hello_modules and _library(module)
             )
-            for module in libraries:
-                modules = every_library.setdefault(module.split(".")[0], [])
-                if module not in modules:
-                    modules.append(module)
             starts = [hello, target]
             if libraries not in floors:
                 starts.append((Start(floor_source(list(libraries), Path(tmp)), "hello"), None))
@@ -199,17 +223,9 @@ def run_mode(registry: dict, prepared: serving.Prepared, runs: int, only: str | 
                 "libraries": sorted({module.split(".")[0] for module in libraries}),
                 "library_modules": len(libraries),
             }
-        # What each library costs alone (with what it imports in turn) over the hello world, in
-        # CPU time: the differences are tens of milliseconds, below the noise of wall time here.
-        tops = sorted(every_library)
-        alone = [(Start(floor_source(every_library[t], Path(tmp)), "hello"), None) for t in tops]
-        base, *figures = measure([hello, *alone], prepared, runs)
-        libraries_alone = {
-            top: round(f["cpu_s"] - base["cpu_s"], 3) for top, f in zip(tops, figures, strict=True)
-        }
     baseline = {key: statistics.median(h[key] for h in hellos) for key in ("cold_start_s", "cpu_s")}
     baseline["peak_rss_mib"] = max(h["peak_rss_mib"] for h in hellos)
-    return {"baseline": baseline, "functions": rows, "libraries_alone_cpu_s": libraries_alone}
+    return {"baseline": baseline, "functions": rows}
 
 
 def print_mode(title: str, report: dict) -> None:
@@ -230,9 +246,6 @@ def print_mode(title: str, report: dict) -> None:
             f"{f['cpu_ratio']:8.2f} {f['floor_cpu_s']:9.2f} {f['floor_cpu_ratio']:8.2f} "
             f"{f['cpu_over_floor']:8.2f} {f['peak_rss_mib']:9.1f}{flag}"
         )
-    costly = sorted(report["libraries_alone_cpu_s"].items(), key=lambda item: -item[1])
-    print("CPU seconds each library adds alone to the hello world's start: ", end="")
-    print(", ".join(f"{top} {cost:+.2f}" for top, cost in costly if cost >= 0.01))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -248,7 +261,15 @@ def main(argv: list[str] | None = None) -> dict:
     report = {}
     with serving.prepared() as prepared:
         report["embedded"] = run_mode(registry, prepared, args.runs, args.only)
+        report["libraries"] = library_costs(prepared, max(args.runs, 5))
     print_mode("embedded default (SQLite, in-process cache)", report["embedded"])
+    print("\nthe bare hello world importing only these libraries first:")
+    print(f"{'libraries':28} {'seconds':>8} {'x hello':>8} {'cpu s':>6} {'x hello':>8}")
+    for name, f in report["libraries"].items():
+        print(
+            f"{name:28} {f['cold_start_s']:8.3f} {f['ratio']:8.2f} {f['cpu_s']:6.2f} "
+            f"{f['cpu_ratio']:8.2f}"
+        )
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
         with serving.prepared(services=True) as prepared:
             report["services"] = run_mode(registry, prepared, args.runs, args.only)
