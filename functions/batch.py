@@ -79,9 +79,11 @@ def cleanup_cache(cloud_event):
     timeout_seconds=300,
 )
 def cleanup_images(cloud_event):
-    """Delete images past retention and uploads never completed within an hour."""
+    """Delete images past retention, uploads never completed within an hour, and stored images
+    no job accounts for."""
     retention = timedelta(days=settings().image_retention_days)
-    log_event("info", "cleanup_images", **cleanup.images(retention))
+    done = cleanup.images(retention)
+    log_event("info", "cleanup_images", **done, orphaned=cleanup.orphaned_images())
 
 
 @cron("*/5 * * * *", task="jobs.sweep", scaling=BATCH, timeout_seconds=120)

@@ -73,6 +73,30 @@ def images(retention: timedelta) -> dict[str, int]:
     return {"expired": len(expired), "abandoned": len(abandoned)}
 
 
+def orphaned_images() -> int:
+    """Delete stored images no row accounts for: their job is gone (an upload that landed while
+    its account was being deleted, after the images were listed) or says the image was deleted
+    (a delete that once failed). Safe against uploads in flight: a job's row is committed before
+    its upload form is handed out, so a live upload always has a row that keeps its image."""
+    j = jobs.jobs
+    deleted = 0
+    keys = storage.list_keys(jobs.IMAGE_PREFIX)
+    for start in range(0, len(keys), BATCH):
+        chunk = {key: key.rsplit("/", 1)[-1] for key in keys[start : start + BATCH]}
+        with db.engine().connect() as conn:
+            kept = set(
+                conn.execute(
+                    select(j.c.id).where(
+                        j.c.id.in_(list(chunk.values())), j.c.image_deleted_at.is_(None)
+                    )
+                ).scalars()
+            )
+        orphans = [key for key, job_id in chunk.items() if job_id not in kept]
+        storage.delete(orphans)
+        deleted += len(orphans)
+    return deleted
+
+
 def _existing(table: Any, column: Any, ids: list[str]) -> set[str]:
     with db.engine().connect() as conn:
         return set(conn.execute(select(column).where(column.in_(ids))).scalars())

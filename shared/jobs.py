@@ -109,9 +109,12 @@ def check_upload(content_type: str, content_length: int) -> None:
         raise ApiError(413, "PAYLOAD_TOO_LARGE", f"images are at most {MAX_BYTES} bytes")
 
 
+IMAGE_PREFIX = "uploads/"
+
+
 def image_key(user_id: str, job_id: str) -> str:
     """Where a job's image lives: under its user, so deleting a user is one prefix."""
-    return f"uploads/{user_id}/{job_id}"
+    return f"{IMAGE_PREFIX}{user_id}/{job_id}"
 
 
 def create(user_id: str, content_type: str, content_length: int, hint: str | None) -> dict:

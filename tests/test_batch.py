@@ -12,7 +12,7 @@ from test_waste import run, start
 
 from eventing.cron import ping
 from knative.cli import main as cli
-from shared import analytics, cache, db, jobs, reports, storage
+from shared import analytics, cache, cleanup, db, jobs, reports, storage
 from shared.events import make
 from shared.registry import PING_TYPE
 
@@ -155,6 +155,32 @@ def test_cleanup_images_spares_running_jobs(system):
     assert late.status_code == 409 and error_code(late) == "UPLOAD_EXPIRED"
     running = client.get(f"/api/v1/waste/status/{running_id}", headers=headers).get_json()
     assert running["status"] == "processing"
+
+
+def test_cleanup_images_removes_stored_images_no_job_accounts_for(system):
+    """An upload that lands while its account is being deleted leaves an image without a row;
+    a delete that once failed leaves one whose row says it is gone. The daily cleanup removes
+    both, and nothing a job still accounts for, uploads not yet completed included."""
+    client = system.app.test_client()
+    headers = login(client, "tidy")
+    user = me(client, headers)
+    done_id, _ = run(client, system, headers, hint="우유팩")
+    waiting_id = start(client, headers, hint="페트병")["job_id"]  # uploaded, not completed
+    storage.put(jobs.image_key(user, "no-such-job"), b"\xff\xd8 late upload", "image/jpeg")
+    marked_id, _ = run(client, system, headers, hint="페트병")
+    with db.transaction() as conn:
+        conn.execute(
+            update(jobs.jobs).where(jobs.jobs.c.id == marked_id).values(image_deleted_at=db.now())
+        )
+
+    fire(system, "cleanup_images")
+    fire(system, "cleanup_images")  # a second run finds nothing more to do
+
+    assert storage.head(jobs.image_key(user, "no-such-job")) is None
+    assert storage.head(jobs.image_key(user, marked_id)) is None
+    assert storage.head(jobs.image_key(user, done_id)) is not None
+    assert storage.head(jobs.image_key(user, waiting_id)) is not None
+    assert cleanup.orphaned_images() == 0
 
 
 def test_sweep_times_out_stuck_jobs_once(system):
