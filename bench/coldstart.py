@@ -12,7 +12,7 @@ work: connecting, compiling statements); floor / hello is what the libraries cos
 taken in CPU time, which a busy machine disturbs far less than wall time.
 
 The targets run on the embedded default (SQLite, in-process cache) and, when DATABASE_URL and
-REDIS_URL are set, again on PostgreSQL and Redis, as they run in a cluster. Last, the hello
+REDIS_URL are set, again on PostgreSQL and Redis, as they run in a cluster. Besides, the hello
 world importing each heavy library the project chose (LIBRARY_GROUPS), alone and together.
 
 Run: `python bench/coldstart.py [--runs 3] [--only NAME] [--json out.json]`.
