@@ -41,16 +41,17 @@ class Prepared:
 
 @contextmanager
 def prepared(services: bool = False) -> Iterator[Prepared]:
-    """`prepare`, and afterwards drop the PostgreSQL schema it made."""
+    """`_prepare`d on the embedded default, or on DATABASE_URL (a schema of its own, dropped
+    afterwards) and REDIS_URL with `services`."""
     if not services:
-        yield prepare()
+        yield _prepare(None)
         return
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     url = os.environ["DATABASE_URL"]
     _psql(url, f"CREATE SCHEMA {schema}")
     try:
         separator = "&" if "?" in url else "?"
-        yield prepare({"DATABASE_URL": f"{url}{separator}options=-csearch_path%3D{schema}"})
+        yield _prepare(f"{url}{separator}options=-csearch_path%3D{schema}")
     finally:
         _psql(url, f"DROP SCHEMA {schema} CASCADE")
 
@@ -62,16 +63,17 @@ def _psql(url: str, statement: str) -> None:
         conn.execute(statement)
 
 
-def prepare(services: dict[str, str] | None = None) -> Prepared:
+def _prepare(database_url: str | None) -> Prepared:
     """A fresh data dir with the schema, a session and one job; on the embedded default unless
-    `services` gives DATABASE_URL (and REDIS_URL is kept from the environment)."""
+    `database_url` is given (REDIS_URL is then kept from the environment)."""
     data = tempfile.mkdtemp(prefix="growbin-bench-")
     dropped = ["DATABASE_URL", "BROKER_URL", "S3_BUCKET", "K_SINK", "OPENAI_API_KEY"]
-    if not services:
+    if database_url is None:
         dropped.append("REDIS_URL")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update({"GROWBIN_DATA_DIR": data, "GROWBIN_MODE": "local", "PYTHONPATH": str(ROOT)})
-    env.update(services or {})
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     script = (
         "from shared import accounts, db, jobs, sessions; db.migrate(); "
         "u = accounts.find_or_create('dev', 'bench', 'bench'); "
