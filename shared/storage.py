@@ -173,8 +173,8 @@ def check() -> None:
     """Raise unless the store answers and is ours to use (the operators' readiness check)."""
     if _bucket():
         _s3().head_bucket(Bucket=_bucket())
-    elif not os.access(_root(), os.W_OK):
-        raise PermissionError(f"{_root()} is not writable")
+    elif not os.access(root := _root(), os.W_OK):
+        raise PermissionError(f"{root} is not writable")
 
 
 def head(key: str) -> dict[str, Any] | None:
