@@ -82,7 +82,7 @@ def orphaned_images() -> int:
     deleted = 0
     keys = storage.list_keys(jobs.IMAGE_PREFIX)
     for start in range(0, len(keys), BATCH):
-        chunk = {key: key.rsplit("/", 1)[-1] for key in keys[start : start + BATCH]}
+        chunk = {key: jobs.image_job(key) for key in keys[start : start + BATCH]}
         with db.engine().connect() as conn:
             kept = set(
                 conn.execute(

@@ -117,6 +117,11 @@ def image_key(user_id: str, job_id: str) -> str:
     return f"{IMAGE_PREFIX}{user_id}/{job_id}"
 
 
+def image_job(key: str) -> str:
+    """The job an image key belongs to: `image_key` read backwards."""
+    return key.rsplit("/", 1)[-1]
+
+
 def create(user_id: str, content_type: str, content_length: int, hint: str | None) -> dict:
     check_upload(content_type, content_length)
     job_id = str(uuid.uuid4())
