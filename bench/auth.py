@@ -1,6 +1,6 @@
 """What a protected request pays to know its caller, against the bare signature check.
 
-Every protected function calls `tokens.authenticate`: an ES256 verification plus the session's
+Every protected function calls `sessions.authenticate`: an ES256 verification plus the session's
 state, from the cache (hit) or the sessions table (miss). The baseline is `jwt.decode` alone, run
 in the same process on the same token, so the table reads as "overhead over the crypto".
 Runs on the embedded default; REDIS_URL (and DATABASE_URL) measure the real services (it migrates
@@ -39,8 +39,9 @@ def main() -> None:
 
     import jwt
 
-    from shared import accounts, cache, db, sessions, tokens
-    from shared.settings import settings
+    from shared.auth import accounts, sessions, tokens
+    from shared.core import cache, db
+    from shared.core.settings import settings
 
     db.migrate()
     user = accounts.find_or_create("dev", "bench", "bench")
@@ -63,7 +64,7 @@ def main() -> None:
 
     def cache_miss() -> None:
         cache.client().delete(state_key)
-        tokens.authenticate(header)
+        sessions.authenticate(header)
 
     backend = (
         f"{db.engine().dialect.name}, cache: {'redis' if settings().redis_url else 'in-process'}"
@@ -73,7 +74,7 @@ def main() -> None:
         ("tokens.verify", _per_call_us(lambda: tokens.verify(access), args.rounds)),
         (
             "authenticate, session cached",
-            _per_call_us(lambda: tokens.authenticate(header), args.rounds),
+            _per_call_us(lambda: sessions.authenticate(header), args.rounds),
         ),
         ("authenticate, cache miss -> table", _per_call_us(cache_miss, max(args.rounds // 4, 50))),
     ]

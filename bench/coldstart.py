@@ -76,7 +76,7 @@ def _sender(function, port: int, prepared: serving.Prepared) -> Callable[[], req
         )
     from cloudevents.conversion import to_binary
 
-    from shared.events import make
+    from shared.core.events import make
 
     attributes = {k: v for k, v in function.filter.items() if k != "type"}
     event = make(

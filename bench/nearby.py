@@ -6,7 +6,7 @@
 Each backend gets a fresh database (a temporary SQLite file; a PostgreSQL schema of its own,
 dropped afterwards), migrated as in production. The real bundled data is imported, then
 synthetic bins spread over South Korea (clustered around its cities, plus a uniform spread)
-fill it up to --bins bins with coordinates. Queries go through `shared.bins.nearby`, the
+fill it up to --bins bins with coordinates. Queries go through `shared.locations.bins.nearby`, the
 function behind GET /bins/nearby, from points near real and synthetic bins. The baseline is the
 same bounding-box query with the indexes switched off (SQLite NOT INDEXED; PostgreSQL with
 index scans disabled). For the first --full-scans points of every scenario it must answer the
@@ -99,7 +99,7 @@ def synthetic_points(count: int, rng: random.Random):
 
 
 def synthetic_rows(count: int, rng: random.Random):
-    from shared import bins
+    from shared.locations import bins
 
     kinds = [k for k, _w in TYPES]
     weights = [w for _k, w in TYPES]
@@ -136,7 +136,8 @@ def load(count: int, rng: random.Random, chunk: int = 50_000) -> float:
     """Bulk-insert `count` synthetic bins into the migrated schema; returns seconds."""
     from sqlalchemy import insert
 
-    from shared import bins, db
+    from shared.core import db
+    from shared.locations import bins
 
     started = time.perf_counter()
     engine = db.engine()
@@ -174,7 +175,8 @@ def query_points(count: int, rng: random.Random) -> list[tuple[float, float]]:
     """Half near real bins (jittered up to ~1 km), half near synthetic ones."""
     from sqlalchemy import func, select
 
-    from shared import bins, db
+    from shared.core import db
+    from shared.locations import bins
 
     with db.engine().connect() as conn:
         real = conn.execute(
@@ -208,7 +210,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 def run_scenarios(points, rng: random.Random) -> tuple[dict[str, Any], dict]:
     """Times every scenario; keeps each query's (type, ids) to check against the full scan."""
-    from shared import bins
+    from shared.locations import bins
 
     kinds = [k for k, _w in TYPES]
     results: dict[str, Any] = {}
@@ -241,7 +243,8 @@ def full_scan(
     """The same answer without the area index: the database reads every row."""
     from sqlalchemy import text
 
-    from shared import db, geo
+    from shared.core import db
+    from shared.locations import geo
 
     box = geo.bounding_box(lat, lng, radius)
     params = {**dict(zip(("a", "b", "c", "d"), box, strict=True)), "kind": kind}
@@ -265,7 +268,8 @@ def full_scan(
 def plan(lat: float, lng: float) -> str:
     from sqlalchemy import text
 
-    from shared import bins, db, geo
+    from shared.core import db
+    from shared.locations import bins, geo
 
     query = bins.area_query(geo.bounding_box(lat, lng, 1000))
     with db.engine().connect() as conn:
@@ -277,8 +281,9 @@ def plan(lat: float, lng: float) -> str:
 def bench_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from shared import bin_import, bins, db
-    from shared.settings import settings
+    from shared.core import db
+    from shared.core.settings import settings
+    from shared.locations import bin_import, bins
 
     os.environ["DATABASE_URL"] = url
     settings.cache_clear()
@@ -379,13 +384,13 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 import sqlalchemy
 
-                from shared import db
+                from shared.core import db
 
                 db.reset()
                 with admin.begin() as conn:
                     conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
                 admin.dispose()
-        from shared import db
+        from shared.core import db
 
         db.reset()
 

@@ -105,7 +105,7 @@ def _timed(call) -> tuple[int, float]:
 
 
 def _outages(system, proxies, rounds: int) -> dict:
-    from shared import cache
+    from shared.core import cache
 
     client = system.app.test_client()
     headers = _login(client, "bench-1")
@@ -135,7 +135,8 @@ def _outages(system, proxies, rounds: int) -> dict:
 
 
 def _pipeline(system, proxies, outage: float) -> dict:
-    from shared import events, jobs, pipeline
+    from shared.core import events
+    from shared.waste import jobs, pipeline
 
     client = system.app.test_client()
     headers = _login(client, "bench-3")
@@ -178,7 +179,7 @@ def main() -> int:
         system.stop()
         for proxy in proxies.values():
             proxy.stop()
-        from shared import db
+        from shared.core import db
 
         db.reset()
         import sqlalchemy

@@ -94,7 +94,7 @@ def _prepare(client, count: int, per_user: int = 20) -> list[tuple[str, dict, st
 def _run(client, prepared: list[tuple[str, dict, str]]) -> tuple[list[float], float]:
     """Complete every upload at once; per-job latency until the result is readable. Every job
     must complete: a failed one would flatter the figures, so it stops the benchmark."""
-    from shared import jobs
+    from shared.waste import jobs
 
     started: dict[str, float] = {}
     done: dict[str, float] = {}
@@ -119,8 +119,8 @@ def _run(client, prepared: list[tuple[str, dict, str]]) -> tuple[list[float], fl
 def _broker_floor(system, hops: int = 4, samples: int = 40) -> list[float]:
     """The local broker's own cost: an event through `hops` no-op Triggers in a chain."""
     from eventing.broker import LocalBroker
-    from shared import events
-    from shared.registry import Function, Scaling
+    from shared.core import events
+    from shared.core.registry import Function, Scaling
 
     finished = threading.Event()
 
@@ -166,7 +166,7 @@ def main() -> dict:
 
     from fake_openai import FakeOpenAI
 
-    from shared.registry import MODEL_BOUND
+    from shared.core.registry import MODEL_BOUND
 
     report: dict = {}
     with FakeOpenAI() as model:

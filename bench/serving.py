@@ -75,13 +75,14 @@ def _prepare(database_url: str | None) -> Prepared:
     if database_url is not None:
         env["DATABASE_URL"] = database_url
     script = (
-        "from shared import accounts, db, jobs, sessions; db.migrate(); "
+        "from shared.auth import accounts, sessions; from shared.core import db; "
+        "from shared.waste import jobs; db.migrate(); "
         "u = accounts.find_or_create('dev', 'bench', 'bench'); "
         "print(sessions.start(u)['access_token']); "
         "print(jobs.create(u['id'], 'image/jpeg', 1000, 'pet')['id']); "
         # Each event function has handled COLD_EVENT_ID already, so sending it measures starting
         # up and answering, not the task (a first ping would run a whole import).
-        "from functions import load_all; from shared import idempotency; "
+        "from functions import load_all; from shared.core import idempotency; "
         "[idempotency.remember(COLD, n) for n, f in load_all().items() if f.kind == 'event']"
     ).replace("COLD", repr(COLD_EVENT_ID))
     out = subprocess.run(

@@ -25,8 +25,8 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent, from_http
 
 from eventing import dead_letters
-from shared.errors import log_event
-from shared.registry import Delivery, Function
+from shared.core.errors import log_event
+from shared.core.registry import Delivery, Function
 
 # Days and time parts, at least one of them, and a T only before a time part: "P", "PT" and
 # "P1DT" are not durations. Years, months and weeks have no fixed length in seconds.

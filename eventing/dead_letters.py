@@ -16,7 +16,8 @@ from cloudevents.conversion import to_json
 from cloudevents.http import CloudEvent, from_json
 from sqlalchemy import JSON, Column, Integer, String, Table, Text, select, update
 
-from shared import db, pipeline
+from shared.core import db
+from shared.waste import pipeline
 
 dead_letters = Table(
     "dead_letters",

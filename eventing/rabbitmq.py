@@ -48,9 +48,9 @@ from pika.exceptions import AMQPError
 from eventing import dead_letters
 from eventing.broker import matches, next_retry
 from eventing.cron import NAMESPACE
-from shared.errors import log_event
-from shared.registry import Function
-from shared.settings import settings
+from shared.core.errors import log_event
+from shared.core.registry import Function
+from shared.core.settings import settings
 
 # Deliveries a dispatcher never finished (it died each time) before RabbitMQ gives up on one:
 # a crash loop ends in the dead letters instead of going round forever.

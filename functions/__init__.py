@@ -13,7 +13,7 @@ MODULES = ("auth", "users", "waste", "pipeline", "locations", "batch")
 
 def load_all() -> dict:
     """Import every function module and return the registry their declarations filled."""
-    from shared.registry import REGISTRY
+    from shared.core.registry import REGISTRY
 
     for name in MODULES:
         try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from shared import accounts, oauth, sessions
-from shared.errors import unauthenticated
-from shared.registry import HOT, http
-from shared.validation import obj
+from shared.auth import accounts, oauth, sessions
+from shared.core.errors import unauthenticated
+from shared.core.registry import HOT, endpoints
+from shared.core.validation import obj
+
+http = endpoints(authenticate=sessions.authenticate)
 
 USER = obj(
     {

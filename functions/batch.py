@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from shared import analytics, cleanup, reports
-from shared.errors import log_event
-from shared.registry import BATCH, Delivery, cron, http
-from shared.settings import settings
-from shared.validation import obj
+from shared.auth import sessions
+from shared.core.errors import log_event
+from shared.core.registry import BATCH, Delivery, cron, endpoints
+from shared.core.settings import settings
+from shared.core.validation import obj
+from shared.ops import analytics, cleanup, reports
+
+http = endpoints(authenticate=sessions.authenticate)
 
 ONCE_A_DAY = Delivery(retry=3, backoff_delay="PT1M", timeout="PT5M")
 REPORTS = obj(

@@ -3,10 +3,13 @@ daily import of the bundled bin data."""
 
 from __future__ import annotations
 
-from shared import bin_import, bins, navigation
-from shared.errors import conflict, not_found, validation_failed
-from shared.registry import BATCH, Resources, cron, http
-from shared.validation import obj
+from shared.auth import sessions
+from shared.core.errors import conflict, not_found, validation_failed
+from shared.core.registry import BATCH, Resources, cron, endpoints
+from shared.core.validation import obj
+from shared.locations import bin_import, bins, navigation
+
+http = endpoints(authenticate=sessions.authenticate)
 
 LAT = {"type": "number", "minimum": -90, "maximum": 90}
 LNG = {"type": "number", "minimum": -180, "maximum": 180}

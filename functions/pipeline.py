@@ -10,9 +10,10 @@ stage's deduplication absorbs it.
 
 from __future__ import annotations
 
-from shared import events, pipeline
-from shared.idempotency import derived_id
-from shared.registry import MODEL_BOUND, MODEL_RESOURCES, event
+from shared.core import events
+from shared.core.idempotency import derived_id
+from shared.core.registry import MODEL_BOUND, MODEL_RESOURCES, event
+from shared.waste import pipeline
 
 
 def _next(cloud_event, stage: str, event_type: str, data: dict | None) -> None:

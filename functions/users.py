@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from shared import history, profiles, schedules
-from shared.errors import ApiError
-from shared.registry import http
-from shared.validation import obj
+from shared.auth import sessions
+from shared.core.errors import ApiError
+from shared.core.registry import endpoints
+from shared.core.validation import obj
+from shared.users import profiles, schedules
+from shared.waste import history
+
+http = endpoints(authenticate=sessions.authenticate)
 
 PROFILE = obj(
     {

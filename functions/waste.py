@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from shared import cache, jobs, pipeline, rules, storage
-from shared.errors import not_found
-from shared.registry import HOT, http
-from shared.validation import obj
+from shared.auth import sessions
+from shared.core import cache, storage
+from shared.core.errors import not_found
+from shared.core.registry import HOT, endpoints
+from shared.core.validation import obj
+from shared.waste import jobs, pipeline, rules
+
+http = endpoints(authenticate=sessions.authenticate)
 
 ANALYZE_LIMIT = (30, 3600)  # analyses per user per hour
 

@@ -15,7 +15,7 @@ def _dev(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from knative import local
-    from shared.settings import settings
+    from shared.core.settings import settings
 
     os.environ["PORT"] = str(args.port)
     settings.cache_clear()
@@ -59,7 +59,7 @@ def _invoke(args: argparse.Namespace) -> int:
     from cloudevents.conversion import to_binary, to_structured
 
     from functions import load_all
-    from shared.events import make
+    from shared.core.events import make
 
     registry = load_all()
     function = registry.get(args.name)
@@ -116,14 +116,14 @@ def _invoke(args: argparse.Namespace) -> int:
 
 def _jwks(_args: argparse.Namespace) -> int:
     """Print the public key set for JWT_PUBLIC_KEYS, from JWT_PRIVATE_KEY (or the local key)."""
-    from shared import tokens
+    from shared.auth import tokens
 
     print(json.dumps(tokens.jwks()))
     return 0
 
 
 def _migrate(_args: argparse.Namespace) -> int:
-    from shared import db
+    from shared.core import db
 
     db.migrate()
     print("database is at the newest revision of every branch")
@@ -131,8 +131,9 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 
 def _import_bins(args: argparse.Namespace) -> int:
-    from shared import bin_import, bins, db
-    from shared.settings import settings
+    from shared.core import db
+    from shared.core.settings import settings
+    from shared.locations import bin_import, bins
 
     if args.type and args.type not in bins.TYPES:
         print(f"--type must be one of {', '.join(bins.TYPES)}", file=sys.stderr)
@@ -206,7 +207,8 @@ def _render(args: argparse.Namespace) -> int:
 def _grant_admin(args: argparse.Namespace) -> int:
     from sqlalchemy import update
 
-    from shared import accounts, db, sessions
+    from shared.auth import accounts, sessions
+    from shared.core import db
 
     with db.transaction() as conn:
         found = conn.execute(
@@ -224,7 +226,7 @@ def _grant_admin(args: argparse.Namespace) -> int:
 
 
 def _reports(_args: argparse.Namespace) -> int:
-    from shared import reports
+    from shared.ops import reports
 
     for report in reports.listing():
         print(report["day"], report["url"])

@@ -17,9 +17,9 @@ from eventing.cron import Cron
 from eventing.rabbitmq import RabbitBroker
 from functions import load_all
 from knative.server import create_app
-from shared import db, events
-from shared.registry import Function
-from shared.settings import settings
+from shared.core import db, events
+from shared.core.registry import Function
+from shared.core.settings import settings
 
 
 @dataclass
@@ -46,7 +46,7 @@ def start(
     if settings().local:
         db.migrate()
         if with_bundled_data:  # the bin locations; a few ms once imported
-            from shared import bin_import
+            from shared.locations import bin_import
 
             bin_import.import_bundled()
     registry = load_all()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shared.registry import Function
-from shared.validation import accepts_empty_body
+from shared.core.registry import Function
+from shared.core.validation import accepts_empty_body
 
 ERROR = {
     "type": "object",

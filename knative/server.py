@@ -15,9 +15,9 @@ from cloudevents.http import from_http
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from shared import storage
-from shared.errors import ApiError, as_api_error
-from shared.registry import Function, error_response, json_response
+from shared.core import storage
+from shared.core.errors import ApiError, as_api_error
+from shared.core.registry import Function, error_response, json_response
 
 ALB_PATHS = ("/api/v1/auth/", "/api/v1/users/", "/api/v1/waste/", "/api/v1/locations/")
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -100,9 +100,9 @@ def create_app(registry: dict[str, Function], broker: Any = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        """Whether the database, cache and object store answer, for operators (shared/health.py:
-        not a probe)."""
-        from shared import health
+        """Whether the database, cache and object store answer, for operators
+        (shared/core/health.py: not a probe)."""
+        from shared.core import health
 
         checks = health.check()
         down = [name for name, result in checks.items() if not result["ok"]]

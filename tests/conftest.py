@@ -66,7 +66,9 @@ CONFIG_VARS = (
 
 def reset_clients() -> None:
     """Forget every process-wide client and cached setting, as a new process would."""
-    from shared import ai, cache, db, settings, storage, tokens
+    from shared.auth import tokens
+    from shared.core import cache, db, settings, storage
+    from shared.waste import ai
 
     settings.settings.cache_clear()
     db.reset()
@@ -85,7 +87,7 @@ _EXTRA_RESETS: list = []  # modules with their own process-wide state register h
 
 
 def _forget_google_keys() -> None:
-    from shared import oauth
+    from shared.auth import oauth
 
     oauth.forget_keys()
 
@@ -169,7 +171,7 @@ def services(env, s3_endpoint):
     env.setenv("AWS_SECRET_ACCESS_KEY", "test")
     env.setenv("AWS_DEFAULT_REGION", "us-east-1")
     reset_clients()
-    from shared import cache, storage
+    from shared.core import cache, storage
 
     try:
         cache.client().ping()
@@ -284,7 +286,7 @@ def login(client, name: str = "alice") -> dict[str, str]:
 
 def event_function(name, handler, delivery=None, **filter_):
     """An event Function (a Trigger) on `handler`, with a short retry, filtering on `filter_`."""
-    from shared.registry import Delivery, Function, Scaling
+    from shared.core.registry import Delivery, Function, Scaling
 
     return Function(
         name=name,

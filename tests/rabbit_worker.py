@@ -18,8 +18,8 @@ import time
 
 from sqlalchemy import text
 
-from shared import db, idempotency
-from shared.registry import REGISTRY, Delivery, Scaling, event
+from shared.core import db, idempotency
+from shared.core.registry import REGISTRY, Delivery, Scaling, event
 
 WORK_TYPE = "kr.growbin.test.fault"
 

@@ -51,14 +51,14 @@ def _claims(access_token: str) -> dict:
 
 def _signed(claims: dict, **header) -> str:
     """Claims signed with the real key, under its kid unless the header says otherwise."""
-    from shared import tokens
+    from shared.auth import tokens
 
     kid, key = tokens.signing_key()
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, **header})
 
 
 def _public_pem() -> bytes:
-    from shared import tokens
+    from shared.auth import tokens
 
     _kid, key = tokens.signing_key()
     return key.public_key().public_bytes(
@@ -67,7 +67,7 @@ def _public_pem() -> bytes:
 
 
 def _alg_none(claims: dict) -> str:
-    from shared import tokens
+    from shared.auth import tokens
 
     kid, _key = tokens.signing_key()
     return f"{_segment({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{_segment(claims)}."
@@ -75,7 +75,7 @@ def _alg_none(claims: dict) -> str:
 
 def _hs256_with_public_key(claims: dict) -> str:
     # PyJWT refuses to HMAC with a PEM key, as a careful library should: sign by hand.
-    from shared import tokens
+    from shared.auth import tokens
 
     kid, _key = tokens.signing_key()
     signing_input = f"{_segment({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{_segment(claims)}"
@@ -84,7 +84,7 @@ def _hs256_with_public_key(claims: dict) -> str:
 
 
 def _other_key_known_kid(claims: dict) -> str:
-    from shared import tokens
+    from shared.auth import tokens
 
     kid, _key = tokens.signing_key()
     stranger = ec.generate_private_key(ec.SECP256R1())
@@ -95,7 +95,7 @@ def _embedded_jwk(claims: dict) -> str:
     """The attacker's own key carried in the header (jwk), under our kid: must be ignored."""
     from jwt.algorithms import ECAlgorithm
 
-    from shared import tokens
+    from shared.auth import tokens
 
     kid, _key = tokens.signing_key()
     stranger = ec.generate_private_key(ec.SECP256R1())
@@ -263,21 +263,21 @@ def test_logout_with_a_refresh_token_ends_that_session_only_if_it_is_yours(api):
 
 
 def test_tokens_of_a_deleted_user_are_dead(api):
-    from shared import accounts, tokens
-    from shared.errors import ApiError
+    from shared.auth import sessions
+    from shared.core.errors import ApiError
 
     pair = _login(api, "alice")
     rotated = _refresh(api, pair["refresh_token"]).get_json()
     assert _me(api, rotated["access_token"]).status_code == 200  # the cache now says "active"
 
-    assert accounts.delete(pair["user"]["id"]) is True
-    assert accounts.delete(pair["user"]["id"]) is False
+    assert sessions.delete_account(pair["user"]["id"]) is True
+    assert sessions.delete_account(pair["user"]["id"]) is False
     for token in (pair["access_token"], rotated["access_token"]):
         response = _me(api, token)
         assert response.status_code == 401 and error_code(response) == "TOKEN_REVOKED"
         # What every other function relies on, without looking the user up as /me does.
         with pytest.raises(ApiError) as refused:
-            tokens.authenticate(f"Bearer {token}")
+            sessions.authenticate(f"Bearer {token}")
         assert refused.value.code == "TOKEN_REVOKED"
     response = _refresh(api, rotated["refresh_token"])
     assert response.status_code == 401
@@ -288,7 +288,8 @@ def test_tokens_of_a_deleted_user_are_dead(api):
 
 def test_a_revocation_is_not_undone_by_a_reader_that_saw_the_table_before_it(api):
     """is_active read "alive" from the table, then revoke ran: the late "active" must not win."""
-    from shared import cache, sessions
+    from shared.auth import sessions
+    from shared.core import cache
 
     pair = _login(api, "alice")
     session_id = _claims(pair["access_token"])["sid"]
@@ -312,11 +313,11 @@ def test_a_revocation_is_not_undone_by_a_reader_that_saw_the_table_before_it(api
 
 def test_a_login_racing_the_deletion_of_its_account_is_refused_not_500(api):
     """The login found the user, then the account was deleted: the session insert must fail."""
-    from shared import accounts, sessions
-    from shared.errors import ApiError
+    from shared.auth import accounts, sessions
+    from shared.core.errors import ApiError
 
     user = accounts.find_or_create("dev", "carol", "carol")
-    assert accounts.delete(user["id"])
+    assert sessions.delete_account(user["id"])
     with pytest.raises(ApiError) as refused:
         sessions.start(user, "growbin-ios/1.4")
     assert refused.value.status == 401 and refused.value.code == "UNAUTHENTICATED"

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from responses import matchers
 
-from shared import oauth
+from shared.auth import oauth
 
 REDIRECT = "https://growbin.kr/auth/callback"
 KAKAO_USER = {
@@ -149,7 +149,8 @@ def _authorize(api, provider: str, redirect_uri: str = REDIRECT) -> dict[str, li
 def _audit(user_id: str) -> list[dict]:
     from sqlalchemy import select
 
-    from shared import accounts, db
+    from shared.auth import accounts
+    from shared.core import db
 
     with db.engine().connect() as conn:
         rows = conn.execute(
@@ -607,7 +608,7 @@ def test_unknown_provider_is_404_and_dev_is_still_dev(api):
 
 
 def test_states_are_single_use_per_provider_and_redirect(api, mock):
-    from shared import cache
+    from shared.core import cache
 
     kakao = _authorize(api, "kakao")
     state = kakao["state"][0]

@@ -12,9 +12,11 @@ from test_waste import run, start
 
 from eventing.cron import ping
 from knative.cli import main as cli
-from shared import analytics, cache, cleanup, db, jobs, reports, storage
-from shared.events import make
-from shared.registry import PING_TYPE
+from shared.core import cache, db, storage
+from shared.core.events import make
+from shared.core.registry import PING_TYPE
+from shared.ops import analytics, cleanup, reports
+from shared.waste import jobs
 
 KST = analytics.KST
 

@@ -10,8 +10,9 @@ import pytest
 import responses
 from sqlalchemy import func, select
 
-from shared import bin_import, bins, db, kakao_local
-from shared.bin_import import BinFileError
+from shared.core import db
+from shared.locations import bin_import, bins, kakao_local
+from shared.locations.bin_import import BinFileError
 
 DATA = bin_import.BUNDLED_DIR
 REGISTERS = DATA / "seoul_clothing_bins"
@@ -322,7 +323,7 @@ NO_MATCH = {"meta": {"total_count": 0, "pageable_count": 0, "is_end": True}, "do
 def kakao_key(database, monkeypatch):
     key = uuid.uuid4().hex
     database.setenv("KAKAO_REST_API_KEY", key)
-    from shared.settings import settings
+    from shared.core.settings import settings
 
     settings.cache_clear()
     monkeypatch.setattr(kakao_local, "GEOCODE_PER_SECOND", 1000.0)

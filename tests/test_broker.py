@@ -9,8 +9,8 @@ from conftest import event_function as _function
 
 from eventing import dead_letters
 from eventing.broker import LocalBroker, backoff, seconds
-from shared import db, events, idempotency
-from shared.registry import Delivery, event
+from shared.core import db, events, idempotency
+from shared.core.registry import Delivery, event
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_delivered_twice_runs_once(migrated):
     def test_consumer_once(cloud_event):
         runs.append(cloud_event["id"])
 
-    from shared.registry import REGISTRY
+    from shared.core.registry import REGISTRY
 
     declared = REGISTRY.pop("test_consumer_once")
     broker = LocalBroker([declared], time_scale=0.01)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from eventing.broker import backoff, matches, seconds
 from eventing.rabbitmq import from_message, to_message
-from shared.registry import Delivery
+from shared.core.registry import Delivery
 
 # -- ISO 8601 durations ---------------------------------------------------------------------------
 

@@ -38,7 +38,8 @@ def test_invoke_an_event_function_binary_and_structured(env, capsys):
         assert status == 204
     from sqlalchemy import select
 
-    from shared import analytics, db
+    from shared.core import db
+    from shared.ops import analytics
 
     with db.engine().connect() as conn:
         days = conn.execute(select(analytics.daily_analytics.c.day)).scalars().all()
@@ -59,7 +60,7 @@ def test_migrate_and_dead_letters(env, capsys):
 def test_jwks_prints_the_public_keys_other_functions_verify_with(env, capsys):
     from conftest import reset_clients
 
-    from shared import tokens
+    from shared.auth import tokens
 
     assert main(["jwks"]) == 0
     printed = capsys.readouterr().out

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from eventing.cron import Cron, due, parse
-from shared.registry import PING_TYPE, Function
+from shared.core.registry import PING_TYPE, Function
 
 SEOUL = ZoneInfo("Asia/Seoul")
 

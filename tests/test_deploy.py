@@ -30,7 +30,7 @@ from knative.render.eventing import dead_letter_sink
 from knative.render.files import files, sync, write_all
 from knative.render.services import knative_service
 from knative.render.values import Values, resolve
-from shared.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
+from shared.core.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "knative" / "crds"
@@ -751,7 +751,7 @@ def test_dead_letter_sink_records_once_per_trigger_and_event(env):
     from flask import Flask
 
     from eventing import dead_letters
-    from shared import db
+    from shared.core import db
 
     db.migrate()
     event = CloudEvent(

@@ -22,7 +22,8 @@ from faults import FaultyProxy, proxied
 from test_waste import start
 
 from knative.openapi import ERROR
-from shared import cache, db, events, jobs, pipeline
+from shared.core import cache, db, events
+from shared.waste import jobs, pipeline
 
 TIMEOUT = 2  # DATABASE_TIMEOUT here: libpq's connect_timeout cannot go lower
 # A guard against hanging, not a speed goal (bench/outage.py measures): a blackholed database
@@ -196,7 +197,7 @@ def test_analyses_refused_in_an_outage_leave_the_allowance_whole(outage):
 
 @pytest.mark.parametrize("backend", ["embedded", "services"], indirect=True)
 def test_a_failed_call_gives_its_count_back(backend):
-    from shared.errors import ApiError
+    from shared.core.errors import ApiError
 
     key = f"ratelimit:test:{uuid.uuid4().hex}"
     for _ in range(5):
@@ -261,7 +262,7 @@ def test_pipeline_retries_through_a_database_outage_and_completes(outage, caplog
     from sqlalchemy import func, select
 
     from eventing import dead_letters
-    from shared.idempotency import processed_events
+    from shared.core.idempotency import processed_events
 
     system, proxies = outage
     client = system.app.test_client()

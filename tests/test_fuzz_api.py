@@ -82,7 +82,7 @@ class Caller:
         self.token: str | None = None
 
     def headers(self) -> dict[str, str]:
-        from shared import sessions, tokens
+        from shared.auth import sessions, tokens
 
         if self.token is None or not sessions.is_active(tokens.verify(self.token).session_id):
             self.signed_in += 1

@@ -1,11 +1,11 @@
-"""shared.geo against GeographicLib: on the sphere exactly, on WGS84 within 0.5 %."""
+"""shared.locations.geo against GeographicLib: on the sphere exactly, on WGS84 within 0.5 %."""
 
 from __future__ import annotations
 
 import pytest
 from geographiclib.geodesic import Geodesic
 
-from shared import geo
+from shared.locations import geo
 
 SPHERE = Geodesic(geo.EARTH_RADIUS_M, 0)
 PAIRS = [

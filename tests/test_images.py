@@ -1,4 +1,4 @@
-"""What the vision model is sent for each kind of upload (shared/images.py), no services.
+"""What the vision model is sent for each kind of upload (shared/waste/images.py), no services.
 
 tests/test_waste.py drives HEIC, a large photo and damaged files through the pipeline; these
 are the cases in between.
@@ -13,7 +13,7 @@ import pytest
 from conftest import IMAGES
 from PIL import Image
 
-from shared import images
+from shared.waste import images
 
 PHOTO = Image.open(IMAGES / "glass" / "glass1.jpg")
 

@@ -15,7 +15,8 @@ from conftest import error_code, login
 from geographiclib.geodesic import Geodesic
 from sqlalchemy import select, text
 
-from shared import bin_import, bins, cache, db, geo, kakao_local
+from shared.core import cache, db
+from shared.locations import bin_import, bins, geo, kakao_local
 
 REGISTERS = bin_import.BUNDLED_DIR / "seoul_clothing_bins"
 KECO = bin_import.BUNDLED_DIR / "keco_recycle_compensation_sites.csv"
@@ -39,7 +40,7 @@ def offset(origin: tuple[float, float], bearing: float, metres: float) -> tuple[
 
 
 def independent_haversine(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Written apart from shared.geo (atan2 form) so a slip there cannot hide here."""
+    """Written apart from shared.locations.geo (atan2 form) so a slip there cannot hide here."""
     phi1, phi2 = math.radians(lat1), math.radians(lat2)
     a = (
         math.sin((phi2 - phi1) / 2) ** 2
@@ -441,7 +442,7 @@ def keyword_answer(*documents: dict) -> dict:
 @pytest.fixture
 def kakao(env, api):
     """A Kakao key; fresh per test, so its cache namespace in the shared Redis is too."""
-    from shared.settings import settings
+    from shared.core.settings import settings
 
     key = uuid.uuid4().hex
     env.setenv("KAKAO_REST_API_KEY", key)

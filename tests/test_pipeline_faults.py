@@ -17,7 +17,8 @@ from conftest import login
 from sqlalchemy import func, select
 from test_waste import start
 
-from shared import db, jobs
+from shared.core import db
+from shared.waste import jobs
 
 pytestmark = pytest.mark.services
 

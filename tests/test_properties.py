@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from functions import load_all
-from shared.errors import ApiError
+from shared.core.errors import ApiError
 
 settings.register_profile(
     "growbin-properties",
@@ -86,7 +86,7 @@ def _answerable(value) -> None:
 @example(schema=FREE_SCHEMA, raw=b'{"%s": {"a": -Infinity}}' % FREE_FIELD.encode())
 @example(schema=FREE_SCHEMA, raw=b'{"%s": {"a": "\\ud800"}}' % FREE_FIELD.encode())
 def test_json_bodies_of_any_bytes_are_parsed_or_refused(schema, raw):
-    from shared.validation import json_body
+    from shared.core.validation import json_body
 
     if refused(lambda: json_body(raw, schema), {400, 422}) is None:
         checked = json_body(raw, schema)
@@ -97,7 +97,7 @@ def test_json_bodies_of_any_bytes_are_parsed_or_refused(schema, raw):
 @PROPERTIES
 @given(data=st.data())
 def test_json_bodies_of_any_value_are_accepted_only_when_valid(data):
-    from shared.validation import json_body
+    from shared.core.validation import json_body
 
     schema = data.draw(st.sampled_from(BODIES))
     names = st.sampled_from(list(schema["properties"])) | ANY_TEXT  # its fields, and others
@@ -123,7 +123,7 @@ def _query_strategy(schema):
 @PROPERTIES
 @given(data=st.data())
 def test_query_strings_are_coerced_or_refused(data):
-    from shared.validation import query_args
+    from shared.core.validation import query_args
 
     schema = data.draw(st.sampled_from(QUERIES))
     args = data.draw(_query_strategy(schema))
@@ -142,7 +142,7 @@ def test_query_strings_are_coerced_or_refused(data):
     job_id=st.text(min_size=1, max_size=40),
 )
 def test_cursors_round_trip(at, job_id):
-    from shared.history import decode_cursor, encode_cursor
+    from shared.waste.history import decode_cursor, encode_cursor
 
     decoded_at, decoded_id = decode_cursor(encode_cursor(at, job_id))
     # the same instant (== between zones is False inside a DST fold, by Python's rules)
@@ -165,7 +165,7 @@ def _crafted_cursor(stamp: str, job_id: str) -> str:
     )
 )
 def test_cursors_from_anywhere_decode_or_are_refused(cursor):
-    from shared.history import decode_cursor
+    from shared.waste.history import decode_cursor
 
     if refused(lambda: decode_cursor(cursor), {400}) is None:
         at, job_id = decode_cursor(cursor)
@@ -184,7 +184,7 @@ FORM_FIELDS = st.dictionaries(
 @PROPERTIES
 @given(fields=FORM_FIELDS, data=st.binary(max_size=64), content_type=st.none() | st.text())
 def test_upload_forms_nobody_signed_are_refused(env, fields, data, content_type):
-    from shared import storage
+    from shared.core import storage
 
     assert refused(
         lambda: storage.accept_local_upload(fields, data, content_type), {400, 403, 413, 415}
@@ -200,7 +200,7 @@ def test_upload_forms_nobody_signed_are_refused(env, fields, data, content_type)
     content_type=st.none() | st.sampled_from(["image/jpeg", "image/png", "text/plain"]),
 )
 def test_signed_upload_forms_accept_exactly_what_they_allow(env, changes, data, content_type):
-    from shared import storage
+    from shared.core import storage
 
     form = storage.presign_upload("uploads/u/j", "image/jpeg", 32)
     fields = {**form["fields"], **changes}
@@ -217,7 +217,7 @@ def test_signed_upload_forms_accept_exactly_what_they_allow(env, changes, data, 
 @given(key=st.text(max_size=30), expires=st.text(max_size=12), signature=st.text(max_size=70))
 @example(key="k", expires="²", signature="é")
 def test_download_links_nobody_signed_are_refused(env, key, expires, signature):
-    from shared import storage
+    from shared.core import storage
 
     assert refused(lambda: storage.open_local_download(key, expires, signature), {400, 403})
 
@@ -233,7 +233,7 @@ def _b64(value) -> str:
 
 @pytest.fixture
 def kid(env):
-    from shared import tokens
+    from shared.auth import tokens
 
     return tokens.signing_key()[0]
 
@@ -241,17 +241,17 @@ def kid(env):
 @PROPERTIES
 @given(token=st.text(max_size=300))
 def test_any_string_as_a_token_is_401(kid, token):
-    from shared import tokens
+    from shared.auth import sessions, tokens
 
     assert refused(lambda: tokens.verify(token), {401})
-    assert refused(lambda: tokens.authenticate(f"Bearer {token}"), {401})
-    assert refused(lambda: tokens.authenticate(token), {401})
+    assert refused(lambda: sessions.authenticate(f"Bearer {token}"), {401})
+    assert refused(lambda: sessions.authenticate(token), {401})
 
 
 @PROPERTIES
 @given(data=st.data())
 def test_any_header_and_claims_under_a_bad_signature_are_401(kid, data):
-    from shared import tokens
+    from shared.auth import tokens
 
     header = data.draw(
         st.fixed_dictionaries(

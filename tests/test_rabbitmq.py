@@ -17,8 +17,8 @@ from conftest import event_function as _function
 
 from eventing import dead_letters
 from eventing.rabbitmq import DELIVERY_LIMIT, RabbitBroker, from_message
-from shared import db, events, idempotency
-from shared.registry import REGISTRY, Delivery, Function, Scaling, event
+from shared.core import db, events, idempotency
+from shared.core.registry import REGISTRY, Delivery, Function, Scaling, event
 
 pytestmark = pytest.mark.services
 
@@ -252,7 +252,7 @@ def test_publisher_reconnects_after_its_connection_drops(rabbit):
 
 
 def test_unreachable_rabbitmq_fails_at_start_and_publishing_maps_to_503(rabbit):
-    from shared.errors import as_api_error
+    from shared.core.errors import as_api_error
 
     with pytest.raises(pika.exceptions.AMQPConnectionError) as raised:
         RabbitBroker([], "amqp://guest:guest@127.0.0.1:1/%2F", rabbit.name)

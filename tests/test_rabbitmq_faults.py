@@ -24,7 +24,7 @@ import pytest
 import rabbit_worker
 
 from eventing import dead_letters
-from shared import db, events
+from shared.core import db, events
 
 pytestmark = pytest.mark.services
 

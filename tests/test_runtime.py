@@ -8,7 +8,7 @@ from conftest import error_code, login
 
 from functions import load_all
 from knative.server import ALB_PATHS
-from shared.registry import REGISTRY
+from shared.core.registry import REGISTRY
 
 
 def _example_path(template: str) -> str:
@@ -58,7 +58,7 @@ def test_bad_bodies_get_400_and_422(client):
 
 
 def test_unexpected_failure_is_500_internal_with_logged_id(client, caplog, monkeypatch):
-    from shared import accounts
+    from shared.auth import accounts
 
     def broken(*_a, **_k):
         raise ZeroDivisionError("boom")
@@ -74,7 +74,7 @@ def test_unexpected_failure_is_500_internal_with_logged_id(client, caplog, monke
 def test_dependency_down_is_503_with_retry_after(client, monkeypatch):
     import sqlalchemy.exc
 
-    from shared import accounts
+    from shared.auth import accounts
 
     def down(*_a, **_k):
         raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
@@ -87,7 +87,7 @@ def test_dependency_down_is_503_with_retry_after(client, monkeypatch):
 
 
 def test_path_parameters_reach_the_function_parsed(system):
-    from shared.registry import _path_pattern
+    from shared.core.registry import _path_pattern
 
     match = _path_pattern("/api/v1/waste/status/{job_id}").match("/api/v1/waste/status/j-42")
     assert match.groupdict() == {"job_id": "j-42"}

@@ -11,7 +11,7 @@ import pytest
 import requests
 from conftest import IMAGES, error_code
 
-from shared import storage
+from shared.core import storage
 
 PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
 
@@ -49,7 +49,7 @@ def test_local_form_refuses_what_it_was_not_signed_for(client):
 
 
 def test_keys_cannot_escape_the_store(env):
-    from shared.errors import ApiError
+    from shared.core.errors import ApiError
 
     with pytest.raises(ApiError):
         storage.put("../outside", b"x", "image/png")
@@ -75,7 +75,7 @@ def test_s3_presigned_post_is_enforced_by_s3(services):
 
 
 def test_cache_ttl_semantics_in_memory(env):
-    from shared import cache
+    from shared.core import cache
 
     c = cache.client()
     c.set("k", "v", ex=1)
@@ -89,7 +89,7 @@ def test_cache_ttl_semantics_in_memory(env):
 
 @pytest.mark.services
 def test_cache_ttl_semantics_on_redis(services):
-    from shared import cache
+    from shared.core import cache
 
     c = cache.client()
     c.set("growbin-test:k", "v", ex=1)

@@ -30,7 +30,9 @@ from test_waste import run, start
 from eventing import dead_letters
 from eventing.cron import ping
 from knative.cli import main as cli
-from shared import analytics, cleanup, db, jobs, reports, storage
+from shared.core import db, storage
+from shared.ops import analytics, cleanup, reports
+from shared.waste import jobs
 
 S3_TIMEOUT = 1  # seconds per attempt here (3 shipped), so a hung S3 costs seconds
 # A guard against hanging, not a speed goal: two attempts of S3_TIMEOUT, botocore's backoff

@@ -9,7 +9,8 @@ from conftest import error_code, login
 from sqlalchemy import func, select, update
 from test_waste import run, start
 
-from shared import cache, db, history, jobs, storage
+from shared.core import cache, db, storage
+from shared.waste import history, jobs
 
 
 def me(client, headers) -> str:
@@ -199,7 +200,7 @@ def test_deleting_the_account_leaves_nothing(system_on, backend):
 
     assert client.delete("/api/v1/users/profile", headers=headers).status_code == 204
 
-    from shared import accounts, sessions
+    from shared.auth import accounts, sessions
 
     tables = [
         (accounts.users, accounts.users.c.id),

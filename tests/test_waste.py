@@ -15,7 +15,8 @@ from conftest import IMAGES, error_code, login, reset_clients
 from fake_openai import FakeOpenAI
 from PIL import Image, ImageChops, ImageStat
 
-from shared import images, jobs, pipeline, rules, storage
+from shared.core import storage
+from shared.waste import images, jobs, pipeline, rules
 
 PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
 MILK = (IMAGES / "cardboard" / "cardboard2.jpg").read_bytes()
@@ -295,7 +296,7 @@ def test_replayed_events_at_every_stage_change_nothing(system_on):
     published = []
     original = system.broker.publish
     system.broker.publish = lambda e: published.append(e) or original(e)
-    from shared import events
+    from shared.core import events
 
     events.use_local_sink(system.broker.publish)
     job_id, first = run(client, system, headers, hint="페트병")
@@ -309,7 +310,7 @@ def test_replayed_events_at_every_stage_change_nothing(system_on):
     for event in list(published):
         system.broker.publish(event)  # the broker delivering each event again
     # a stage redelivered under a fresh id (a replay from outside) still changes nothing
-    from shared.events import make
+    from shared.core.events import make
 
     for event in list(published):
         system.broker.publish(make(event["type"], event.data, subject=event["subject"]))
@@ -325,7 +326,7 @@ def test_replayed_events_at_every_stage_change_nothing(system_on):
 def _job_row(job_id):
     from sqlalchemy import select
 
-    from shared import db
+    from shared.core import db
 
     with db.engine().connect() as conn:
         return conn.execute(select(jobs.jobs).where(jobs.jobs.c.id == job_id)).one()._asdict()
@@ -334,7 +335,7 @@ def _job_row(job_id):
 def _rows(job_id):
     from sqlalchemy import select
 
-    from shared import db
+    from shared.core import db
 
     with db.engine().connect() as conn:
         job = conn.execute(select(jobs.jobs).where(jobs.jobs.c.id == job_id)).one()._asdict()
@@ -434,7 +435,7 @@ def test_progress_never_moves_backwards_and_stuck_jobs_time_out(client):
 
     from sqlalchemy import update
 
-    from shared import db
+    from shared.core import db
 
     headers = login(client)
     job_id = start(client, headers, hint="페트병")["job_id"]
@@ -448,7 +449,7 @@ def test_progress_never_moves_backwards_and_stuck_jobs_time_out(client):
             .where(jobs.jobs.c.id == job_id)
             .values(updated_at=db.now() - jobs.DEADLINE - timedelta(seconds=1))
         )
-    from shared import cache
+    from shared.core import cache
 
     cache.client().delete(f"job:{job_id}:status")
     view = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()

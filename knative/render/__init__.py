@@ -1,6 +1,6 @@
 """Every deployment file, derived from the function declarations: `growbin render`.
 
-From `shared.registry.REGISTRY` (plus the cluster's dead-letter sink) each module builds the
+From `shared.core.registry.REGISTRY` (plus the cluster's dead-letter sink) each module builds the
 objects its name says, and `files` writes them: plain manifests into knative/ and eventing/
 (both kustomize-ready), the same objects as the Helm chart in helm/growbin, and
 knative/openapi.json. Nothing here is written by hand twice.

@@ -12,7 +12,7 @@ from typing import Any
 from eventing.cron import NAMESPACE
 from knative.render.eventing import dead_letter_sink
 from knative.render.metadata import meta
-from shared.registry import Function
+from shared.core.registry import Function
 
 
 def _panel(

@@ -15,7 +15,7 @@ from eventing.cron import NAMESPACE
 from knative.render.metadata import meta
 from knative.render.services import EMITS_LABEL, KNATIVE_SERVICE
 from knative.render.values import Values
-from shared.registry import SEOUL, Function, Scaling
+from shared.core.registry import SEOUL, Function, Scaling
 
 BROKER = "growbin"
 RABBITMQ = "growbin-rabbitmq"

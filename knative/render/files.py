@@ -33,7 +33,7 @@ from knative.render.network_policies import network_policies
 from knative.render.routing import routing_objects
 from knative.render.services import config_objects, knative_service, migrate_job
 from knative.render.values import Value, Values, resolve, substitute
-from shared.registry import Function
+from shared.core.registry import Function
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = Path("helm/growbin")

@@ -15,7 +15,7 @@ from knative.render.metadata import meta
 from knative.render.routing import knative_gateway_namespace, tool_namespace
 from knative.render.services import EMITS_LABEL, FUNCTION_LABEL
 from knative.render.values import Value, Values
-from shared.registry import Function
+from shared.core.registry import Function
 
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
 # The public hosts each `uses` reaches over HTTPS, named on the function's egress policy.

@@ -16,7 +16,7 @@ from knative.render.metadata import meta
 from knative.render.services import FUNCTION_LABEL
 from knative.render.values import Value, Values
 from knative.server import ALB_PATHS
-from shared.registry import Function
+from shared.core.registry import Function
 
 GATEWAY = "growbin-edge"
 # The operator tools behind the same ALB: their Service, namespace and port by path prefix.

@@ -11,7 +11,7 @@ from typing import Any
 
 from knative.render.metadata import VERSION, labels, meta
 from knative.render.values import Value, Values
-from shared.registry import Function
+from shared.core.registry import Function
 
 IMAGE = f"ghcr.io/growbin/growbin:{VERSION}"  # the default; values.yaml `image` overrides
 KNATIVE_SERVICE = {"apiVersion": "serving.knative.dev/v1", "kind": "Service"}

@@ -1,0 +1,1 @@
+"""The platform: settings, the contract's errors, declarations, database, cache, storage, events."""

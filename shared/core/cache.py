@@ -1,0 +1,148 @@
+"""The cache: Redis when REDIS_URL is set, else an in-process store with the same TTL semantics.
+
+Callers use the handful of Redis commands below through `client()`; values are strings (JSON
+where structured). The in-process store implements exactly those commands, so code and tests
+run the same on both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
+from functools import cache
+from typing import Any
+
+from shared.core.errors import ApiError
+from shared.core.settings import settings
+
+
+class _Memory:
+    """The subset of redis-py's API the project uses, in one process, thread-safe."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[str, float | None]] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires <= time.monotonic():
+            del self._data[key]
+            return None
+        return value
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._live(key)
+
+    def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> bool | None:
+        with self._lock:
+            if nx and self._live(key) is not None:
+                return None
+            self._data[key] = (str(value), time.monotonic() + ex if ex else None)
+            return True
+
+    def delete(self, *keys: str) -> int:
+        with self._lock:
+            return sum(self._data.pop(k, None) is not None for k in keys)
+
+    def incr(self, key: str, amount: int = 1) -> int:
+        with self._lock:
+            current = self._live(key)
+            expires = self._data[key][1] if current is not None else None
+            value = int(current or 0) + amount
+            self._data[key] = (str(value), expires)
+            return value
+
+    def decr(self, key: str) -> int:
+        return self.incr(key, -1)
+
+    def expire(self, key: str, seconds: int) -> bool:
+        with self._lock:
+            if self._live(key) is None:
+                return False
+            self._data[key] = (self._data[key][0], time.monotonic() + seconds)
+            return True
+
+    def ttl(self, key: str) -> int:
+        with self._lock:
+            if self._live(key) is None:
+                return -2
+            expires = self._data[key][1]
+            return -1 if expires is None else max(0, round(expires - time.monotonic()))
+
+    def scan_iter(self, match: str = "*", count: int | None = None):
+        with self._lock:
+            keys = [k for k in list(self._data) if self._live(k) is not None]
+        return iter([k for k in keys if fnmatchcase(k, match)])
+
+    def ping(self) -> bool:
+        return True
+
+
+@cache
+def client() -> Any:
+    url = settings().redis_url
+    if not url:
+        return _Memory()
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        # Retries pinned, not left to redis-py: its Redis() default retries 10 times, timeouts
+        # included, which holds a request ~20 s on a Redis that does not answer. Here a timeout
+        # is answered 503 after one socket timeout; a dropped connection is retried once.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
+
+
+def get_json(key: str) -> Any:
+    raw = client().get(key)
+    return json.loads(raw) if raw is not None else None
+
+
+def set_json(key: str, value: Any, ttl: int) -> None:
+    client().set(key, json.dumps(value, ensure_ascii=False, default=str), ex=ttl)
+
+
+def hit_rate_limit(key: str, limit: int, window: int) -> int | None:
+    """Count one call in a fixed window; the seconds to wait when over `limit`, else None."""
+    c = client()
+    count = c.incr(key)
+    if count == 1:
+        c.expire(key, window)
+    if count > limit:
+        ttl = c.ttl(key)
+        if ttl < 0:  # a key left without TTL by a crash between incr and expire
+            c.expire(key, window)
+            ttl = window
+        return max(1, ttl)
+    return None
+
+
+@contextlib.contextmanager
+def rate_limited(key: str, limit: int, window: int, message: str) -> Iterator[None]:
+    """Count one call against `limit` per `window` seconds: 429 RATE_LIMITED with Retry-After
+    over it. A call that fails inside the block gives its count back, so a client retrying
+    through an outage (503s while the database is down) keeps its allowance for afterwards."""
+    wait = hit_rate_limit(key, limit, window)
+    if wait:
+        raise ApiError(429, "RATE_LIMITED", message, headers={"Retry-After": str(wait)})
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the failure that brought us here is the answer
+            client().decr(key)
+        raise

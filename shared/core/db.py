@@ -1,0 +1,206 @@
+"""The database: SQLite under the data directory by default, PostgreSQL when DATABASE_URL says so.
+
+Tables are declared with SQLAlchemy Core next to the rules that use them (`shared/waste/jobs.py`,
+`shared/auth/accounts.py`, ...) on the one `metadata` below. Each domain keeps its Alembic
+branch in its own `migrations/` folder (the platform's in `shared/core/migrations/versions`);
+`migrate` finds the folders on disk, so the platform imports no domain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.types import TypeDecorator
+
+from shared.core.settings import settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Every package of `shared` may hold a `migrations/` folder of its own: one branch per domain.
+VERSION_FOLDERS = [MIGRATIONS / "versions", *sorted(Path(__file__).parents[1].glob("*/migrations"))]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _url() -> str:
+    url = settings().database_url
+    # psycopg 3 is the driver; accept the plain URLs operators write.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@cache
+def engine() -> Engine:
+    url = _url()
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return eng
+    timeout = settings().database_timeout
+    eng = create_engine(
+        url,
+        pool_pre_ping=True,  # a connection that died while pooled is replaced, not handed out
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=timeout,  # waiting for a free connection is waiting for the database too
+        connect_args={"connect_timeout": max(2, round(timeout))},  # libpq's minimum is 2 s
+    )
+
+    @event.listens_for(eng, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return _answering_connection().connect(*cargs, answer_timeout=timeout, **cparams)
+
+    return eng
+
+
+@cache
+def _answering_connection() -> type:
+    """A psycopg connection that waits at most `answer_timeout` seconds for any answer.
+
+    connect_timeout bounds only connecting. A server that accepts but never answers (hung,
+    or a network path that swallows packets while the peer's kernel still ACKs) would hold
+    a request forever on a pooled connection; this gives every round trip a deadline, after
+    which the connection is dropped (its protocol state is unknown) and the caller gets an
+    OperationalError: a 503 for HTTP, a retry for the broker. SQLAlchemy sees the connection
+    closed, counts it as a disconnect and recycles the pool.
+    """
+    import psycopg
+    from psycopg import pq
+
+    class AnsweringConnection(psycopg.Connection):
+        answer_timeout: float = 0
+
+        @classmethod
+        def connect(cls, *args: Any, answer_timeout: float, **kwargs: Any) -> AnsweringConnection:
+            conn = super().connect(*args, **kwargs)
+            conn.answer_timeout = answer_timeout
+            return conn
+
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                deadline = timeout if timeout is not None else (self.answer_timeout or None)
+                return super().wait(gen, interval, deadline)
+            except psycopg.OperationalError:
+                if self.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+                    # Interrupted mid-query: nothing more can be read from this connection.
+                    self.pgconn.finish()
+                    raise psycopg.OperationalError(
+                        f"the database did not answer within {self.answer_timeout:g} s"
+                    ) from None
+                raise
+
+    return AnsweringConnection
+
+
+def transaction():
+    """A connection inside a transaction that commits on success: `with db.transaction() as c:`."""
+    return engine().begin()
+
+
+@contextmanager
+def reading() -> Iterator[Connection]:
+    """A connection for reads that need no transaction: `with db.reading() as c:`.
+
+    Each statement sees what is committed when it runs, as it would inside a transaction at
+    READ COMMITTED. On PostgreSQL it runs in autocommit, which saves a BEGIN and a ROLLBACK round
+    trip per use; SQLite's driver opens no transaction for a SELECT anyway."""
+    with engine().connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    values: dict[str, Any],
+    keys: list[str],
+    update: list[str] | None = None,
+) -> None:
+    """Insert, or on a key conflict update `update` columns (or do nothing when None)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(**values)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    conn.execute(stmt)
+
+
+def migrate() -> None:
+    """Bring the schema to the newest revision of every branch (Alembic `upgrade heads`)."""
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per plugin and revision
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option(
+        "version_locations", os.pathsep.join(str(f) for f in VERSION_FOLDERS if f != MIGRATIONS)
+    )
+    with engine().begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "heads")
+
+
+def reset() -> None:
+    """Forget the engine (tests and forks that change DATABASE_URL)."""
+    if engine.cache_info().currsize:
+        engine().dispose()
+    engine.cache_clear()

@@ -1,0 +1,1 @@
+"""Bins and drop-off points: import, nearby search, geometry, walking directions, Kakao."""

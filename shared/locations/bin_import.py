@@ -1,0 +1,669 @@
+"""Importing public bin data as it is published: district registers, KECO sites, street bins.
+
+Files are taken as they are. Encoding: UTF-8 (with or without BOM) or cp949. Kind, from the
+content: KECO's API field names (positnSn, positnPstnLat, ...), the street-bin JSON
+(자치구, 도로명주소, 쓰레기통종류), or a register: any table with latitude and longitude
+columns. Register columns are recognised by meaning, whatever their order or wording
+(위도/latitude/Y좌표, 경도/longitude/X좌표, 도로명주소/주소/설치장소, 상세위치, 관리번호,
+데이터기준일...). A row with missing, unparseable, zero, swapped or non-Korean coordinates is
+skipped and counted under its reason, with the first few examples; nothing is dropped silently.
+
+Every row gets a stable source id (a management number, else its address and place, with a
+counter for true repeats), so re-importing a file updates its bins in place, and bins the
+file no longer lists are removed. Street bins have addresses only: they are geocoded through
+Kakao Local when a key is configured (see shared.locations.kakao_local) and kept without coordinates
+otherwise, so they show in bin detail but not in nearby.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, timedelta
+from fnmatch import fnmatch
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from shared.core.errors import log_event
+from shared.locations import bins, geo, kakao_local
+
+BUNDLED_DIR = Path(__file__).parents[1] / "data" / "locations"
+MANIFEST = BUNDLED_DIR / "datasets.json"
+EXAMPLES = 5  # examples kept per skip reason
+
+SEOUL = "서울특별시"
+# The 25 districts of Seoul, for files that name them only in their file name (bins_mapo.csv).
+SEOUL_DISTRICTS = {
+    "jongno": "종로구",
+    "jung": "중구",
+    "yongsan": "용산구",
+    "seongdong": "성동구",
+    "gwangjin": "광진구",
+    "dongdaemun": "동대문구",
+    "jungnang": "중랑구",
+    "seongbuk": "성북구",
+    "gangbuk": "강북구",
+    "dobong": "도봉구",
+    "nowon": "노원구",
+    "eunpyeong": "은평구",
+    "seodaemun": "서대문구",
+    "mapo": "마포구",
+    "yangcheon": "양천구",
+    "gangseo": "강서구",
+    "guro": "구로구",
+    "geumcheon": "금천구",
+    "yeongdeungpo": "영등포구",
+    "dongjak": "동작구",
+    "gwanak": "관악구",
+    "seocho": "서초구",
+    "gangnam": "강남구",
+    "songpa": "송파구",
+    "gangdong": "강동구",
+}
+# First address tokens that name a province or metropolitan city, in full or short.
+PROVINCE = re.compile(
+    r"^(\S+(특별시|광역시|특별자치시|특별자치도|도)|서울|부산|대구|인천|광주|대전|울산|세종"
+    r"|경기|강원|충북|충남|전북|전남|경북|경남|제주)$"
+)
+
+# Register columns by meaning: (role, pattern on the header without spaces, lower case).
+# Exact patterns see the header without a parenthesised suffix ("위도(Y)" -> "위도").
+EXACT_ROLES = (
+    ("lat", re.compile(r"^(위도|latitude|lat|y좌표|y좌표값|y)$")),
+    ("lng", re.compile(r"^(경도|longitude|lng|lon|long|x좌표|x좌표값|x)$")),
+    ("district", re.compile(r"^(구|자치구|시군구|구명|시군구명)$")),
+    ("seq", re.compile(r"^(연번|순번|번호|no)$")),
+)
+CONTAINS_ROLES = (
+    ("road_address", re.compile(r"도로명")),
+    ("lot_address", re.compile(r"지번")),
+    ("detail", re.compile(r"(상세|세부)(위치|주소|장소)")),
+    ("address", re.compile(r"^(주소|소재지|설치장소|설치위치|설치주소|위치|장소)")),
+    ("dong", re.compile(r"(행정동|법정동|읍면동|동명)")),
+    ("manage_id", re.compile(r"(관리번호|관리코드|고유번호)")),
+    ("date", re.compile(r"기준일")),
+    ("manager", re.compile(r"(관리단체|관리기관|관리주체|운영기관)")),
+    ("phone", re.compile(r"(전화|연락처)")),
+)
+TYPE_CLUES = (
+    ("clothing", ("의류", "헌옷", "clothing", "clothes")),
+    ("battery", ("건전지", "배터리", "battery")),
+    ("lamp", ("형광등", "lamp")),
+)
+
+KECO_FIELDS = {"positnSn", "positnNm", "positnPstnLat", "positnPstnLot"}
+KECO_HOURS = (
+    ("mon", "monSalsHrExplnCn"),
+    ("tue", "tuesSalsHrExplnCn"),
+    ("wed", "wedSalsHrExplnCn"),
+    ("thu", "thurSalsHrExplnCn"),
+    ("fri", "friSalsHrExplnCn"),
+    ("sat", "satSalsHrExplnCn"),
+    ("sun", "sunSalsHrExplnCn"),
+    ("holiday", "lhldySalsHrExplnCn"),
+)
+STREET_FIELDS = {"자치구", "도로명주소", "쓰레기통종류"}
+STREET_TYPES = {"일반쓰레기": "general", "재활용쓰레기": "recycling"}
+STREET_NOT_SERVED = {"담배꽁초"}  # cigarette-butt bins: not for sorted waste
+
+
+class BinFileError(ValueError):
+    """A file that cannot be imported at all (unknown layout, undecodable)."""
+
+
+@dataclass
+class Report:
+    """What one import did: rows read = imported + every skip reason's count."""
+
+    file: str
+    dataset: str
+    kind: str = ""
+    encoding: str = ""
+    types: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    imported: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    bins: int = 0  # bins written: a row may hold two (일반쓰레기+재활용쓰레기)
+    without_coordinates: int = 0
+    removed: int = 0
+    geocoding: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    unchanged: bool = False
+
+    def skip(self, reason: str, where: str, detail: str = "") -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        sample = self.examples.setdefault(reason, [])
+        if len(sample) < EXAMPLES:
+            sample.append(f"{where}: {detail}" if detail else where)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- small readers ------------------------------------------------------------------------
+
+
+def decode(raw: bytes) -> tuple[str, str]:
+    """Text and the encoding it was in: UTF-8 (BOM or not), UTF-16 with BOM, or cp949."""
+    if raw.startswith(codecs.BOM_UTF8):
+        candidates = [("utf-8-sig", raw[len(codecs.BOM_UTF8) :], "utf-8")]
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = [("utf-16", raw, "utf-16")]
+    else:
+        candidates = [("utf-8", raw, "utf-8"), ("cp949", raw, "cp949")]
+    for name, data, codec in candidates:
+        try:
+            return data.decode(codec), name
+        except UnicodeDecodeError:
+            continue
+    raise BinFileError(f"the file is not {' or '.join(c[0] for c in candidates)} text")
+
+
+def _clean(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) per record; quoted fields may span lines."""
+    first = text.split("\n", 1)[0]
+    delimiter = "\t" if first.count("\t") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for cells in reader:
+        yield reader.line_num, cells
+
+
+def parse_date(value: str) -> str | None:
+    """An ISO date from 2024-04-12, 2024.04.12, 20240412 or an Excel day number (44911.0)."""
+    text = _clean(value).rstrip(".")
+    separated = re.fullmatch(r"(\d{4})([-./])\s*(\d{1,2})\2\s*(\d{1,2})", text)
+    compact = re.fullmatch(r"(\d{4})(\d{2})(\d{2})", text)
+    serial = re.fullmatch(r"(\d{5})(\.0+)?", text)  # Excel's days since 1899-12-30
+    try:
+        if separated:
+            year, _sep, month, day = separated.groups()
+            return date(int(year), int(month), int(day)).isoformat()
+        if compact:
+            return date(*(int(g) for g in compact.groups())).isoformat()
+        if serial:
+            return (date(1899, 12, 30) + timedelta(days=int(serial.group(1)))).isoformat()
+    except ValueError:
+        return None
+    return None
+
+
+def coordinates(lat_text: str, lng_text: str) -> tuple[float, float] | str:
+    """(lat, lng) when the pair is a place in Korea, else the reason it is not."""
+    lat_text, lng_text = _clean(lat_text), _clean(lng_text)
+    if not lat_text or not lng_text:
+        return "missing_coordinates"
+    try:
+        lat, lng = float(lat_text), float(lng_text)
+    except ValueError:
+        return "unparseable_coordinates"
+    if not (math.isfinite(lat) and math.isfinite(lng)):
+        return "unparseable_coordinates"
+    if lat == 0 or lng == 0:
+        return "zero_coordinates"
+    if geo.in_korea(lat, lng):
+        return lat, lng
+    if geo.in_korea(lng, lat):
+        return "swapped_coordinates"
+    return "outside_korea"
+
+
+def split_address(address: str) -> tuple[str | None, str | None]:
+    """(province or metropolitan city, 시군구) named at the start of an address, if any."""
+    tokens = _clean(address).split(" ")
+    city = tokens.pop(0) if tokens and PROVINCE.match(tokens[0]) else None
+    district = tokens[0] if tokens and re.fullmatch(r"\S+[시군구]", tokens[0]) else None
+    return city, district
+
+
+def full_address(address: str, city: str | None, district: str | None) -> str | None:
+    """The address with the city and district in front when the source left them out."""
+    text = _clean(address)
+    if not text:
+        return None
+    own_city, own_district = split_address(text)
+    if own_city:
+        return text
+    if district and not own_district:
+        text = f"{district} {text}"
+    return f"{city} {text}" if city else text
+
+
+def _unique(seen: Counter, base: str) -> str:
+    """A source id for `base`, counting true repeats so each keeps its own id."""
+    seen[base] += 1
+    return base if seen[base] == 1 else f"{base}#{seen[base]}"
+
+
+@cache
+def _manifest() -> dict[str, dict[str, Any]]:
+    return json.loads(MANIFEST.read_text(encoding="utf-8"))
+
+
+def dataset_key(path: Path) -> str:
+    """Names a dataset by its folder and file, wherever the file is read from."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _known(key: str) -> dict[str, Any]:
+    """What the manifest says of a bundled file (title, publisher, date, attribution)."""
+    for pattern, entry in _manifest().items():
+        if not pattern.startswith("_") and fnmatch(key, pattern):
+            return entry
+    return {}
+
+
+# ---- the kinds ----------------------------------------------------------------------------
+
+
+def _roles(header: list[str]) -> dict[str, int]:
+    """Which column holds what, by meaning; the first column of a meaning wins."""
+    roles: dict[str, int] = {}
+    for index, name in enumerate(header):
+        full = re.sub(r"\s+", "", name).lower().lstrip("\ufeff")
+        base = re.sub(r"\(.*?\)", "", full)
+        role = next((r for r, p in EXACT_ROLES if p.match(base)), None) or next(
+            (r for r, p in CONTAINS_ROLES if p.search(full)), None
+        )
+        if role and role not in roles:
+            roles[role] = index
+    return roles
+
+
+def _json_table(data: Any) -> list[dict[str, Any]] | None:
+    """The list of records a JSON file holds, at the top or under one key."""
+    if isinstance(data, dict):
+        data = next((v for v in data.values() if isinstance(v, list)), None)
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        return data
+    return None
+
+
+def detect(text: str) -> tuple[str, Any]:
+    """The file's kind (register, keco, street) and its parsed JSON records, if JSON."""
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        try:
+            records = _json_table(json.loads(stripped))
+        except json.JSONDecodeError as exc:
+            raise BinFileError(f"looks like JSON but is not: {exc}") from None
+        if records is None:
+            raise BinFileError("a JSON file without a list of records")
+        keys = set(records[0])
+        if keys >= STREET_FIELDS:
+            return "street", records
+        if {"lat", "lng"} <= set(_roles(list(keys))):
+            return "register", records
+        raise BinFileError(f"JSON records with no known layout: fields {sorted(keys)}")
+    for _line, cells in _head(text):
+        if {c.strip().lstrip("\ufeff") for c in cells} >= KECO_FIELDS:
+            return "keco", None
+        if {"lat", "lng"} <= set(_roles(cells)):
+            return "register", None
+    first = next(_csv_rows(text), (0, []))[1]
+    raise BinFileError(
+        f"cannot tell what this file holds: no latitude/longitude columns among {first}"
+    )
+
+
+def _head(text: str, rows: int = 10) -> Iterator[tuple[int, list[str]]]:
+    for count, item in enumerate(_csv_rows(text)):
+        if count >= rows:
+            return
+        yield item
+
+
+def register_type(path: Path, header: list[str], text: str) -> str:
+    """What kind of bins a register lists, from its name, then header, then content."""
+    for haystack in (dataset_key(path).lower(), " ".join(header).lower(), text.lower()):
+        found = {t for t, clues in TYPE_CLUES if any(c in haystack for c in clues)}
+        if len(found) == 1:
+            return found.pop()
+        if len(found) > 1:
+            break
+    raise BinFileError("cannot tell which bins this register lists: say --type")
+
+
+def _register_rows(text: str, records: list[dict[str, Any]] | None):
+    """(header, [(where, cells)], lines before the header) of a register, CSV or JSON."""
+    if records is not None:
+        header = list(records[0])
+        rows = [(f"item {n}", [_clean(r.get(h)) for h in header]) for n, r in enumerate(records, 1)]
+        return header, rows, 0
+    rows_iter = _csv_rows(text)
+    for before, (_line, cells) in enumerate(rows_iter):
+        if {"lat", "lng"} <= set(_roles(cells)):
+            header = [c.strip().lstrip("\ufeff") for c in cells]
+            return header, [(f"line {line}", row) for line, row in rows_iter], before
+    raise BinFileError("no header row with latitude and longitude columns")
+
+
+def parse_register(
+    path: Path,
+    text: str,
+    records: list[dict[str, Any]] | None,
+    report: Report,
+    bin_type: str | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    header, rows, before = _register_rows(text, records)
+    if before:
+        report.notes.append(f"{before} line(s) before the header row ignored")
+    roles = _roles(header)
+    bin_type = bin_type or register_type(path, header, text)
+    report.types = [bin_type]
+    report.notes.append(
+        "columns: " + ", ".join(f"{role}={header[i]}" for role, i in sorted(roles.items()))
+    )
+
+    def cell(row: list[str], role: str) -> str:
+        index = roles.get(role)
+        return _clean(row[index]) if index is not None and index < len(row) else ""
+
+    # The header may say 위도 over a column of longitudes: trust the values when most rows
+    # agree, and say so.
+    straight = swapped = 0
+    for _where, row in rows:
+        found = coordinates(cell(row, "lat"), cell(row, "lng"))
+        straight += isinstance(found, tuple)
+        swapped += found == "swapped_coordinates"
+    if swapped > straight:
+        roles["lat"], roles["lng"] = roles["lng"], roles["lat"]
+        report.notes.append(
+            f"columns {header[roles['lng']]}/{header[roles['lat']]} hold longitude/latitude "
+            "in most rows: read the other way round"
+        )
+
+    # Where the file is: its own district column, its addresses, or its Seoul file name.
+    places = Counter(
+        split_address(cell(row, "road_address") or cell(row, "address") or cell(row, "lot_address"))
+        for _where, row in rows
+    )
+    places.pop((None, None), None)
+    (file_city, file_district), _n = places.most_common(1)[0] if places else ((None, None), 0)
+    district_column = Counter(cell(r, "district") for _w, r in rows if cell(r, "district"))
+    district_column = district_column.most_common(1)
+    file_district = file_district or (district_column[0][0] if district_column else None)
+    if not file_district:
+        file_district = next(
+            (ko for en, ko in SEOUL_DISTRICTS.items() if re.search(rf"(^|_){en}(_|$)", path.stem)),
+            None,
+        )
+    if not file_city and file_district in SEOUL_DISTRICTS.values():
+        file_city = SEOUL
+
+    out: list[dict[str, Any]] = []
+    seen: Counter = Counter()
+    dates = []
+    for where, row in rows:
+        report.rows_read += 1
+        if not any(_clean(c) for c in row):
+            report.skip("blank_row", where)
+            continue
+        found = coordinates(cell(row, "lat"), cell(row, "lng"))
+        if isinstance(found, str):
+            report.skip(found, where, f"{cell(row, 'lat')!r}, {cell(row, 'lng')!r}")
+            continue
+        raw_address = cell(row, "road_address") or cell(row, "address") or cell(row, "lot_address")
+        detail = cell(row, "detail")
+        city, district = split_address(raw_address)
+        district = district or cell(row, "district") or file_district
+        source_date = parse_date(cell(row, "date"))
+        if source_date:
+            dates.append(source_date)
+        base = cell(row, "manage_id") or f"{raw_address}|{detail}|{cell(row, 'dong')}"
+        out.append(
+            {
+                "source_id": _unique(seen, base),
+                "type": bin_type,
+                "name": f"{bins.LABELS[bin_type]} ({detail})" if detail else bins.LABELS[bin_type],
+                "address": full_address(raw_address, city or file_city, district),
+                "district": district,
+                "location_detail": detail or None,
+                "lat": found[0],
+                "lng": found[1],
+                "phone": cell(row, "phone") or None,
+                "source_date": source_date,
+                "properties": {h: v for h, v in zip(header, row, strict=False) if h.strip()},
+            }
+        )
+        report.imported += 1
+    place = " ".join(p for p in (file_city, file_district) if p)
+    meta = {
+        "title": f"{place}_{bins.LABELS[bin_type]} 현황" if place else path.stem,
+        "publisher": place or None,
+        "date": max(dates) if dates else None,
+    }
+    return out, meta
+
+
+def parse_keco(
+    path: Path, text: str, report: Report, bin_type: str | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    bin_type = bin_type or "recycle_center"
+    report.types = [bin_type]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader.fieldnames = [name.strip().lstrip("\ufeff") for name in reader.fieldnames or []]
+    out: list[dict[str, Any]] = []
+    seen: Counter = Counter()
+    for record in reader:
+        where = f"line {reader.line_num}"
+        report.rows_read += 1
+        record = {k: (v or "") for k, v in record.items() if k}
+        serial = _clean(record.get("positnSn"))
+        if not serial:
+            report.skip("missing_id", where)
+            continue
+        found = coordinates(record.get("positnPstnLat", ""), record.get("positnPstnLot", ""))
+        if isinstance(found, str):
+            detail = f"{serial} {_clean(record.get('positnNm'))}: {record.get('positnPstnLat')!r}, "
+            report.skip(found, where, detail + repr(record.get("positnPstnLot")))
+            continue
+        road = _clean(record.get("positnRdnmAddr"))
+        lot = _clean(record.get("positnLotnoAddr"))
+        road = "" if road == "없음" else road
+        lot_city, _lot_district = split_address(lot)
+        address = full_address(road, lot_city, None) if road else (lot or None)
+        _city, district = split_address(address or "")
+        hours = {day: _clean(record.get(column)) or None for day, column in KECO_HOURS}
+        items = [line.strip() for line in record.get("clctItemCn", "").splitlines() if line.strip()]
+        name = _clean(record.get("positnNm")) or bins.LABELS[bin_type]
+        phone = _clean(record.get("rprsTelnoCn")) or _clean(record.get("bscTelnoCn"))
+        out.append(
+            {
+                "source_id": _unique(seen, serial),
+                "type": bin_type,
+                "name": name,
+                "address": address,
+                "district": district or _clean(record.get("positnRgnNm")) or None,
+                "location_detail": _clean(record.get("positnPstnAddExpln")) or None,
+                "lat": found[0],
+                "lng": found[1],
+                "opening_hours": hours if any(hours.values()) else None,
+                "accepted_items": items,
+                "phone": phone or None,
+                "properties": record,
+            }
+        )
+        report.imported += 1
+    if any(n > 1 for n in seen.values()):
+        report.notes.append("some positnSn values repeat: repeats numbered #2, #3, ...")
+    return out, {"title": path.stem, "publisher": None, "date": None}
+
+
+def parse_street(
+    path: Path, items: list[dict[str, Any]], report: Report, bin_type: str | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: Counter = Counter()
+    covered: set[str] = set()
+    for number, item in enumerate(items, 1):
+        where = f"item {number}"
+        report.rows_read += 1
+        kind = _clean(item.get("쓰레기통종류"))
+        parts = [p.strip() for p in kind.split("+") if p.strip()]
+        types = [STREET_TYPES[p] for p in parts if p in STREET_TYPES]
+        if not types:
+            served = parts and all(p in STREET_NOT_SERVED for p in parts)
+            report.skip("cigarette_bin" if served else "unknown_bin_kind", where, repr(kind))
+            continue
+        if bin_type:
+            if bin_type not in types:
+                report.skip("other_type", where, repr(kind))
+                continue
+            types = [bin_type]
+        raw_address = _clean(item.get("도로명주소"))
+        if not raw_address:
+            report.skip("missing_address", where)
+            continue
+        district = _clean(item.get("자치구")) or None
+        city = SEOUL if district in SEOUL_DISTRICTS.values() else None
+        detail = _clean(item.get("세부위치"))
+        detail = "" if detail in ("-", "") else detail
+        place_kind = _clean(item.get("설치장소유형"))
+        for bin_kind in types:
+            covered.add(bin_kind)
+            base = f"{district}|{raw_address}|{detail}|{place_kind}|{bin_kind}"
+            label = bins.LABELS[bin_kind]
+            out.append(
+                {
+                    "source_id": _unique(seen, base),
+                    "type": bin_kind,
+                    "name": f"{label} ({detail})" if detail else label,
+                    "address": full_address(raw_address, city, district),
+                    "district": district,
+                    "location_detail": detail or place_kind or None,
+                    "lat": None,
+                    "lng": None,
+                    "properties": item,
+                }
+            )
+        report.imported += 1
+    report.types = sorted(covered) if not bin_type else [bin_type]
+    if len(out) > report.imported:
+        report.notes.append(f"{len(out) - report.imported} row(s) hold two bins (one per kind)")
+    _geocode(out, report)
+    return out, {"title": path.stem, "publisher": None, "date": None}
+
+
+def _geocode(records: list[dict[str, Any]], report: Report) -> None:
+    """Coordinates for address-only bins: known ones from the table, new ones from Kakao."""
+    addresses = {r["address"] for r in records if r["address"]}
+    result = kakao_local.geocode(addresses)
+    found = result["coordinates"]
+    for record in records:
+        point = found.get(record["address"])
+        if point:
+            record["lat"], record["lng"] = point
+    report.geocoding = {
+        "addresses": len(addresses),
+        "located": len(found),
+        "not_found": len(result["not_found"]),
+        "pending": len(result["pending"]),
+        "kakao_calls": result["calls"],
+        "error": result["error"],
+    }
+    if not kakao_local.configured() and result["pending"]:
+        report.notes.append(
+            f"{len(result['pending'])} address(es) not geocoded: set KAKAO_REST_API_KEY to place "
+            "them on the map; until then they show in bin detail, not in nearby"
+        )
+
+
+# ---- importing ----------------------------------------------------------------------------
+
+
+def import_file(path: str | Path, bin_type: str | None = None, only_if_changed: bool = False):
+    """Import one file; with `only_if_changed`, a file imported before as it is now is left
+    alone (a street file is retried once a Kakao key appears)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    report = Report(file=str(path), dataset=dataset_key(path))
+    if only_if_changed:
+        state = bins.dataset_state(report.dataset)
+        if (
+            state
+            and state["sha256"] == digest
+            and (state["kind"] != "street" or state["geocoder"] or not kakao_local.configured())
+        ):
+            names = {f.name for f in fields(Report)}  # a report stored by an older version
+            kept = {k: v for k, v in state["report"].items() if k in names}
+            return Report(**{**kept, "unchanged": True})
+    if bin_type is not None and bin_type not in bins.TYPES:
+        raise BinFileError(f"unknown type {bin_type!r}; one of {', '.join(bins.TYPES)}")
+    text, report.encoding = decode(raw)
+    report.kind, records = detect(text)
+    if report.kind == "street":
+        out, meta = parse_street(path, records, report, bin_type)
+    elif report.kind == "keco":
+        out, meta = parse_keco(path, text, report, bin_type)
+    else:
+        out, meta = parse_register(path, text, records, report, bin_type)
+    report.bins = len(out)
+    report.without_coordinates = sum(r["lat"] is None for r in out)
+    known = _known(report.dataset)
+    dataset = {
+        "key": report.dataset,
+        "kind": report.kind,
+        "title": known.get("title") or meta["title"],
+        "publisher": known.get("publisher") or meta["publisher"],
+        "date": known.get("date") or meta["date"],
+        "attribution": known.get("attribution"),
+        "sha256": digest,
+        "geocoder": "kakao" if report.kind == "street" and kakao_local.configured() else None,
+        "report": report.as_dict(),
+    }
+    report.removed = bins.save_dataset(dataset, out, report.types)
+    log_event(
+        "info",
+        "bins_imported",
+        dataset=report.dataset,
+        rows_read=report.rows_read,
+        imported=report.imported,
+        skipped=report.skipped,
+        removed=report.removed,
+    )
+    return report
+
+
+def summary(report: Report) -> str:
+    """The report as a few lines for a terminal."""
+    if report.unchanged:
+        return f"{report.dataset}: unchanged since the last import"
+    skipped = sum(report.skipped.values())
+    lines = [
+        f"{report.dataset}: {report.kind} ({report.encoding}), {'/'.join(report.types)}: "
+        f"read {report.rows_read}, imported {report.imported}, skipped {skipped}; "
+        f"{report.bins} bins, {report.without_coordinates} without coordinates, "
+        f"{report.removed} removed"
+    ]
+    for reason, n in sorted(report.skipped.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  skipped {n} x {reason}, e.g. " + "; ".join(report.examples[reason]))
+    if report.geocoding:
+        lines.append("  geocoding: " + ", ".join(f"{k} {v}" for k, v in report.geocoding.items()))
+    lines.extend(f"  note: {note}" for note in report.notes)
+    return "\n".join(lines)
+
+
+def bundled_files() -> list[Path]:
+    return sorted(
+        p for p in BUNDLED_DIR.rglob("*") if p.suffix in (".csv", ".json") and p != MANIFEST
+    )
+
+
+def import_bundled(only_if_changed: bool = True) -> list[Report]:
+    """The bin data that ships with the project; unchanged files are skipped by default."""
+    return [import_file(path, only_if_changed=only_if_changed) for path in bundled_files()]

@@ -1,0 +1,371 @@
+"""Bins: where waste can go (clothing bins, street bins, collection sites), stored and searched.
+
+Each bin comes from one imported dataset (a file) and keeps what its source knows. Its id is
+derived from the dataset and the row's stable source id, so re-importing a file updates the
+same bins in place.
+
+Nearby search prunes by area before it measures: every bin with coordinates carries its
+latitude band (`band`, 0.01 degrees, about 1.1 km), and the B-tree indexes (band, lng, lat) and
+(type, band, lng, lat) turn a bounding box into one short index range per band, on SQLite and
+PostgreSQL alike (no extension needed; PostgreSQL here has none installed beyond plpgsql).
+Exact great-circle distances are then computed for the few candidates. The search first
+looks where the nearest `limit` would be in a dense city (250 m for 20) and widens toward the
+radius by what the density it has seen promises, each widening reading only the ring outside
+the box already read, so "the 20 nearest within 20 km" in central Seoul reads a few dozen rows,
+once each, not the thousands inside the full circle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    delete,
+    func,
+    not_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql import Select
+
+from shared.core import db
+from shared.locations import geo, kakao_local
+
+TYPES = ("clothing", "recycling", "general", "battery", "lamp", "recycle_center")
+LABELS = {  # what a bin is called on the street and on the map
+    "clothing": "의류수거함",
+    "recycling": "재활용 쓰레기통",
+    "general": "일반 쓰레기통",
+    "battery": "폐건전지 수거함",
+    "lamp": "폐형광등 수거함",
+    "recycle_center": "재활용 수거 거점",
+}
+BAND_DEG = 0.01  # latitude band height of the area index
+CITY_DENSITY = 100.0  # bins per km² in a dense city centre: nearby first looks where the
+# `limit` nearest would be at that density (250 m for 20), then widens as the density says
+MARGIN = 1.1  # ... to where the density seen promises `limit` bins, this much farther
+WIDEN = 4.0  # at most this much per step
+PLACE_MATCH_M = 60.0  # a Kakao place this close to one of our sites is that site
+PLACE_NAME_MATCH_M = 300.0  # ... or this close with the same name
+
+bin_datasets = Table(
+    "bin_datasets",
+    db.metadata,
+    Column("key", String(200), primary_key=True),  # "<folder>/<file name>"
+    Column("kind", String(20), nullable=False),  # register | keco | street
+    Column("title", Text, nullable=False),
+    Column("publisher", Text),
+    Column("date", String(10)),  # as precise as the source says: YYYY-MM-DD or YYYY-MM
+    Column("attribution", Text),
+    Column("sha256", String(64), nullable=False),
+    Column("geocoder", String(20)),  # "kakao" when addresses were geocoded in this import
+    Column("report", JSON, nullable=False),
+    Column("imported_at", db.UtcDateTime, nullable=False),
+)
+
+bins = Table(
+    "bins",
+    db.metadata,
+    Column("id", String(16), primary_key=True),
+    Column(
+        "dataset",
+        String(200),
+        ForeignKey("bin_datasets.key", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("source_id", Text, nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("address", Text),
+    Column("district", String(40)),
+    Column("location_detail", Text),
+    Column("lat", Double),
+    Column("lng", Double),
+    Column("band", Integer),
+    Column("opening_hours", JSON),
+    Column("accepted_items", JSON),
+    Column("phone", Text),
+    Column("source_date", String(10)),
+    Column("properties", JSON, nullable=False),  # the source row as published
+    Column("updated_at", db.UtcDateTime, nullable=False),
+    UniqueConstraint("dataset", "source_id"),
+    Index("ix_bins_band_lng_lat", "band", "lng", "lat"),
+    Index("ix_bins_type_band_lng_lat", "type", "band", "lng", "lat"),
+)
+
+
+def bin_id(dataset: str, source_id: str) -> str:
+    """The public id: the same for the same row of the same dataset, on every import."""
+    return hashlib.blake2b(f"{dataset}\n{source_id}".encode(), digest_size=8).hexdigest()
+
+
+def band_of(lat: float) -> int:
+    return math.floor(lat / BAND_DEG)
+
+
+# ---- search -------------------------------------------------------------------------------
+
+
+@cache
+def _area_statement(typed: bool, beyond: bool = False) -> Select:
+    """Bins inside a bounding box, through the area index: one index range per latitude band.
+    `beyond` leaves out those inside a smaller box read before, so widening fetches only the
+    new ring (SQLite drops the others on the index entry alone, PostgreSQL on the row; neither
+    sends them again). Built once; each search only binds its values (statement building
+    costs more than the query itself)."""
+    conditions = [
+        bins.c.band.in_(bindparam("bands", expanding=True)),
+        bins.c.lng.between(bindparam("min_lng"), bindparam("max_lng")),
+        bins.c.lat.between(bindparam("min_lat"), bindparam("max_lat")),
+    ]
+    if typed:
+        conditions.insert(0, bins.c.type == bindparam("type"))
+    if beyond:
+        read = and_(
+            bins.c.lng.between(bindparam("read_min_lng"), bindparam("read_max_lng")),
+            bins.c.lat.between(bindparam("read_min_lat"), bindparam("read_max_lat")),
+        )
+        conditions.append(not_(read))
+    # In the order nearest() unpacks them.
+    columns = (bins.c.id, bins.c.name, bins.c.type, bins.c.address, bins.c.lat, bins.c.lng)
+    return select(*columns, bins.c.dataset).where(*conditions)
+
+
+def _area_params(box: geo.Box, bin_type: str | None, read: geo.Box | None = None) -> dict[str, Any]:
+    params = {
+        "bands": list(range(band_of(box.min_lat), band_of(box.max_lat) + 1)),
+        **box._asdict(),
+    }
+    if bin_type:
+        params["type"] = bin_type
+    if read:
+        params.update({f"read_{bound}": value for bound, value in read._asdict().items()})
+    return params
+
+
+def area_query(box: geo.Box, bin_type: str | None = None) -> Select:
+    """The area search with its values bound (to EXPLAIN it)."""
+    return _area_statement(bool(bin_type)).params(**_area_params(box, bin_type))
+
+
+def nearest(
+    lat: float, lng: float, radius_m: float, bin_type: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Our bins within `radius_m`, nearest first, at most `limit`."""
+    reach = min(radius_m, 1000.0 * math.sqrt(limit / (math.pi * CITY_DENSITY)))
+    seen: list[tuple[float, str, Row]] = []  # (distance, id, row) of every bin read so far
+    read: geo.Box | None = None  # ... which are all those inside this box
+    with db.reading() as conn:
+        while True:
+            box = geo.bounding_box(lat, lng, reach)
+            statement = _area_statement(bool(bin_type), read is not None)
+            for row in conn.execute(statement, _area_params(box, bin_type, read)).all():
+                # Unpacked, not row.lat: a Row's attribute lookup costs more than the distance.
+                bin_id, _name, _type, _address, bin_lat, bin_lng, _source = row
+                seen.append((geo.haversine_m(lat, lng, bin_lat, bin_lng), bin_id, row))
+            read = box
+            within = sum(1 for distance, _id, _row in seen if distance <= reach)
+            # Everything within `reach` has been seen; enough of them means none farther
+            # can be among the nearest `limit`.
+            if within >= limit or reach >= radius_m:
+                break
+            # Widen to where the density seen so far promises `limit` bins, with a margin.
+            # It is small: falling short costs one more round of only the new ring, while
+            # overshooting reads every bin in the excess, and that is most of a search's time.
+            grow = MARGIN * math.sqrt(limit / within) if within else WIDEN
+            reach = min(radius_m, reach * min(WIDEN, max(1.25, grow)))
+    # Ids are unique and each bin was read once: the rows themselves are never compared.
+    found = sorted(hit for hit in seen if hit[0] <= reach)
+    return [
+        {
+            "id": bin_id,
+            "name": name,
+            "type": kind,
+            "address": address,
+            "lat": bin_lat,
+            "lng": bin_lng,
+            "distance_m": distance,
+            "source": source,
+        }
+        for distance, _id, (bin_id, name, kind, address, bin_lat, bin_lng, source) in found[:limit]
+    ]
+
+
+def nearby(
+    lat: float, lng: float, radius_m: float, bin_type: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Nearest bins first; with a Kakao key, recycling places from Kakao Local join them."""
+    found = nearest(lat, lng, radius_m, bin_type, limit)
+    if bin_type in (None, "recycle_center") and kakao_local.configured():
+        places = kakao_local.recycling_places(lat, lng, radius_m)
+        if places:
+            ours = nearest(lat, lng, radius_m + PLACE_NAME_MATCH_M, "recycle_center", 1000)
+            found = merge_places(found, places, ours)[:limit]
+    return [{**item, "distance_m": round(item["distance_m"], 1)} for item in found]
+
+
+def _same_name(a: str, b: str) -> bool:
+    def squeeze(s: str) -> str:
+        return "".join(s.split()).lower()
+
+    return squeeze(a) == squeeze(b)
+
+
+def merge_places(
+    found: list[dict[str, Any]], places: list[dict[str, Any]], ours: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Add the Kakao places that are not already our recycling sites, keeping distance order."""
+    ours = list(ours)
+    fresh = []
+    for place in places:
+        duplicate = any(
+            (gap := geo.haversine_m(place["lat"], place["lng"], site["lat"], site["lng"]))
+            <= PLACE_MATCH_M
+            or (gap <= PLACE_NAME_MATCH_M and _same_name(place["name"], site["name"]))
+            for site in ours
+        )
+        if not duplicate:
+            fresh.append(place)
+    return sorted(found + fresh, key=lambda item: (item["distance_m"], item["id"]))
+
+
+# ---- one bin ------------------------------------------------------------------------------
+
+
+def get(bin_id_: str) -> dict[str, Any] | None:
+    """Everything its source knows about one bin, or None."""
+    if bin_id_.startswith(kakao_local.PLACE_PREFIX):
+        return kakao_local.place(bin_id_)
+    query = (
+        select(
+            bins,
+            bin_datasets.c.title,
+            bin_datasets.c.publisher,
+            bin_datasets.c.date,
+            bin_datasets.c.attribution,
+        )
+        .join(bin_datasets, bin_datasets.c.key == bins.c.dataset)
+        .where(bins.c.id == bin_id_)
+    )
+    with db.engine().connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    own = ("id", "name", "type", "address", "lat", "lng", "district", "location_detail")
+    return {
+        **{k: row[k] for k in own},
+        "opening_hours": row["opening_hours"],
+        "accepted_items": row["accepted_items"] or [],
+        "phone": row["phone"],
+        "source": {
+            "dataset": row["dataset"],
+            "title": row["title"],
+            "publisher": row["publisher"],
+            "date": row["source_date"] or row["date"],
+            "attribution": row["attribution"],
+            "row": row["properties"],
+        },
+        "updated_at": row["updated_at"].isoformat().replace("+00:00", "Z"),
+    }
+
+
+# ---- writing an import --------------------------------------------------------------------
+
+_COLUMNS = (
+    "dataset",
+    "source_id",
+    "type",
+    "name",
+    "address",
+    "district",
+    "location_detail",
+    "opening_hours",
+    "accepted_items",
+    "phone",
+    "source_date",
+    "properties",
+    "updated_at",
+)
+
+
+def _upsert(conn: Connection):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(bins)
+    updates: dict[str, Any] = {c: stmt.excluded[c] for c in _COLUMNS}
+    # A row imported without coordinates (an address not geocoded this time) keeps the ones
+    # an earlier import found; coordinates a source states always win.
+    for column in ("lat", "lng", "band"):
+        updates[column] = func.coalesce(stmt.excluded[column], bins.c[column])
+    return stmt.on_conflict_do_update(index_elements=["id"], set_=updates)
+
+
+def save_dataset(
+    dataset: dict[str, Any], records: list[dict[str, Any]], types: Iterable[str]
+) -> int:
+    """Write one dataset and its bins in one transaction: upsert every record, then drop the
+    bins of `types` the file no longer lists. Returns how many were dropped."""
+    now = db.now()
+    rows = []
+    for record in records:
+        lat = record.get("lat")
+        row = {c: record.get(c) for c in _COLUMNS}
+        row.update(
+            id=bin_id(dataset["key"], record["source_id"]),
+            dataset=dataset["key"],
+            lat=lat,
+            lng=record.get("lng"),
+            band=band_of(lat) if lat is not None else None,
+            updated_at=now,
+        )
+        rows.append(row)
+    with db.transaction() as conn:
+        db.upsert(
+            conn,
+            bin_datasets,
+            {**dataset, "imported_at": now},
+            keys=["key"],
+            update=[c for c in dataset if c != "key"] + ["imported_at"],
+        )
+        for start in range(0, len(rows), 1000):
+            conn.execute(_upsert(conn), rows[start : start + 1000])
+        existing = conn.execute(
+            select(bins.c.id).where(bins.c.dataset == dataset["key"], bins.c.type.in_(list(types)))
+        ).scalars()
+        stale = sorted(set(existing) - {row["id"] for row in rows})
+        for start in range(0, len(stale), 500):
+            conn.execute(delete(bins).where(bins.c.id.in_(stale[start : start + 500])))
+        if stale:
+            conn.execute(
+                update(bin_datasets)
+                .where(bin_datasets.c.key == dataset["key"])
+                .values(report={**dataset["report"], "removed": len(stale)})
+            )
+    return len(stale)
+
+
+def dataset_state(key: str) -> dict[str, Any] | None:
+    """What the last import of a dataset recorded (hash, geocoder, report), or None."""
+    with db.engine().connect() as conn:
+        row = conn.execute(select(bin_datasets).where(bin_datasets.c.key == key)).mappings()
+        found = row.first()
+    return dict(found) if found else None

@@ -1,0 +1,1 @@
+"""Alembic revisions of this domain's branch; `shared.core.db.migrate` finds this folder."""

@@ -1,0 +1,1 @@
+"""Batch work: daily analytics, reports, cleanup of caches, images and stuck jobs."""

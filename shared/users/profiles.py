@@ -1,0 +1,89 @@
+"""The user's own profile: what they may change about themselves, and leaving for good.
+
+Deleting an account removes everything of it: stored images first and cached entries next
+(while the caller's token still works, so a failure can be retried), then the sessions are
+revoked and the rows deleted (jobs, results, sessions and audit rows go with the user by
+cascade). A later login with the same provider account creates a fresh user.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+
+from shared.auth import accounts, sessions
+from shared.core import cache, db, storage
+from shared.core.errors import not_found, validation_failed
+from shared.users import schedules
+from shared.waste import jobs
+
+PREFERENCES_MAX_BYTES = 2048
+
+
+def view(user: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": user["id"],
+        "nickname": user["nickname"],
+        "district": user["district"],
+        "language": user["language"],
+        "preferences": user["preferences"] or {},
+        "created_at": accounts.rfc3339(user["created_at"]),
+    }
+
+
+def get(user_id: str) -> dict[str, Any]:
+    user = accounts.get(user_id)
+    if user is None:
+        raise not_found("user")
+    return view(user)
+
+
+def update_profile(user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply the changes the schema let through, after the checks a schema cannot make."""
+    problems: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    if "nickname" in changes:
+        nickname = changes["nickname"].strip()
+        if not 1 <= len(nickname) <= 30:
+            problems["nickname"] = "1 to 30 characters, not only spaces"
+        values["nickname"] = nickname
+    if "district" in changes:
+        district = changes["district"]
+        if district is not None and not schedules.known(district):
+            problems["district"] = "not a 시군구 name in the national disposal schedule data"
+        values["district"] = district.strip() if district else None
+    if "language" in changes:
+        values["language"] = changes["language"]
+    if "preferences" in changes:
+        encoded = json.dumps(changes["preferences"], ensure_ascii=False).encode()
+        if len(encoded) > PREFERENCES_MAX_BYTES:
+            problems["preferences"] = f"at most {PREFERENCES_MAX_BYTES} bytes as JSON"
+        values["preferences"] = changes["preferences"]
+    if problems:
+        raise validation_failed(problems)
+    with db.transaction() as conn:
+        found = conn.execute(
+            update(accounts.users)
+            .where(accounts.users.c.id == user_id)
+            .values(**values, updated_at=db.now())
+        ).rowcount
+    if not found:
+        raise not_found("user")
+    return get(user_id)
+
+
+def delete_account(user_id: str) -> None:
+    """Delete the images first, the rows last. The 204 promises the images are gone, so S3
+    failing fails the call (503) while the account, its session and its history still stand
+    for the client's retry, which deletes what is left; rows deleted first would leave images
+    that no row points to, which nothing would ever find and delete."""
+    with db.engine().connect() as conn:
+        job_ids = list(
+            conn.execute(select(jobs.jobs.c.id).where(jobs.jobs.c.user_id == user_id)).scalars()
+        )
+    storage.delete(storage.list_keys(f"{jobs.image_key(user_id, '')}"))
+    jobs.forget(job_ids)
+    cache.client().delete(jobs.stats_key(user_id), jobs.rate_limit_key(user_id))
+    sessions.delete_account(user_id)  # sessions revoked and rows gone in one locked transaction

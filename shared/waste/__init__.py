@@ -1,0 +1,1 @@
+"""Analysing waste: jobs, the four pipeline stages, the dictionary, the model, history."""

@@ -1,0 +1,149 @@
+"""The AI provider: an OpenAI-compatible Chat Completions model that looks and that phrases.
+
+`describe` asks a vision model what an item is (name, material, condition tags from the
+upstream taxonomy) and gets strict JSON back; `phrase` lets a model say the official steps in
+a friendly voice, never adding rules of its own. The `openai` client is imported on first use
+only (it costs most of a cold start). Timeouts, retries with backoff on 429/5xx (the client's
+own) and a bounded token budget keep a slow model from holding a job hostage; failures come
+out as `ModelError` with the job's failure code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from shared.core.settings import settings
+
+TAXONOMY = Path(__file__).parents[1] / "data" / "taxonomy"
+MAX_DESCRIBE_TOKENS = 300
+MAX_PHRASE_TOKENS = 250
+RETRIES = 2
+
+
+class ModelError(Exception):
+    """A model call that failed for good, with the code the job fails with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def configured() -> bool:
+    return settings().openai_api_key is not None
+
+
+@cache
+def _client() -> Any:
+    from openai import OpenAI
+
+    s = settings()
+    return OpenAI(
+        api_key=s.openai_api_key,
+        base_url=s.openai_base_url,
+        timeout=s.openai_timeout,
+        max_retries=RETRIES,
+    )
+
+
+@cache
+def taxonomy() -> tuple[list[str], list[str]]:
+    """(middle categories, situation tags) the vision prompt lets the model choose from."""
+    import yaml
+
+    classes = yaml.safe_load((TAXONOMY / "item_class_list.yaml").read_text(encoding="utf-8"))
+    middles = [m for majors in classes["item_class_list"].values() for m in (majors or {})]
+    tags = yaml.safe_load((TAXONOMY / "situation_tags.yaml").read_text(encoding="utf-8"))
+    return middles, list(tags["situation_tags"])
+
+
+def _describe_prompt(hint: str | None) -> list[dict[str, Any]]:
+    middles, tags = taxonomy()
+    system = (
+        "너는 한국의 분리배출 도우미다. 사진 속 폐기물 하나를 보고 JSON으로만 답한다: "
+        '{"name": 한국어 품목명(예: 페트병, 우유팩, 건전지), "material": 재질, '
+        '"category": 아래 중분류 중 하나, "tags": 아래 상황 태그 중 해당하는 것들, '
+        '"confidence": 0과 1 사이}. 배출 방법은 쓰지 않는다.\n'
+        f"중분류: {', '.join(middles)}\n상황 태그: {', '.join(tags)}"
+    )
+    text = "이 물건은 무엇인가요?" + (f" 사용자 힌트: {hint}" if hint else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+
+
+def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> str:
+    import openai
+
+    options: dict[str, Any] = {"response_format": {"type": "json_object"}} if json_mode else {}
+    try:
+        response = _client().chat.completions.create(
+            model=settings().openai_model,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=0,
+            **options,
+        )
+    except openai.RateLimitError as exc:
+        raise ModelError("MODEL_RATE_LIMITED", f"the model is rate limited: {exc}") from exc
+    except openai.APITimeoutError as exc:
+        raise ModelError("VISION_TIMEOUT", "the model did not answer in time") from exc
+    except openai.AuthenticationError as exc:
+        raise ModelError("VISION_UNAVAILABLE", "the model rejected OPENAI_API_KEY") from exc
+    except openai.BadRequestError as exc:
+        raise ModelError("IMAGE_UNREADABLE", f"the model could not read the image: {exc}") from exc
+    except openai.APIError as exc:  # connection errors and 5xx after the client's retries
+        raise ModelError("VISION_FAILED", f"the model call failed: {exc}") from exc
+    if not response.choices or not response.choices[0].message.content:
+        raise ModelError("VISION_FAILED", "the model returned no answer")
+    return response.choices[0].message.content
+
+
+def describe(image: bytes, content_type: str, hint: str | None = None) -> dict[str, Any]:
+    """`{name, material, category, tags, confidence}` of the item in the image."""
+    messages = _describe_prompt(hint)
+    data_url = f"data:{content_type};base64,{base64.b64encode(image).decode()}"
+    messages[1]["content"] = [
+        {"type": "text", "text": messages[1]["content"]},
+        {"type": "image_url", "image_url": {"url": data_url, "detail": "low"}},
+    ]
+    raw = _call(messages, MAX_DESCRIBE_TOKENS, json_mode=True)
+    try:
+        answer = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelError("VISION_MALFORMED", "the model's answer was not JSON") from None
+    name = answer.get("name") if isinstance(answer, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError("VISION_MALFORMED", "the model's answer names no item")
+    _, known_tags = taxonomy()
+    tags = answer.get("tags") if isinstance(answer.get("tags"), list) else []
+    confidence = answer.get("confidence")
+    return {
+        "name": name.strip()[:100],
+        "material": str(answer.get("material") or "")[:50] or None,
+        "category": str(answer.get("category") or "")[:50] or None,
+        "tags": [t for t in tags if t in known_tags],
+        "confidence": float(confidence) if isinstance(confidence, int | float) else None,
+    }
+
+
+def phrase(item: str, steps: list[str], cautions: list[str]) -> str:
+    """A short friendly answer built from the official steps only."""
+    messages = [
+        {
+            "role": "system",
+            "content": (
+                "너는 친근한 분리배출 도우미다. 주어진 공식 배출 방법만 바탕으로 2~3문장으로 "
+                "안내한다. 주어진 내용에 없는 규칙은 절대 만들지 않는다."
+            ),
+        },
+        {
+            "role": "user",
+            "content": json.dumps(
+                {"품목": item, "배출방법": steps, "주의사항": cautions}, ensure_ascii=False
+            ),
+        },
+    ]
+    return _call(messages, MAX_PHRASE_TOKENS, json_mode=False).strip()

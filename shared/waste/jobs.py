@@ -1,0 +1,377 @@
+"""Analysis jobs: from the upload form to the saved result, with progress that never goes back.
+
+The database row is the record. Each stage moves it forward with a conditional update
+(`progress < new`), so a late or replayed event cannot move a job backwards; the cache holds
+the row's status view for the pollers, written only after the database took the step. A job
+that sits queued or processing past its deadline is failed with TIMED_OUT when next read
+(and by the sweep), so nobody waits forever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
+
+from shared.auth.accounts import rfc3339, users
+from shared.core import cache, db
+from shared.core.errors import ApiError, not_found
+
+MAX_BYTES = 10 * 1024 * 1024
+CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
+UPLOAD_TTL = 600  # seconds the presigned form stays valid
+RESULT_TTL = 7 * 24 * 3600
+STATUS_TTL = 24 * 3600
+DEADLINE = timedelta(minutes=10)  # queued/processing longer than this is TIMED_OUT
+POLL_AFTER = {"awaiting_upload": 5, "queued": 1, "processing": 1}  # Retry-After seconds
+
+# stage -> (status, progress); progress only ever grows.
+STAGES = {
+    "upload": ("awaiting_upload", 0),
+    "queued": ("queued", 10),
+    "analyze": ("processing", 25),
+    "classify": ("processing", 50),
+    "feedback": ("processing", 75),
+    "save": ("processing", 90),
+    "done": ("completed", 100),
+}
+
+jobs = Table(
+    "jobs",
+    db.metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("progress", Integer, nullable=False),
+    Column("content_type", String(40), nullable=False),
+    Column("content_length", Integer, nullable=False),
+    Column("hint", String(100)),
+    Column("image_key", String(200), nullable=False),
+    Column("image_sha256", String(64)),
+    Column("vision_source", String(10)),  # model, cache or hint: what analytics counts
+    Column("error_code", String(40)),
+    Column("error_message", Text),
+    Column("created_at", db.UtcDateTime, nullable=False),
+    Column("updated_at", db.UtcDateTime, nullable=False),
+    Column("queued_at", db.UtcDateTime),
+    Column("completed_at", db.UtcDateTime),
+    Column("image_deleted_at", db.UtcDateTime),  # retention or abandonment removed it
+)
+
+# When each job reached each stage: the stage latencies analytics reports.
+job_stages = Table(
+    "job_stages",
+    db.metadata,
+    Column("job_id", String(36), ForeignKey(jobs.c.id, ondelete="CASCADE"), primary_key=True),
+    Column("stage", String(20), primary_key=True),
+    Column("at", db.UtcDateTime, nullable=False),
+)
+
+results = Table(
+    "results",
+    db.metadata,
+    Column("job_id", String(36), ForeignKey(jobs.c.id, ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(36), ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False),
+    Column("guide_id", String(40), nullable=False),
+    Column("item_name", String(100), nullable=False),
+    Column("major", String(40), nullable=False),
+    Column("middle", String(40), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("completed_at", db.UtcDateTime, nullable=False),
+)
+
+
+# ---- creating and completing uploads ------------------------------------------------------
+
+
+def check_upload(content_type: str, content_length: int) -> None:
+    if content_type not in CONTENT_TYPES:
+        raise ApiError(
+            415, "UNSUPPORTED_MEDIA_TYPE", f"content_type must be one of {', '.join(CONTENT_TYPES)}"
+        )
+    if content_length > MAX_BYTES:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"images are at most {MAX_BYTES} bytes")
+
+
+IMAGE_PREFIX = "uploads/"
+
+
+def image_key(user_id: str, job_id: str) -> str:
+    """Where a job's image lives: under its user, so deleting a user is one prefix."""
+    return f"{IMAGE_PREFIX}{user_id}/{job_id}"
+
+
+def image_job(key: str) -> str:
+    """The job an image key belongs to: `image_key` read backwards."""
+    return key.rsplit("/", 1)[-1]
+
+
+def create(user_id: str, content_type: str, content_length: int, hint: str | None) -> dict:
+    check_upload(content_type, content_length)
+    job_id = str(uuid.uuid4())
+    now = db.now()
+    row = {
+        "id": job_id,
+        "user_id": user_id,
+        "status": "awaiting_upload",
+        "stage": "upload",
+        "progress": 0,
+        "content_type": content_type,
+        "content_length": content_length,
+        "hint": (hint or "").strip() or None,
+        "image_key": image_key(user_id, job_id),
+        "created_at": now,
+        "updated_at": now,
+    }
+    with db.transaction() as conn:
+        conn.execute(jobs.insert().values(**row))
+    _cache_status(row)
+    return row
+
+
+def get(user_id: str, job_id: str) -> dict[str, Any]:
+    """The caller's job; another user's job is NOT_FOUND, never FORBIDDEN."""
+    with db.engine().connect() as conn:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if row is None or row.user_id != user_id:
+        raise not_found("job")
+    return dict(row._mapping)
+
+
+def check_uploaded(job: dict[str, Any], stored: dict[str, Any] | None) -> None:
+    """The object must be there, of the declared type, and no larger than declared."""
+    if stored is None:
+        raise ApiError(409, "UPLOAD_MISSING", "the image is not in storage yet; upload it first")
+    if stored["content_type"] and stored["content_type"] != job["content_type"]:
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"the upload is {stored['content_type']}, not {job['content_type']}",
+        )
+    if stored["size"] > job["content_length"] or stored["size"] > MAX_BYTES:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", "the upload is larger than declared")
+
+
+def upload_event_id(job_id: str) -> str:
+    """One id per job, so completing an upload twice emits the same event: one job runs."""
+    return f"upload-{job_id}"
+
+
+# ---- progress -----------------------------------------------------------------------------
+
+
+def status_view(job: dict[str, Any]) -> dict[str, Any]:
+    view = {
+        "job_id": job["id"],
+        "status": job["status"],
+        "stage": job["stage"],
+        "progress": job["progress"],
+        "updated_at": rfc3339(job["updated_at"]),
+    }
+    if job["status"] == "failed":
+        view["error"] = {"code": job["error_code"], "message": job["error_message"]}
+    return view
+
+
+def _status_key(job_id: str) -> str:
+    return f"job:{job_id}:status"
+
+
+def stats_key(user_id: str) -> str:
+    return f"user:{user_id}:stats"
+
+
+def rate_limit_key(user_id: str) -> str:
+    return f"ratelimit:analyze:{user_id}"
+
+
+def _cache_status(job: dict[str, Any]) -> None:
+    """Publish the row's view to the pollers; the user's stats are stale from now on."""
+    cache.set_json(
+        _status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
+    )
+    cache.client().delete(stats_key(job["user_id"]))
+
+
+def advance(job_id: str, stage: str) -> bool:
+    """Move a job forward to `stage`; False (and no change) if it is there or beyond already."""
+    status, progress = STAGES[stage]
+    now = db.now()
+    values: dict[str, Any] = {
+        "status": status,
+        "stage": stage,
+        "progress": progress,
+        "updated_at": now,
+    }
+    if stage != "upload":
+        # The first stage past the upload stamps it, whichever stage wins the race.
+        values["queued_at"] = func.coalesce(jobs.c.queued_at, now)
+    if stage == "done":
+        values["completed_at"] = now
+    with db.transaction() as conn:
+        moved = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.progress < progress, jobs.c.status != "failed")
+            .values(**values)
+        ).rowcount
+        if moved:
+            db.upsert(
+                conn,
+                job_stages,
+                {"job_id": job_id, "stage": stage, "at": now},
+                keys=["job_id", "stage"],
+            )
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if moved and row is not None:
+        _cache_status(dict(row._mapping))
+    elif not moved:
+        # Nothing to move: a redelivery, maybe of a step whose view never reached the cache
+        # (Redis failed after the database took it). Drop the view; the next poll reads the
+        # row. Dropping, not rewriting, cannot put an older view over a newer one.
+        cache.client().delete(_status_key(job_id))
+    return bool(moved)
+
+
+def record_vision(job_id: str, image_sha256: str | None, source: str) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(image_sha256=image_sha256, vision_source=source)
+        )
+
+
+def fail(job_id: str, code: str, message: str) -> None:
+    """End a job with a reason; a completed job stays completed."""
+    with db.transaction() as conn:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status.notin_(("completed", "failed")))
+            .values(status="failed", error_code=code, error_message=message, updated_at=db.now())
+        )
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if row is not None:
+        _cache_status(dict(row._mapping))
+
+
+def _overdue(view: dict[str, Any]) -> bool:
+    from datetime import datetime
+
+    if view["status"] not in ("queued", "processing"):
+        return False
+    updated = datetime.fromisoformat(view["updated_at"].replace("Z", "+00:00"))
+    return db.now() - updated > DEADLINE
+
+
+def status(user_id: str, job_id: str) -> dict[str, Any]:
+    """The poller's view: from the cache when it has it, else from the row (and cached)."""
+    view = cache.get_json(_status_key(job_id))
+    if view is None:
+        job = get(user_id, job_id)
+        _cache_status(job)
+        view = {**status_view(job), "user_id": job["user_id"]}
+    if view.pop("user_id") != user_id:
+        raise not_found("job")
+    if _overdue(view):
+        fail(job_id, "TIMED_OUT", "the analysis took too long; try again")
+        return status(user_id, job_id)
+    return view
+
+
+def retry_after(view: dict[str, Any]) -> dict[str, str]:
+    seconds = POLL_AFTER.get(view["status"])
+    return {"Retry-After": str(seconds)} if seconds else {}
+
+
+def stuck(older_than: timedelta = DEADLINE) -> list[str]:
+    """Ids of jobs queued or processing without progress for longer than `older_than`."""
+    cutoff = db.now() - older_than
+    with db.engine().connect() as conn:
+        return list(
+            conn.execute(
+                select(jobs.c.id).where(
+                    jobs.c.status.in_(("queued", "processing")), jobs.c.updated_at < cutoff
+                )
+            ).scalars()
+        )
+
+
+# ---- results ------------------------------------------------------------------------------
+
+
+def _result_key(job_id: str) -> str:
+    return f"job:{job_id}:result"
+
+
+def save_result(job_id: str, body: dict[str, Any]) -> None:
+    """Persist the finished result (idempotent), cache it 7 days, complete the job."""
+    body = {**body, "completed_at": rfc3339(db.now())}
+    with db.transaction() as conn:
+        job = conn.execute(select(jobs.c.user_id).where(jobs.c.id == job_id)).first()
+        if job is None:
+            return  # the job was deleted with its user while it ran
+        db.upsert(
+            conn,
+            results,
+            {
+                "job_id": job_id,
+                "user_id": job.user_id,
+                "guide_id": body["item"]["guide_id"],
+                "item_name": body["item"]["name"],
+                "major": body["category"]["major"],
+                "middle": body["category"]["middle"],
+                "confidence": body["confidence"],
+                "body": body,
+                "completed_at": db.now(),
+            },
+            keys=["job_id"],
+        )  # a replay keeps the first result, completed_at included
+        saved = conn.execute(select(results.c.body).where(results.c.job_id == job_id)).scalar()
+    cached = {**saved, "user_id": job.user_id, "image_key": image_key(job.user_id, job_id)}
+    cache.set_json(_result_key(job_id), cached, RESULT_TTL)
+    advance(job_id, "done")
+
+
+def result(user_id: str, job_id: str) -> dict[str, Any] | None:
+    """The finished result body plus `image_key` (None once the image is deleted), or None."""
+    cached = cache.get_json(_result_key(job_id))
+    if cached is not None:
+        if cached.pop("user_id") != user_id:
+            raise not_found("job")
+        return cached
+    with db.engine().connect() as conn:
+        row = conn.execute(
+            select(results.c.body, results.c.user_id, jobs.c.image_key, jobs.c.image_deleted_at)
+            .join(jobs, jobs.c.id == results.c.job_id)
+            .where(results.c.job_id == job_id)
+        ).first()
+    if row is None:
+        return None
+    if row.user_id != user_id:
+        raise not_found("job")
+    body = {**row.body, "image_key": None if row.image_deleted_at else row.image_key}
+    cache.set_json(_result_key(job_id), {**body, "user_id": row.user_id}, RESULT_TTL)
+    return body
+
+
+def forget(job_ids: list[str]) -> None:
+    """Drop the cached status and result of these jobs (their rows are going away)."""
+    keys = [key for job_id in job_ids for key in (_status_key(job_id), _result_key(job_id))]
+    for start in range(0, len(keys), 500):
+        cache.client().delete(*keys[start : start + 500])
