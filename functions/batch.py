@@ -15,6 +15,7 @@ from shared.core.registry import BATCH, Delivery, cron, endpoints
 from shared.core.settings import settings
 from shared.core.validation import obj
 from shared.ops import analytics, cleanup, reports
+from shared.waste import retention
 
 http = endpoints(authenticate=sessions.authenticate)
 
@@ -84,15 +85,15 @@ def cleanup_cache(cloud_event):
 def cleanup_images(cloud_event):
     """Delete images past retention, uploads never completed within an hour, and stored images
     no job accounts for."""
-    retention = timedelta(days=settings().image_retention_days)
-    done = cleanup.images(retention)
-    log_event("info", "cleanup_images", **done, orphaned=cleanup.orphaned_images())
+    keep_for = timedelta(days=settings().image_retention_days)
+    done = retention.images(keep_for)
+    log_event("info", "cleanup_images", **done, orphaned=retention.orphaned_images())
 
 
 @cron("*/5 * * * *", task="jobs.sweep", scaling=BATCH, timeout_seconds=120)
 def jobs_sweep(cloud_event):
     """Fail jobs stuck in queued or processing past their deadline, so nobody waits forever."""
-    log_event("info", "jobs_sweep", timed_out=len(cleanup.sweep()))
+    log_event("info", "jobs_sweep", timed_out=len(retention.sweep()))
 
 
 @http(

@@ -15,8 +15,8 @@ from knative.cli import main as cli
 from shared.core import cache, db, storage
 from shared.core.events import make
 from shared.core.registry import PING_TYPE
-from shared.ops import analytics, cleanup, reports
-from shared.waste import jobs
+from shared.ops import analytics, reports
+from shared.waste import jobs, retention
 
 KST = analytics.KST
 
@@ -182,7 +182,7 @@ def test_cleanup_images_removes_stored_images_no_job_accounts_for(system):
     assert storage.head(jobs.image_key(user, marked_id)) is None
     assert storage.head(jobs.image_key(user, done_id)) is not None
     assert storage.head(jobs.image_key(user, waiting_id)) is not None
-    assert cleanup.orphaned_images() == 0
+    assert retention.orphaned_images() == 0
 
 
 def test_sweep_times_out_stuck_jobs_once(system):

@@ -31,8 +31,8 @@ from eventing import dead_letters
 from eventing.cron import ping
 from knative.cli import main as cli
 from shared.core import db, storage
-from shared.ops import analytics, cleanup, reports
-from shared.waste import jobs
+from shared.ops import analytics, reports
+from shared.waste import jobs, retention
 
 S3_TIMEOUT = 1  # seconds per attempt here (3 shipped), so a hung S3 costs seconds
 # A guard against hanging, not a speed goal: two attempts of S3_TIMEOUT, botocore's backoff
@@ -266,7 +266,7 @@ def test_cleanup_images_retries_through_an_outage_then_a_rerun_is_harmless(outag
         assert storage.head(jobs.image_key(user, job_id)) is None
         assert _job(job_id)["image_deleted_at"] is not None
     assert _job(abandoned_id)["error_code"] == "UPLOAD_EXPIRED"
-    assert cleanup.images(timedelta(days=30)) == {"expired": 0, "abandoned": 0}
+    assert retention.images(timedelta(days=30)) == {"expired": 0, "abandoned": 0}
 
 
 def test_keys_s3_failed_to_delete_are_not_recorded_deleted(outage):
@@ -286,11 +286,11 @@ def test_keys_s3_failed_to_delete_are_not_recorded_deleted(outage):
         )
 
     with storage_failing(proxy, "keys refused"), pytest.raises(ClientError) as failed:
-        cleanup.images(timedelta(days=30))
+        retention.images(timedelta(days=30))
     assert failed.value.response["Error"]["Code"] == "InternalError"
     assert _job(done_id)["image_deleted_at"] is None
     assert storage.head(jobs.image_key(me(client, headers), done_id)) is not None
-    assert cleanup.images(timedelta(days=30)) == {"expired": 1, "abandoned": 0}
+    assert retention.images(timedelta(days=30)) == {"expired": 1, "abandoned": 0}
     assert storage.head(jobs.image_key(me(client, headers), done_id)) is None
 
 

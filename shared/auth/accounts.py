@@ -116,3 +116,33 @@ def rfc3339(value: Any) -> str | None:
     if value is None:
         return None
     return value.isoformat().replace("+00:00", "Z")
+
+
+def update_profile(user_id: str, values: dict[str, Any]) -> bool:
+    """Write the user's own settings (nickname, district, language, preferences); False when
+    there is no such user. The users domain validates; this only stores."""
+    with db.transaction() as conn:
+        found = conn.execute(
+            users.update().where(users.c.id == user_id).values(**values, updated_at=db.now())
+        ).rowcount
+    return bool(found)
+
+
+def districts(user_ids: list[str]) -> dict[str, str | None]:
+    """Each user's district, for figures that count by district."""
+    out: dict[str, str | None] = {}
+    with db.reading() as conn:
+        for chunk in range(0, len(user_ids), 500):
+            rows = conn.execute(
+                select(users.c.id, users.c.district).where(
+                    users.c.id.in_(user_ids[chunk : chunk + 500])
+                )
+            )
+            out.update({row.id: row.district for row in rows})
+    return out
+
+
+def existing(user_ids: list[str]) -> set[str]:
+    """Which of these users still have a row: cache keys of the others are orphans."""
+    with db.reading() as conn:
+        return set(conn.execute(select(users.c.id).where(users.c.id.in_(user_ids))).scalars())

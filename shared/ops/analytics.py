@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, Column, Date, Table, select
 
-from shared.auth.accounts import users
+from shared.auth import accounts
 from shared.core import db
 from shared.waste import jobs
 
@@ -56,48 +56,22 @@ def percentile(values: list[float], q: float) -> float | None:
 def compute(day: date) -> dict[str, Any]:
     """The day's figures from the rows: what was analysed, how it went, how long it took."""
     start, end = kst_day_bounds(day)
-    j, r = jobs.jobs, jobs.results
-    with db.engine().connect() as conn:
-        rows = conn.execute(
-            select(
-                j.c.id,
-                j.c.status,
-                j.c.error_code,
-                j.c.vision_source,
-                j.c.queued_at,
-                r.c.middle,
-                users.c.district,
-            )
-            .select_from(
-                j.outerjoin(r, r.c.job_id == j.c.id).join(users, users.c.id == j.c.user_id)
-            )
-            .where(j.c.queued_at >= start, j.c.queued_at < end)
-        ).all()
-        ids = [row.id for row in rows]
-        # queued_at is the queue's start even when a stage won the race with upload-complete
-        stamps: dict[str, dict[str, datetime]] = {row.id: {"queued": row.queued_at} for row in rows}
-        for chunk in range(0, len(ids), 500):
-            for job_id, stage, at in conn.execute(
-                select(
-                    jobs.job_stages.c.job_id, jobs.job_stages.c.stage, jobs.job_stages.c.at
-                ).where(jobs.job_stages.c.job_id.in_(ids[chunk : chunk + 500]))
-            ):
-                stamps[job_id].setdefault(stage, at)
+    rows = jobs.queued_between(start, end)
+    district = accounts.districts(sorted({row["user_id"] for row in rows}))
+    stamps = [row["stages"] for row in rows]
     total = len(rows)
-    status = Counter(row.status for row in rows)
+    status = Counter(row["status"] for row in rows)
     latencies = {}
     for first, last in STEPS:
         durations = [
-            (s[last] - s[first]).total_seconds()
-            for s in stamps.values()
-            if first in s and last in s
+            (s[last] - s[first]).total_seconds() for s in stamps if first in s and last in s
         ]
         latencies[f"{first}->{last}"] = {
             "p50_s": percentile(durations, 0.5),
             "p95_s": percentile(durations, 0.95),
             "n": len(durations),
         }
-    sources = Counter(row.vision_source for row in rows if row.vision_source)
+    sources = Counter(row["vision_source"] for row in rows if row["vision_source"])
     return {
         "day": day.isoformat(),
         "total": total,
@@ -105,9 +79,9 @@ def compute(day: date) -> dict[str, Any]:
         "failed": status.get("failed", 0),
         "completion_rate": round(status.get("completed", 0) / total, 4) if total else None,
         "failure_rate": round(status.get("failed", 0) / total, 4) if total else None,
-        "by_category": dict(Counter(row.middle for row in rows if row.middle)),
-        "by_district": dict(Counter(row.district or "unknown" for row in rows)),
-        "failure_reasons": dict(Counter(row.error_code for row in rows if row.error_code)),
+        "by_category": dict(Counter(row["middle"] for row in rows if row["middle"])),
+        "by_district": dict(Counter(district.get(row["user_id"]) or "unknown" for row in rows)),
+        "failure_reasons": dict(Counter(row["error_code"] for row in rows if row["error_code"])),
         "stage_latency": latencies,
         "model_calls": sources.get("model", 0),
         "vision_cache_hits": sources.get("cache", 0),

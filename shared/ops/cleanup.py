@@ -1,106 +1,15 @@
-"""Housekeeping the TTLs cannot do: stuck jobs, old and abandoned images, orphaned cache keys.
-
-Every function here is safe to run twice for the same period: it acts on what is still there
-and marks what it did. None of them touches a job that is still running (queued or
-processing): those are the sweep's, and the sweep only ends them after their deadline.
+"""Housekeeping the TTLs cannot do: cache keys whose rows are gone, rate-limit buckets that lost
+their TTL. Safe to run twice: it acts on what is still there. (Jobs and images keep their own
+house: shared/waste/retention.py.)
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
-from sqlalchemy import select, update
-
-from shared.auth.accounts import users
-from shared.core import cache, db, storage
+from shared.auth import accounts
+from shared.core import cache
 from shared.waste import jobs
 
-ABANDONED_AFTER = timedelta(hours=1)
 BATCH = 500
-
-
-def sweep(deadline: timedelta = jobs.DEADLINE) -> list[str]:
-    """Fail jobs stuck in queued or processing beyond the deadline with TIMED_OUT."""
-    stuck = jobs.stuck(deadline)
-    for job_id in stuck:
-        jobs.fail(job_id, "TIMED_OUT", "the analysis took too long and was stopped; try again")
-    return stuck
-
-
-def _drop_images(rows: list[Any]) -> None:
-    storage.delete([row.image_key for row in rows])
-    jobs.forget([row.id for row in rows])  # cached results must stop offering the image
-
-
-def images(retention: timedelta) -> dict[str, int]:
-    """Delete images of finished jobs past retention, and uploads never completed in an hour."""
-    now = db.now()
-    j = jobs.jobs
-    with db.engine().connect() as conn:
-        expired = conn.execute(
-            select(j.c.id, j.c.image_key)
-            .where(
-                j.c.status.in_(("completed", "failed")),
-                j.c.image_deleted_at.is_(None),
-                j.c.created_at < now - retention,
-            )
-            .limit(BATCH)
-        ).all()
-        abandoned = conn.execute(
-            select(j.c.id, j.c.image_key)
-            .where(j.c.status == "awaiting_upload", j.c.created_at < now - ABANDONED_AFTER)
-            .limit(BATCH)
-        ).all()
-    _drop_images(expired)
-    _drop_images(abandoned)
-    with db.transaction() as conn:
-        if expired:
-            conn.execute(
-                update(j).where(j.c.id.in_([r.id for r in expired])).values(image_deleted_at=now)
-            )
-        if abandoned:
-            conn.execute(
-                update(j)
-                .where(j.c.id.in_([r.id for r in abandoned]), j.c.status == "awaiting_upload")
-                .values(
-                    status="failed",
-                    error_code="UPLOAD_EXPIRED",
-                    error_message="the image was never uploaded",
-                    image_deleted_at=now,
-                    updated_at=now,
-                )
-            )
-    return {"expired": len(expired), "abandoned": len(abandoned)}
-
-
-def orphaned_images() -> int:
-    """Delete stored images no row accounts for: their job is gone (an upload that landed while
-    its account was being deleted, after the images were listed) or says the image was deleted
-    (a delete that once failed). Safe against uploads in flight: a job's row is committed before
-    its upload form is handed out, so a live upload always has a row that keeps its image."""
-    j = jobs.jobs
-    deleted = 0
-    keys = storage.list_keys(jobs.IMAGE_PREFIX)
-    for start in range(0, len(keys), BATCH):
-        chunk = {key: jobs.image_job(key) for key in keys[start : start + BATCH]}
-        with db.engine().connect() as conn:
-            kept = set(
-                conn.execute(
-                    select(j.c.id).where(
-                        j.c.id.in_(list(chunk.values())), j.c.image_deleted_at.is_(None)
-                    )
-                ).scalars()
-            )
-        orphans = [key for key, job_id in chunk.items() if job_id not in kept]
-        storage.delete(orphans)
-        deleted += len(orphans)
-    return deleted
-
-
-def _existing(table: Any, column: Any, ids: list[str]) -> set[str]:
-    with db.engine().connect() as conn:
-        return set(conn.execute(select(column).where(column.in_(ids))).scalars())
 
 
 def cache_keys() -> dict[str, int]:
@@ -111,14 +20,14 @@ def cache_keys() -> dict[str, int]:
     for start in range(0, len(job_keys), BATCH):
         chunk = job_keys[start : start + BATCH]
         ids = {key.split(":")[1] for key in chunk}
-        alive = _existing(jobs.jobs, jobs.jobs.c.id, list(ids))
+        alive = jobs.existing(list(ids))
         dead = [key for key in chunk if key.split(":")[1] not in alive]
         if dead:
             removed["orphaned_jobs"] += client.delete(*dead)
     user_keys = list(client.scan_iter(match="user:*"))
     for start in range(0, len(user_keys), BATCH):
         chunk = user_keys[start : start + BATCH]
-        alive = _existing(users, users.c.id, list({key.split(":")[1] for key in chunk}))
+        alive = accounts.existing(list({key.split(":")[1] for key in chunk}))
         dead = [key for key in chunk if key.split(":")[1] not in alive]
         if dead:
             removed["orphaned_users"] += client.delete(*dead)

@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select, update
-
 from shared.auth import accounts, sessions
-from shared.core import cache, db, storage
 from shared.core.errors import not_found, validation_failed
 from shared.users import schedules
 from shared.waste import jobs
@@ -63,13 +60,7 @@ def update_profile(user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         values["preferences"] = changes["preferences"]
     if problems:
         raise validation_failed(problems)
-    with db.transaction() as conn:
-        found = conn.execute(
-            update(accounts.users)
-            .where(accounts.users.c.id == user_id)
-            .values(**values, updated_at=db.now())
-        ).rowcount
-    if not found:
+    if not accounts.update_profile(user_id, values):
         raise not_found("user")
     return get(user_id)
 
@@ -79,11 +70,5 @@ def delete_account(user_id: str) -> None:
     failing fails the call (503) while the account, its session and its history still stand
     for the client's retry, which deletes what is left; rows deleted first would leave images
     that no row points to, which nothing would ever find and delete."""
-    with db.engine().connect() as conn:
-        job_ids = list(
-            conn.execute(select(jobs.jobs.c.id).where(jobs.jobs.c.user_id == user_id)).scalars()
-        )
-    storage.delete(storage.list_keys(f"{jobs.image_key(user_id, '')}"))
-    jobs.forget(job_ids)
-    cache.client().delete(jobs.stats_key(user_id), jobs.rate_limit_key(user_id))
+    jobs.forget_user(user_id)
     sessions.delete_account(user_id)  # sessions revoked and rows gone in one locked transaction

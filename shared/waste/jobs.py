@@ -27,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.auth.accounts import rfc3339, users
+from shared.auth.accounts import rfc3339
 from shared.core import cache, db
 from shared.core.errors import ApiError, not_found
 
@@ -54,7 +54,7 @@ jobs = Table(
     "jobs",
     db.metadata,
     Column("id", String(36), primary_key=True),
-    Column("user_id", String(36), ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("status", String(20), nullable=False),
     Column("stage", String(20), nullable=False),
     Column("progress", Integer, nullable=False),
@@ -86,7 +86,7 @@ results = Table(
     "results",
     db.metadata,
     Column("job_id", String(36), ForeignKey(jobs.c.id, ondelete="CASCADE"), primary_key=True),
-    Column("user_id", String(36), ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("guide_id", String(40), nullable=False),
     Column("item_name", String(100), nullable=False),
     Column("major", String(40), nullable=False),
@@ -375,3 +375,54 @@ def forget(job_ids: list[str]) -> None:
     keys = [key for job_id in job_ids for key in (_status_key(job_id), _result_key(job_id))]
     for start in range(0, len(keys), 500):
         cache.client().delete(*keys[start : start + 500])
+
+
+# ---- what other domains ask of jobs ------------------------------------------------------
+
+
+def forget_user(user_id: str) -> None:
+    """Delete the user's images and cached views before the account goes (its rows follow the
+    account by cascade). S3 failing raises, so the account stays whole for the retry."""
+    with db.reading() as conn:
+        job_ids = list(conn.execute(select(jobs.c.id).where(jobs.c.user_id == user_id)).scalars())
+    from shared.core import storage  # only account deletion needs storage here
+
+    storage.delete(storage.list_keys(image_key(user_id, "")))
+    forget(job_ids)
+    cache.client().delete(stats_key(user_id), rate_limit_key(user_id))
+
+
+def queued_between(start: Any, end: Any) -> list[dict[str, Any]]:
+    """Every job queued in [start, end): its outcome, its answer's category, its user, and when
+    it first reached each stage; the raw figures of a day for ops.analytics."""
+    with db.reading() as conn:
+        rows = conn.execute(
+            select(
+                jobs.c.id,
+                jobs.c.user_id,
+                jobs.c.status,
+                jobs.c.error_code,
+                jobs.c.vision_source,
+                jobs.c.queued_at,
+                results.c.middle,
+            )
+            .select_from(jobs.outerjoin(results, results.c.job_id == jobs.c.id))
+            .where(jobs.c.queued_at >= start, jobs.c.queued_at < end)
+        ).all()
+        # queued_at is the queue's start even when a stage won the race with upload-complete
+        found = {row.id: {**row._asdict(), "stages": {"queued": row.queued_at}} for row in rows}
+        ids = list(found)
+        for chunk in range(0, len(ids), 500):
+            for job_id, stage, at in conn.execute(
+                select(job_stages.c.job_id, job_stages.c.stage, job_stages.c.at).where(
+                    job_stages.c.job_id.in_(ids[chunk : chunk + 500])
+                )
+            ):
+                found[job_id]["stages"].setdefault(stage, at)
+    return list(found.values())
+
+
+def existing(job_ids: list[str]) -> set[str]:
+    """Which of these jobs still have a row: cache keys of the others are orphans."""
+    with db.reading() as conn:
+        return set(conn.execute(select(jobs.c.id).where(jobs.c.id.in_(job_ids))).scalars())

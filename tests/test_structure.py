@@ -1,0 +1,204 @@
+"""The architecture as rules a test can keep: the platform imports no domain, domains talk to
+each other through named functions (never each other's tables), and nothing imports in a loop.
+
+Imports are read from the source (every `import`, at module level or inside a function), so a
+loop hidden behind a function-level import counts as a loop.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT / "shared"
+PLATFORM = "core"
+DOMAINS = sorted(
+    p.name for p in SHARED.iterdir() if (p / "__init__.py").exists() and p.name != PLATFORM
+)
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _sources(*folders: str) -> dict[str, Path]:
+    return {
+        _module(path): path
+        for folder in folders
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "migrations" not in path.parts
+    }
+
+
+def _imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, name) for every import in the file; name is None for `import module`."""
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.module, alias.name) for alias in node.names]
+    return found
+
+
+def _is_module(dotted: str) -> bool:
+    """Whether a dotted name is one of our modules, by the files alone (nothing is imported)."""
+    path = ROOT.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def _targets(module: str, name: str | None) -> list[str]:
+    """The modules an import statement loads: `from shared.waste import jobs` loads jobs."""
+    if name is not None and _is_module(f"{module}.{name}"):
+        return [f"{module}.{name}"]
+    return [module]
+
+
+def _graph(sources: dict[str, Path]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for module, path in sources.items():
+        for imported, name in _imports(path):
+            for target in _targets(imported, name):
+                if target in sources and target != module:
+                    graph[module].add(target)
+    return graph
+
+
+def _package(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "shared" and len(parts) > 2 else None
+
+
+def test_the_tree_has_a_platform_and_domains():
+    assert (SHARED / PLATFORM / "__init__.py").exists()
+    assert {"auth", "waste", "users", "locations", "ops"} <= set(DOMAINS)
+    assert not list(SHARED.glob("*.py"))[1:], "modules belong in the platform or a domain"
+
+
+@pytest.mark.parametrize("folder", ["shared/core", "eventing"])
+def test_the_platform_imports_no_domain_and_no_function(folder):
+    offenders = [
+        f"{module} imports {imported}"
+        for module, path in _sources(folder).items()
+        for imported, _ in _imports(path)
+        if imported.split(".")[0] == "functions"
+        or (imported.startswith("shared.") and imported.split(".")[1] in DOMAINS)
+        or (imported == "shared" and any(name in DOMAINS for _, name in _imports(path)))
+    ]
+    assert not offenders, offenders
+
+
+def test_the_library_never_imports_a_function_module_or_the_runtime():
+    offenders = [
+        f"{module} imports {imported}"
+        for module, path in _sources("shared").items()
+        for imported, _ in _imports(path)
+        if imported.split(".")[0] in {"functions", "knative", "eventing", "bench", "tests"}
+    ]
+    assert not offenders, offenders
+
+
+def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    loops: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                loops.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return loops
+
+
+def test_no_import_loops_between_modules():
+    loops = _loops(_graph(_sources("shared", "eventing", "functions", "knative")))
+    assert not loops, [" -> ".join(loop) for loop in loops]
+
+
+def test_domains_depend_on_each_other_without_loops():
+    packages: dict[str, set[str]] = defaultdict(set)
+    for module, targets in _graph(_sources("shared")).items():
+        for target in targets:
+            source, dest = _package(module), _package(target)
+            if source in DOMAINS and dest in DOMAINS and source != dest:
+                packages[source].add(dest)
+
+    def reaches(start: str, goal: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(
+            nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
+            for nxt in packages.get(start, ())
+        )
+
+    loops = sorted(domain for domain in DOMAINS if reaches(domain, domain))
+    assert not loops, dict(packages)
+
+
+def _names_used(path: Path) -> list[tuple[str, str]]:
+    """(module, attribute) for every `alias.attribute` where alias is an imported module, and
+    every `from module import name`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    aliases: dict[str, str] = {}
+    used: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                target = _targets(node.module, alias.name)[0]
+                if target != node.module:  # the name is a module of ours
+                    aliases[alias.asname or alias.name] = target
+                else:
+                    used.append((node.module, alias.name))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = alias.name
+    for node in ast.walk(tree):
+        name = node.value if isinstance(node, ast.Attribute) else None
+        if isinstance(name, ast.Name) and name.id in aliases:
+            used.append((aliases[node.value.id], node.attr))
+    return used
+
+
+def test_no_domain_touches_another_domains_tables():
+    offenders = []
+    for module, path in _sources("shared").items():
+        own = _package(module)
+        if own not in DOMAINS:
+            continue
+        for target, name in _names_used(path):
+            other = _package(target)
+            if other in DOMAINS and other != own:
+                value = getattr(importlib.import_module(target), name, None)
+                if isinstance(value, Table):
+                    offenders.append(f"{module} uses {target}.{name}")
+    assert not offenders, offenders
+
+
+def test_the_rules_catch_what_they_forbid(tmp_path):
+    """The checks above see a table used across domains and a loop, so a pass means something."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from shared.auth import accounts\nfrom shared.waste.jobs import jobs\n"
+        "def f():\n    return accounts.users, jobs\n"
+    )
+    used = _names_used(probe)
+    assert ("shared.auth.accounts", "users") in used
+    assert ("shared.waste.jobs", "jobs") in used
+    hidden = tmp_path / "hidden.py"
+    hidden.write_text("def f():\n    from shared.auth import sessions\n")
+    assert _imports(hidden) == [("shared.auth", "sessions")]
+    assert _targets("shared.auth", "sessions") == ["shared.auth.sessions"]
+    assert _loops({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _loops({"a": {"b"}, "b": {"c"}}) == []
