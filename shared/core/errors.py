@@ -1,7 +1,8 @@
 """The one error shape of the contract, and the turning of any failure into it.
 
-Functions raise `ApiError`; `respond_to` turns that, or any unexpected exception, into
-`{"error": {"code", "message", "details"?}}` with the right status. A dependency that is down
+Functions raise `ApiError`; `as_api_error` turns that, or any unexpected exception, into the
+`ApiError` whose body is `{"error": {"code", "message", "details"?}}` with the right status
+(the registry's wrappers answer with it). A dependency that is down
 becomes 503 UNAVAILABLE with Retry-After; anything else unexpected becomes 500 INTERNAL with an
 id that is also in the structured log line, never a traceback in the body.
 """
