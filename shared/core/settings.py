@@ -17,6 +17,7 @@ from pathlib import Path
 class Settings:
     mode: str  # "local" (embedded default, dev login) or "cluster"
     data_dir: Path
+    datasets: str | None  # the third-party data: a folder, or s3://bucket/prefix in the cluster
     database_url: str
     database_timeout: float  # seconds to wait for PostgreSQL (connect, each answer) before 503
     redis_url: str | None
@@ -63,6 +64,15 @@ def _data_dir() -> Path:
     return Path(xdg) / "growbin"
 
 
+def _datasets() -> str | None:
+    """GROWBIN_DATASETS, else `../shared/data` beside the project when that folder exists."""
+    explicit = _env("GROWBIN_DATASETS")
+    if explicit:
+        return explicit
+    beside = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return str(beside) if beside.is_dir() else None
+
+
 @cache
 def settings() -> Settings:
     """The process's settings; tests that change the environment call `settings.cache_clear()`."""
@@ -71,6 +81,7 @@ def settings() -> Settings:
     return Settings(
         mode=_env("GROWBIN_MODE", "local"),
         data_dir=data_dir,
+        datasets=_datasets(),
         database_url=_env("DATABASE_URL", f"sqlite:///{data_dir / 'growbin.db'}"),
         database_timeout=float(_env("DATABASE_TIMEOUT", "5")),
         redis_url=_env("REDIS_URL"),

@@ -33,7 +33,7 @@ OBJECT_PATH = "/_storage/objects/"
 
 
 @cache
-def _s3() -> Any:
+def s3_client() -> Any:
     import boto3  # heavy: only functions that touch storage pay for it, and only once
     from botocore.config import Config
 
@@ -105,7 +105,7 @@ def presign_upload(key: str, content_type: str, max_bytes: int, expires_in: int 
     """A POST form `{method, url, fields, expires_at}` for exactly this key, type and size."""
     expires_at = datetime.fromtimestamp(int(time.time()) + expires_in, UTC)
     if _bucket():
-        form = _s3().generate_presigned_post(
+        form = s3_client().generate_presigned_post(
             Bucket=_bucket(),
             Key=key,
             Fields={"Content-Type": content_type},
@@ -161,7 +161,7 @@ def accept_local_upload(fields: dict[str, str], data: bytes, content_type: str |
 
 def put(key: str, data: bytes, content_type: str) -> None:
     if _bucket():
-        _s3().put_object(Bucket=_bucket(), Key=key, Body=data, ContentType=content_type)
+        s3_client().put_object(Bucket=_bucket(), Key=key, Body=data, ContentType=content_type)
         return
     path = _local_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +172,7 @@ def put(key: str, data: bytes, content_type: str) -> None:
 def check() -> None:
     """Raise unless the store answers and is ours to use (the operators' readiness check)."""
     if _bucket():
-        _s3().head_bucket(Bucket=_bucket())
+        s3_client().head_bucket(Bucket=_bucket())
     elif not os.access(root := _root(), os.W_OK):
         raise PermissionError(f"{root} is not writable")
 
@@ -183,7 +183,7 @@ def head(key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
         try:
-            meta = _s3().head_object(Bucket=_bucket(), Key=key)
+            meta = s3_client().head_object(Bucket=_bucket(), Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -201,7 +201,7 @@ def head(key: str) -> dict[str, Any] | None:
 
 def read(key: str) -> bytes:
     if _bucket():
-        return _s3().get_object(Bucket=_bucket(), Key=key)["Body"].read()
+        return s3_client().get_object(Bucket=_bucket(), Key=key)["Body"].read()
     return _local_path(key).read_bytes()
 
 
@@ -213,7 +213,7 @@ def delete(keys: list[str]) -> None:
 
         for start in range(0, len(keys), 1000):  # S3's batch limit
             chunk = keys[start : start + 1000]
-            answer = _s3().delete_objects(
+            answer = s3_client().delete_objects(
                 Bucket=_bucket(), Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
             )
             # A 200 can still list keys S3 failed to delete (Quiet lists only those): they are
@@ -235,7 +235,7 @@ def delete(keys: list[str]) -> None:
 
 def list_keys(prefix: str) -> list[str]:
     if _bucket():
-        pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=_bucket(), Prefix=prefix)
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=_bucket(), Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
     root = _root()
     return sorted(
@@ -250,7 +250,7 @@ def list_keys(prefix: str) -> list[str]:
 def presign_download(key: str, expires_in: int = 900) -> str:
     """A short-lived URL for showing an image to its owner."""
     if _bucket():
-        return _s3().generate_presigned_url(
+        return s3_client().generate_presigned_url(
             "get_object", Params={"Bucket": _bucket(), "Key": key}, ExpiresIn=expires_in
         )
     expires = int(time.time()) + expires_in

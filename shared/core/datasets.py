@@ -1,0 +1,140 @@
+"""The datasets folder: public data made by others, which growbin reads but never carries.
+
+The Ministry of Environment's dictionary, the MOIS schedules, bin registers, photos and CRDs
+stay where they are published to the team (`../shared/data`, see its SOURCES.md). The setting
+GROWBIN_DATASETS names the folder, or an object-store prefix (`s3://bucket/prefix`) in the
+cluster, which is copied under the data directory before it is read. Only the import reads
+these files; functions read what it stored in the database.
+
+The `datasets` table remembers what each import took in: the file's digest and edition, and
+what it read, imported and skipped, so an unchanged file is not imported again and every
+answer can name the edition it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, Integer, String, Table, select
+
+from shared.core import db
+from shared.core.settings import settings
+
+datasets = Table(
+    "datasets",
+    db.metadata,
+    Column("key", String(200), primary_key=True),  # the file's path inside the folder
+    Column("sha256", String(64), nullable=False),
+    Column("edition", String(40)),  # the publisher's date of this edition, when it says one
+    Column("rows", Integer, nullable=False),
+    Column("report", JSON, nullable=False),  # read, imported, skipped by reason
+    Column("imported_at", db.UtcDateTime, nullable=False),
+)
+
+
+class Missing(Exception):
+    """The datasets folder, or a file it should hold, is not there; the message says which."""
+
+
+def location() -> str | None:
+    return settings().datasets
+
+
+def root() -> Path:
+    """The folder to read, fetched from the object store first when the setting names one."""
+    where = location()
+    if not where:
+        raise Missing(
+            "no datasets folder: set GROWBIN_DATASETS, or put the team's shared/data beside the "
+            "project (../shared/data)"
+        )
+    if where.startswith("s3://"):
+        return _fetch(where)
+    folder = Path(where).expanduser()
+    if not folder.is_dir():
+        raise Missing(f"the datasets folder {folder} does not exist (GROWBIN_DATASETS)")
+    return folder
+
+
+def path(relative: str) -> Path:
+    """One file of the folder, or Missing naming it."""
+    file = root() / relative
+    if not file.is_file():
+        raise Missing(f"{relative} is missing from the datasets folder {root()}")
+    return file
+
+
+def missing(relatives: list[str]) -> list[str]:
+    """Which of these files cannot be read: what the dev server says it runs without."""
+    try:
+        folder = root()
+    except Missing as exc:
+        return [str(exc)]
+    return [relative for relative in relatives if not (folder / relative).is_file()]
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fetch(url: str) -> Path:
+    """Copy `s3://bucket/prefix` under the data directory; objects already there by ETag stay."""
+    from shared.core.storage import s3_client
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    target = settings().data_dir / "datasets" / bucket / prefix
+    client = s3_client()
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    found = False
+    for page in pages:
+        for item in page.get("Contents", []):
+            found = True
+            file = target / item["Key"][len(prefix) :].lstrip("/")
+            tag = file.with_name(file.name + ".etag")
+            if file.is_file() and tag.is_file() and tag.read_text() == item["ETag"]:
+                continue
+            file.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, item["Key"], str(file))
+            tag.write_text(item["ETag"])
+    if not found:
+        raise Missing(f"nothing under {url} (GROWBIN_DATASETS)")
+    return target
+
+
+# ---- what each import took in ---------------------------------------------------------------
+
+
+def unchanged(key: str, sha256: str) -> bool:
+    with db.reading() as conn:
+        known = conn.execute(select(datasets.c.sha256).where(datasets.c.key == key)).scalar()
+    return known == sha256
+
+
+def record(key: str, sha256: str, edition: str | None, report: dict[str, Any]) -> None:
+    """Note an import of `key` (replacing the last one), in its own transaction."""
+    row = {
+        "sha256": sha256,
+        "edition": edition,
+        "rows": int(report.get("imported", 0)),
+        "report": report,
+        "imported_at": db.now(),
+    }
+    with db.transaction() as conn:
+        if conn.execute(select(datasets.c.key).where(datasets.c.key == key)).first():
+            conn.execute(datasets.update().where(datasets.c.key == key).values(**row))
+        else:
+            conn.execute(datasets.insert().values(key=key, **row))
+
+
+def edition(key: str) -> dict[str, Any] | None:
+    """`{sha256, edition, imported_at}` of the stored import of `key`, or None."""
+    with db.reading() as conn:
+        row = conn.execute(
+            select(datasets.c.sha256, datasets.c.edition, datasets.c.imported_at).where(
+                datasets.c.key == key
+            )
+        ).first()
+    return dict(row._mapping) if row else None
