@@ -291,7 +291,7 @@ def bench_backend(name: str, url: str, args: argparse.Namespace) -> dict[str, An
     rng = random.Random(args.seed)
     db.migrate()
     started = time.perf_counter()
-    reports = bin_import.import_bundled(only_if_changed=False)
+    reports = bin_import.import_public(only_if_changed=False)
     imported_s = time.perf_counter() - started
     with db.engine().connect() as conn:
         real = conn.execute(select(func.count()).where(bins.bins.c.lat.is_not(None))).scalar()

@@ -29,7 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-PHOTO = (ROOT / "tests" / "data" / "images" / "cardboard" / "cardboard2.jpg").read_bytes()
+from shared.core import datasets  # noqa: E402 (after the path)
+
+PHOTO = (datasets.root() / "images/trashnet_sample/cardboard/cardboard2.jpg").read_bytes()
 CALLS = ("login", "analyze", "status", "history")
 DATA_DIR = tempfile.TemporaryDirectory(prefix="growbin-bench-")  # removed at exit
 

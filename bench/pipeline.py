@@ -51,7 +51,7 @@ def _system(model_url: str, broker_url: str | None = None):
     from knative import local
 
     reset_clients()
-    return local.start(with_cron=False, with_bundled_data=False)
+    return local.start(with_cron=False, with_bins=False)
 
 
 def _delete_rabbit_layout(broker) -> None:

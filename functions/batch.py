@@ -11,10 +11,10 @@ from datetime import date, datetime, timedelta
 
 from shared.auth import sessions
 from shared.core.errors import log_event
-from shared.core.registry import BATCH, Delivery, cron, endpoints
+from shared.core.registry import BATCH, Delivery, Resources, cron, endpoints
 from shared.core.settings import settings
 from shared.core.validation import obj
-from shared.ops import analytics, cleanup, reports
+from shared.ops import analytics, cleanup, knowledge, reports
 from shared.waste import retention
 
 http = endpoints(authenticate=sessions.authenticate)
@@ -94,6 +94,22 @@ def cleanup_images(cloud_event):
 def jobs_sweep(cloud_event):
     """Fail jobs stuck in queued or processing past their deadline, so nobody waits forever."""
     log_event("info", "jobs_sweep", timed_out=len(retention.sweep()))
+
+
+@cron(
+    "40 4 * * *",
+    task="datasets.import",
+    scaling=BATCH,
+    resources=Resources(memory="256Mi", memory_limit="512Mi"),
+    uses=("db", "kakao", "storage"),
+    timeout_seconds=540,  # Knative allows 600 s a request; geocoding resumes next run
+)
+def datasets_import(cloud_event):
+    """Import what changed in the datasets folder (`data.force`: everything), and geocode the
+    street bins still without coordinates: a new edition is an event, not a release."""
+    force = bool((cloud_event.data or {}).get("force"))
+    for report in knowledge.run(only_if_changed=not force):
+        log_event("info", "dataset_import_report", **knowledge.counts(report))
 
 
 @http(

@@ -1,13 +1,12 @@
-"""Locations functions — /api/v1/locations: bins near a point, one bin, the way there; and the
-daily import of the bundled bin data."""
+"""Locations functions — /api/v1/locations: bins near a point, one bin, the way there."""
 
 from __future__ import annotations
 
 from shared.auth import sessions
 from shared.core.errors import conflict, not_found, validation_failed
-from shared.core.registry import BATCH, Resources, cron, endpoints
+from shared.core.registry import endpoints
 from shared.core.validation import obj
-from shared.locations import bin_import, bins, navigation
+from shared.locations import bins, navigation
 
 http = endpoints(authenticate=sessions.authenticate)
 
@@ -147,16 +146,3 @@ def locations_navigation(request, user, query):
         missing = sorted({"to_lat", "to_lng"} - to_point)
         raise validation_failed({name: "give bin_id, or to_lat and to_lng" for name in missing})
     return navigation.route(query["from_lat"], query["from_lng"], destination)
-
-
-@cron(
-    "40 4 * * *",
-    task="locations.import",
-    scaling=BATCH,
-    resources=Resources(memory="256Mi", memory_limit="512Mi"),
-    uses=("db", "kakao"),
-    timeout_seconds=540,  # Knative allows 600 s a request; geocoding resumes next run
-)
-def locations_import(cloud_event):
-    """Re-import the bundled bin data and geocode the street bins still without coordinates."""
-    bin_import.import_bundled(only_if_changed=False)

@@ -150,4 +150,4 @@ def users_schedule(request, user, query):
     areas = schedules.for_district(district)
     if not areas:
         raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {district}")
-    return {"district": district, "source": schedules.SOURCE, "areas": areas}
+    return {"district": district, "source": schedules.source(), "areas": areas}

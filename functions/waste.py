@@ -69,6 +69,19 @@ MATCH = obj(
     {"name": {"type": "string"}, "guide_id": {"type": "string"}, "confidence": {"type": "number"}},
     required=("name", "guide_id", "confidence"),
 )
+GUIDE_SOURCE = obj(
+    {
+        "title": {"type": "string"},
+        "guide_id": {"type": "string"},
+        "dataset": {"type": "string", "description": "the published dataset"},
+        "edition": {
+            "type": ["string", "null"],
+            "description": "the edition: its publication date, else the day it was imported",
+        },
+        "attribution": {"type": "string"},
+    },
+    required=("title", "guide_id"),  # results saved before imports named no edition
+)
 RESULT = {
     "oneOf": [
         obj(
@@ -86,10 +99,7 @@ RESULT = {
                 "cautions": {"type": "array", "items": {"type": "string"}},
                 "feedback": {"type": "string"},
                 "alternatives": {"type": "array", "items": MATCH},
-                "source": obj(
-                    {"title": {"type": "string"}, "guide_id": {"type": "string"}},
-                    required=("title", "guide_id"),
-                ),
+                "source": GUIDE_SOURCE,
                 "image_url": {"type": ["string", "null"]},
                 "completed_at": {"type": "string", "format": "date-time"},
             },
@@ -158,6 +168,7 @@ GUIDE = {
         "notes",
         "source",
     ],
+    "properties": {"source": GUIDE_SOURCE},
 }
 
 

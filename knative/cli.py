@@ -130,6 +130,26 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from shared.core import datasets, db
+    from shared.core.settings import settings
+    from shared.ops import knowledge
+
+    if settings().local:
+        db.migrate()
+    try:
+        reports = knowledge.run(only_if_changed=not args.force)
+    except datasets.Missing as exc:
+        print(f"growbin import: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(reports, ensure_ascii=False, indent=2, default=str))
+    else:
+        for report in reports:
+            print(knowledge.summary(report))
+    return 0
+
+
 def _import_bins(args: argparse.Namespace) -> int:
     from shared.core import db
     from shared.core.settings import settings
@@ -140,7 +160,7 @@ def _import_bins(args: argparse.Namespace) -> int:
         return 2
     if settings().local:
         db.migrate()
-    paths = args.files or bin_import.bundled_files()
+    paths = args.files or bin_import.public_files()
     reports, failed = [], 0
     for path in paths:
         try:
@@ -262,8 +282,15 @@ def parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply the Alembic migrations")
     migrate.set_defaults(run=_migrate)
 
+    knowledge = commands.add_parser(
+        "import", help="import the datasets folder: dictionary, schedules, bins (what changed)"
+    )
+    knowledge.add_argument("--force", action="store_true", help="re-import unchanged files too")
+    knowledge.add_argument("--json", action="store_true", help="print the reports as JSON")
+    knowledge.set_defaults(run=_import)
+
     bins = commands.add_parser(
-        "import-bins", help="import bin location files (no FILE: the bundled data)"
+        "import-bins", help="import bin location files (no FILE: those of the datasets folder)"
     )
     bins.add_argument("files", nargs="*", metavar="FILE", help="CSV or JSON, kind told by content")
     bins.add_argument("--type", help="what the files' bins are (clothing, battery, ...)")

@@ -17,7 +17,8 @@ from eventing.cron import Cron
 from eventing.rabbitmq import RabbitBroker
 from functions import load_all
 from knative.server import create_app
-from shared.core import db, events
+from shared.core import datasets, db, events
+from shared.core.errors import log_event
 from shared.core.registry import Function
 from shared.core.settings import settings
 
@@ -40,15 +41,21 @@ def configure_logging() -> None:
     logging.getLogger("pika").setLevel(logging.WARNING)  # else a line per socket event
 
 
-def start(
-    *, time_scale: float = 1.0, with_cron: bool = True, with_bundled_data: bool = True
-) -> Local:
+def import_datasets(with_bins: bool = True) -> None:
+    """The knowledge from the datasets folder, as `growbin import` loads it: a few ms once
+    imported. Without the folder the system still runs, and the log says what it lacks."""
+    from shared.ops import knowledge
+
+    try:
+        knowledge.run(with_bins=with_bins)
+    except datasets.Missing as exc:
+        log_event("warning", "datasets_missing", reason=str(exc), missing=knowledge.missing())
+
+
+def start(*, time_scale: float = 1.0, with_cron: bool = True, with_bins: bool = True) -> Local:
     if settings().local:
         db.migrate()
-        if with_bundled_data:  # the bin locations; a few ms once imported
-            from shared.locations import bin_import
-
-            bin_import.import_bundled()
+        import_datasets(with_bins)
     registry = load_all()
     broker = (RabbitBroker if settings().broker_url else LocalBroker)(
         registry.values(), time_scale=time_scale

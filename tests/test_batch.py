@@ -229,7 +229,7 @@ def test_schedules_are_declared_once_and_fired_by_the_dev_cron(system):
         "cleanup_cache": "15 * * * *",
         "cleanup_images": "0 4 * * *",
         "jobs_sweep": "*/5 * * * *",
-        "locations_import": "40 4 * * *",
+        "datasets_import": "40 4 * * *",
     }
     fired = system.cron.fire_due(datetime(2026, 11, 26, 0, 10, tzinfo=KST))
     assert sorted(fired) == ["analytics_daily", "jobs_sweep"]

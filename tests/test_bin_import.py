@@ -8,13 +8,14 @@ import uuid
 
 import pytest
 import responses
+from conftest import DATASETS
 from sqlalchemy import func, select
 
 from shared.core import db
 from shared.locations import bin_import, bins, kakao_local
 from shared.locations.bin_import import BinFileError
 
-DATA = bin_import.BUNDLED_DIR
+DATA = DATASETS / "locations"
 REGISTERS = DATA / "seoul_clothing_bins"
 KECO = DATA / "keco_recycle_compensation_sites.csv"
 STREET = DATA / "seoul_street_bins_2025_addresses.json"
@@ -47,9 +48,14 @@ def _write(path, text: str, encoding: str) -> str:
 
 # ---- the bundled data ---------------------------------------------------------------------
 
-# What each bundled file holds, counted by hand from the files: (read, imported, skipped).
+# What each public file holds, counted by hand from the files: (read, imported, skipped).
 EXPECTED = {
     "seoul_clothing_bins/bins_dongdaemun.csv": (512, 512, {}),
+    "seoul_clothing_bins/bins_dongjak.csv": (419, 393, {"zero_coordinates": 26}),
+    "seoul_clothing_bins/bins_gangdong.csv": (470, 470, {}),  # X좌표 is the longitude
+    "seoul_clothing_bins/bins_gwanak.csv": (887, 887, {}),
+    "seoul_clothing_bins/bins_jungnang.csv": (615, 575, {"missing_coordinates": 40}),
+    "seoul_clothing_bins/bins_seocho.csv": (245, 245, {}),
     "seoul_clothing_bins/bins_eunpyeong.csv": (832, 832, {}),
     "seoul_clothing_bins/bins_gangbuk.csv": (729, 729, {}),
     "seoul_clothing_bins/bins_gangnam.csv": (667, 667, {}),
@@ -77,11 +83,17 @@ EXPECTED = {
 }
 
 
-CLOTHING = sum(v[1] for k, v in EXPECTED.items() if k.startswith("seoul_clothing"))  # 7,405
+# As published: most district registers are cp949, two came re-saved as UTF-8 with a BOM.
+ENCODINGS = {
+    d: "utf-8-sig" if d.endswith(("dongjak.csv", "gangdong.csv")) else "cp949"
+    for d in EXPECTED
+    if d.startswith("seoul_clothing")
+}
+CLOTHING = sum(v[1] for k, v in EXPECTED.items() if k.startswith("seoul_clothing"))  # 9,975
 
 
 def test_bundled_import_report(database):
-    reports = {r.dataset: r for r in bin_import.import_bundled()}
+    reports = {r.dataset: r for r in bin_import.import_public()}
     assert set(reports) == set(EXPECTED)
     for dataset, (read, imported, skipped) in EXPECTED.items():
         report = reports[dataset]
@@ -90,8 +102,7 @@ def test_bundled_import_report(database):
         for reason, count in skipped.items():  # every reason shows where, up to five times
             assert len(report.examples[reason]) == min(count, 5)
             assert report.examples[reason][0].startswith(("line ", "item "))
-        expected_encoding = "cp949" if dataset.startswith("seoul_clothing") else "utf-8"
-        assert report.encoding == expected_encoding, dataset
+        assert report.encoding == ENCODINGS.get(dataset, "utf-8"), dataset
 
     clothing = [r for d, r in reports.items() if d.startswith("seoul_clothing")]
     assert {r.kind for r in clothing} == {"register"}
@@ -458,7 +469,7 @@ def test_the_daily_import_runs_from_its_ping_once_per_event(system):
 
     from eventing.cron import ping
 
-    event = ping(system.registry["locations_import"], datetime.now(UTC))
+    event = ping(system.registry["datasets_import"], datetime.now(UTC))
     assert system.broker.publish(event) == 1
     assert system.broker.wait_idle(60)
     first = {k: s["imported_at"] for k, s in _datasets().items()}

@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from conftest import DATASETS
 
 from eventing.broker import seconds
 from functions import load_all
@@ -33,7 +34,7 @@ from knative.render.values import Values, resolve
 from shared.core.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
 
 ROOT = Path(__file__).resolve().parent.parent
-CRDS = ROOT / "knative" / "crds"
+CRDS = DATASETS / "knative-crds"
 KUBERNETES_VERSION = "1.31.0"
 IN_CI = os.environ.get("CI") == "true"
 SECRETISH = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL)", re.I)

@@ -11,15 +11,15 @@ import jsonschema
 import pytest
 import requests
 import responses
-from conftest import error_code, login
+from conftest import DATASETS, error_code, login
 from geographiclib.geodesic import Geodesic
 from sqlalchemy import select, text
 
 from shared.core import cache, db
 from shared.locations import bin_import, bins, geo, kakao_local
 
-REGISTERS = bin_import.BUNDLED_DIR / "seoul_clothing_bins"
-KECO = bin_import.BUNDLED_DIR / "keco_recycle_compensation_sites.csv"
+REGISTERS = DATASETS / "locations" / "seoul_clothing_bins"
+KECO = DATASETS / "locations" / "keco_recycle_compensation_sites.csv"
 CITY_HALL = (37.5665, 126.9780)
 SPHERE = Geodesic(geo.EARTH_RADIUS_M, 0)  # places points at exact great-circle distances
 GOYANG = (37.7025454, 126.901133)  # KECO site 1, 고양동 종합복지회관

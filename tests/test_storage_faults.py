@@ -55,7 +55,7 @@ def outage(services, s3_endpoint):
         services.setenv("OPENAI_API_KEY", "sk-test")
         services.setenv("OPENAI_BASE_URL", model.base_url)
         reset_clients()
-        system = local.start(time_scale=0.05, with_cron=False, with_bundled_data=False)
+        system = local.start(time_scale=0.05, with_cron=False, with_bins=False)
         yield system, proxy
         system.broker.wait_idle(10)
         system.stop()
@@ -74,7 +74,7 @@ def s3_answers(operation: str, status: int, body: bytes | Callable[[Any], bytes]
         raw = HTTPResponse(body=io.BytesIO(content), preload_content=False)
         return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, raw)
 
-    hooks = storage._s3().meta.events
+    hooks = storage.s3_client().meta.events
     hooks.register(f"before-send.s3.{operation}", answer, unique_id="s3-answers")
     try:
         yield
@@ -134,7 +134,7 @@ def test_upload_complete_while_storage_is_down_is_503_then_recovers(outage, faul
     headers = login(client, "ana")
     done_id, _ = run(client, system, headers)
     job_id = start(client, headers)["job_id"]
-    s3 = storage._s3()
+    s3 = storage.s3_client()
 
     with storage_failing(proxy, fault):
         response, elapsed = timed(lambda: _complete(client, headers, job_id))
@@ -154,7 +154,7 @@ def test_upload_complete_while_storage_is_down_is_503_then_recovers(outage, faul
     response = _complete(client, headers, job_id)
     assert response.status_code == 202, response.get_data(as_text=True)
     assert client.get("/readyz").status_code == 200
-    assert storage._s3() is s3  # the same client: recovery needed no restart
+    assert storage.s3_client() is s3  # the same client: recovery needed no restart
     assert system.broker.wait_idle(30)
     result = client.get(f"/api/v1/waste/result/{job_id}", headers=headers).get_json()
     assert result["status"] == "completed", result

@@ -14,10 +14,13 @@ answer can name the edition it came from.
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, Integer, String, Table, select
+from sqlalchemy.engine import Connection
 
 from shared.core import db
 from shared.core.settings import settings
@@ -113,8 +116,36 @@ def unchanged(key: str, sha256: str) -> bool:
     return known == sha256
 
 
-def record(key: str, sha256: str, edition: str | None, report: dict[str, Any]) -> None:
-    """Note an import of `key` (replacing the last one), in its own transaction."""
+def ingest(
+    key: str,
+    store: Callable[[Connection, bytes], dict[str, Any]],
+    *,
+    only_if_changed: bool = True,
+) -> dict[str, Any]:
+    """Import one file: `store(conn, data)` replaces the domain's rows and returns its report
+    (`read`, `imported`, `skipped` by reason, `edition`). The rows and the record of the import
+    commit together, so a failed import leaves the previous edition whole."""
+    data = path(key).read_bytes()
+    sha256 = digest(data)
+    if only_if_changed and unchanged(key, sha256):
+        return {"dataset": key, "unchanged": True}
+    with db.transaction() as conn:
+        report = store(conn, data)
+        record(conn, key, sha256, report.pop("edition", None), report)
+    return {"dataset": key, **report}
+
+
+def record(
+    conn: Connection, key: str, sha256: str, edition: str | None, report: dict[str, Any]
+) -> None:
+    """Note an import of `key`, replacing the last one; an undated edition keeps the date it
+    was first imported, so answers name a stable edition."""
+    earlier = conn.execute(
+        select(datasets.c.sha256, datasets.c.edition).where(datasets.c.key == key)
+    ).first()
+    if edition is None:
+        same = earlier is not None and earlier.sha256 == sha256
+        edition = earlier.edition if same else db.now().date().isoformat()
     row = {
         "sha256": sha256,
         "edition": edition,
@@ -122,11 +153,10 @@ def record(key: str, sha256: str, edition: str | None, report: dict[str, Any]) -
         "report": report,
         "imported_at": db.now(),
     }
-    with db.transaction() as conn:
-        if conn.execute(select(datasets.c.key).where(datasets.c.key == key)).first():
-            conn.execute(datasets.update().where(datasets.c.key == key).values(**row))
-        else:
-            conn.execute(datasets.insert().values(key=key, **row))
+    if earlier is not None:
+        conn.execute(datasets.update().where(datasets.c.key == key).values(**row))
+    else:
+        conn.execute(datasets.insert().values(key=key, **row))
 
 
 def edition(key: str) -> dict[str, Any] | None:
@@ -138,3 +168,35 @@ def edition(key: str) -> dict[str, Any] | None:
             )
         ).first()
     return dict(row._mapping) if row else None
+
+
+# ---- what functions read, cached in-process per edition -------------------------------------
+
+T = TypeVar("T")
+RECHECK_SECONDS = 60.0  # how soon a process notices a new import
+_built: dict[tuple[str, str, str | None], Any] = {}  # (key, builder, sha256) -> what it built
+_checked: dict[str, tuple[float, str | None]] = {}  # key -> (when, sha256 seen)
+
+
+def current(key: str, build: Callable[[], T]) -> T:
+    """What `build()` makes of the stored import of `key`, built once per edition: a process
+    looks at the `datasets` row at most once a minute and rebuilds when a new import landed.
+    Builders are told apart by their qualified name, so give each its own function."""
+    now = time.monotonic()
+    seen = _checked.get(key)
+    if seen is None or now - seen[0] >= RECHECK_SECONDS:
+        stored = edition(key)
+        seen = (now, stored["sha256"] if stored else None)
+        _checked[key] = seen
+    builder = build.__qualname__
+    built_key = (key, builder, seen[1])
+    if built_key not in _built:
+        for old in [k for k in _built if k[:2] == (key, builder)]:
+            del _built[old]  # one edition per dataset in memory
+        _built[built_key] = build()
+    return _built[built_key]
+
+
+def forget() -> None:
+    """Look at the database again on next use (tests, and after an import in this process)."""
+    _checked.clear()

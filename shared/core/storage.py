@@ -235,7 +235,9 @@ def delete(keys: list[str]) -> None:
 
 def list_keys(prefix: str) -> list[str]:
     if _bucket():
-        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=_bucket(), Prefix=prefix)
+        pages = (
+            s3_client().get_paginator("list_objects_v2").paginate(Bucket=_bucket(), Prefix=prefix)
+        )
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
     root = _root()
     return sorted(

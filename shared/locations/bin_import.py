@@ -33,11 +33,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from shared.core import datasets
 from shared.core.errors import log_event
 from shared.locations import bins, geo, kakao_local
 
-BUNDLED_DIR = Path(__file__).parents[1] / "data" / "locations"
-MANIFEST = BUNDLED_DIR / "datasets.json"
+FOLDER = "locations"  # inside the datasets folder
+# The team's word on each public file: which ones growbin imports, and what they cannot say
+# about themselves (title, publisher, date, attribution).
+MANIFEST = Path(__file__).with_name("datasets.json")
 EXAMPLES = 5  # examples kept per skip reason
 
 SEOUL = "서울특별시"
@@ -259,7 +262,7 @@ def dataset_key(path: Path) -> str:
 
 
 def _known(key: str) -> dict[str, Any]:
-    """What the manifest says of a bundled file (title, publisher, date, attribution)."""
+    """What the manifest says of a public file (title, publisher, date, attribution)."""
     for pattern, entry in _manifest().items():
         if not pattern.startswith("_") and fnmatch(key, pattern):
             return entry
@@ -658,12 +661,17 @@ def summary(report: Report) -> str:
     return "\n".join(lines)
 
 
-def bundled_files() -> list[Path]:
+def public_files() -> list[Path]:
+    """The datasets folder's bin files that the manifest names."""
+    folder = datasets.root() / FOLDER
+    patterns = [p for p in _manifest() if not p.startswith("_")]
     return sorted(
-        p for p in BUNDLED_DIR.rglob("*") if p.suffix in (".csv", ".json") and p != MANIFEST
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and any(fnmatch(dataset_key(path), p) for p in patterns)
     )
 
 
-def import_bundled(only_if_changed: bool = True) -> list[Report]:
-    """The bin data that ships with the project; unchanged files are skipped by default."""
-    return [import_file(path, only_if_changed=only_if_changed) for path in bundled_files()]
+def import_public(only_if_changed: bool = True) -> list[Report]:
+    """Every bin file the manifest names; unchanged files are skipped by default."""
+    return [import_file(path, only_if_changed=only_if_changed) for path in public_files()]

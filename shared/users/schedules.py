@@ -2,7 +2,8 @@
 
 전국생활쓰레기배출정보 (행정안전부) lists, per municipality and management area, the weekdays
 and hours for household, food and recyclable waste, the non-collection days and the
-department to call. It is read as published (cp949) once per process, on first use. A
+department to call. `growbin import` reads it as published (cp949) from the datasets folder
+into the database; functions read it from there, built once per edition in each process. A
 district is a 시군구 name ("강남구"); names shared by several provinces ("중구") can be
 qualified with the province ("서울특별시 중구").
 """
@@ -12,13 +13,27 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-TABLE = Path(__file__).parents[1] / "data" / "schedules" / "mois_household_waste_disposal_info.csv"
+from sqlalchemy import JSON, Column, Integer, String, Table, delete, insert, select
+from sqlalchemy.engine import Connection
+
+from shared.core import datasets, db
+
+TABLE = "schedules/mois_household_waste_disposal_info.csv"
 SOURCE = "행정안전부 전국생활쓰레기배출정보 표준데이터 (data.go.kr 15075534)"
 WASTE_KINDS = {"household": "생활쓰레기", "food": "음식물쓰레기", "recyclables": "재활용품"}
+
+schedule_areas = Table(
+    "schedule_areas",
+    db.metadata,
+    Column(
+        "id", Integer, primary_key=True, autoincrement=False
+    ),  # the row's place in the published table
+    Column("province", String(40), nullable=False),
+    Column("district", String(40), nullable=False),
+    Column("area", JSON, nullable=False),
+)
 
 
 def _days(text: str) -> list[str]:
@@ -49,18 +64,54 @@ def _area(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-@cache
-def _table() -> dict[str, list[dict[str, Any]]]:
-    """Areas by district name and by "province district", from the cp949 file as it is."""
-    text = TABLE.read_bytes().decode("cp949")
-    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in csv.DictReader(io.StringIO(text)):
-        if not row.get("시군구명"):
+def _store(conn: Connection, data: bytes) -> dict[str, Any]:
+    rows, skipped, dates = [], {}, set()
+    records = list(csv.DictReader(io.StringIO(data.decode("cp949"))))
+    for number, row in enumerate(records, start=1):
+        if not row.get("시군구명") or not row.get("시도명"):
+            skipped["no 시도명/시군구명"] = skipped.get("no 시도명/시군구명", 0) + 1
             continue
         area = _area(row)
-        by_name[row["시군구명"]].append(area)
-        by_name[f"{row['시도명']} {row['시군구명']}"].append(area)
-    return dict(by_name)
+        if area["data_date"]:
+            dates.add(area["data_date"])
+        rows.append(
+            {"id": number, "province": row["시도명"], "district": row["시군구명"], "area": area}
+        )
+    conn.execute(delete(schedule_areas))
+    conn.execute(insert(schedule_areas), rows)
+    edition = max(dates) if dates else None  # the newest 데이터기준일자 the table states
+    return {"read": len(records), "imported": len(rows), "skipped": skipped, "edition": edition}
+
+
+def import_table(only_if_changed: bool = True) -> dict[str, Any]:
+    report = datasets.ingest(TABLE, _store, only_if_changed=only_if_changed)
+    datasets.forget()
+    return report
+
+
+def _table() -> dict[str, list[dict[str, Any]]]:
+    """Areas by district name and by "province district", from the stored edition."""
+
+    def load() -> dict[str, list[dict[str, Any]]]:
+        by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        query = select(schedule_areas).order_by(schedule_areas.c.id)
+        with db.reading() as conn:
+            for row in conn.execute(query):
+                by_name[row.district].append(row.area)
+                by_name[f"{row.province} {row.district}"].append(row.area)
+        return dict(by_name)
+
+    return datasets.current(TABLE, load)
+
+
+def source() -> str:
+    """The table named with the edition the answer came from."""
+
+    def load() -> str:
+        stored = datasets.edition(TABLE) or {}
+        return f"{SOURCE}, {stored['edition']} 기준" if stored.get("edition") else SOURCE
+
+    return datasets.current(TABLE, load)
 
 
 def known(district: str) -> bool:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import base64
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from shared.core.settings import settings
+from shared.waste import dictionary
 
-TAXONOMY = Path(__file__).parents[1] / "data" / "taxonomy"
 MAX_DESCRIBE_TOKENS = 300
 MAX_PHRASE_TOKENS = 250
 RETRIES = 2
@@ -50,15 +49,9 @@ def _client() -> Any:
     )
 
 
-@cache
 def taxonomy() -> tuple[list[str], list[str]]:
     """(middle categories, situation tags) the vision prompt lets the model choose from."""
-    import yaml
-
-    classes = yaml.safe_load((TAXONOMY / "item_class_list.yaml").read_text(encoding="utf-8"))
-    middles = [m for majors in classes["item_class_list"].values() for m in (majors or {})]
-    tags = yaml.safe_load((TAXONOMY / "situation_tags.yaml").read_text(encoding="utf-8"))
-    return middles, list(tags["situation_tags"])
+    return dictionary.terms("middle"), dictionary.terms("tag")
 
 
 def _describe_prompt(hint: str | None) -> list[dict[str, Any]]:

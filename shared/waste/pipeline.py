@@ -216,7 +216,7 @@ def feedback(data: dict[str, Any]) -> dict[str, Any] | None:
         "cautions": cautions,
         "feedback": text,
         "alternatives": data["alternatives"],
-        "source": {"title": rules.SOURCE_TITLE, "guide_id": guide["id"]},
+        "source": rules.source(guide),
     }
 
 

@@ -3,27 +3,20 @@
 Every answer growbin gives is grounded here: a guide id, its category path and its official
 discharge steps. The model describes an item; this module finds the guide. Search forgives
 spacing, punctuation and typos: names are compared as sequences of Hangul jamo, so "페트벙"
-is one consonant away from "페트병", not a different word. Loaded once per process, on first
-use, from the bundled copy of the data (see shared/data/SOURCES.md).
+is one consonant away from "페트병", not a different word. The index is built once per
+edition of the imported dictionary (shared/waste/dictionary.py), on first use.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-DICTIONARY = Path(__file__).parents[1] / "data" / "rules" / "moe_item_disposal_guides.json"
-SOURCE_TITLE = "기후에너지환경부 생활폐기물 분리배출 누리집 품목사전"
-ATTRIBUTION = (
-    "기후에너지환경부 생활폐기물 분리배출 누리집과 분리배출 정보조회 서비스의 텍스트 정보를 "
-    "가공한 데이터입니다."
-)
+from shared.core import datasets
+from shared.waste import dictionary
 
 # How much a match on each kind of name counts: an item's similar items are other items
 # disposed of alike, so they may point here, but never as strongly as the item's own name.
@@ -66,9 +59,12 @@ def _grams(key: str) -> frozenset[str]:
     return frozenset(letters[i : i + 2] for i in range(len(letters) - 1))
 
 
-@cache
 def _index() -> _Index:
-    guides = {g["id"]: g for g in json.loads(DICTIONARY.read_text(encoding="utf-8"))}
+    return datasets.current(dictionary.GUIDES, _build_index)
+
+
+def _build_index() -> _Index:
+    guides = {g["id"]: g for g in dictionary.entries()}
     index = _Index(guides)
     for guide in guides.values():
         names = [("name", guide["name"])]
@@ -141,8 +137,9 @@ def summary(entry: dict[str, Any]) -> dict[str, Any]:
     return {"guide_id": entry["id"], "name": entry["name"], "category": category(entry)}
 
 
-def source(entry: dict[str, Any]) -> dict[str, str]:
-    return {"title": SOURCE_TITLE, "guide_id": entry["id"], "attribution": ATTRIBUTION}
+def source(entry: dict[str, Any]) -> dict[str, str | None]:
+    """The guide's citation: the dictionary, its edition and the guide."""
+    return {**dictionary.source(), "guide_id": entry["id"]}
 
 
 def detail(entry: dict[str, Any]) -> dict[str, Any]:
