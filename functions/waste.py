@@ -7,7 +7,7 @@ from shared.core import cache, storage
 from shared.core.errors import not_found
 from shared.core.registry import HOT, endpoints
 from shared.core.validation import obj
-from shared.waste import jobs, pipeline, rules
+from shared.waste import corrections, jobs, pipeline, rules
 
 http = endpoints(authenticate=sessions.authenticate)
 
@@ -26,6 +26,17 @@ ANALYZE = obj(
         "hint": {"type": "string", "maxLength": 100},
     },
     required=("content_type", "content_length"),
+)
+CONFIRM = obj(
+    {
+        "guide_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 40,
+            "examples": ["item-guide-0001"],
+        }
+    },
+    required=("guide_id",),
 )
 JOB_ID = obj({"job_id": {"type": "string", "minLength": 1, "maxLength": 64}}, required=("job_id",))
 CATEGORY = obj(
@@ -79,8 +90,22 @@ GUIDE_SOURCE = obj(
             "description": "the edition: its publication date, else the day it was imported",
         },
         "attribution": {"type": "string"},
+        "chosen_by": {
+            "const": "user",
+            "description": "present when the user confirmed this guide over growbin's answer",
+        },
     },
     required=("title", "guide_id"),  # results saved before imports named no edition
+)
+CANDIDATE = obj(
+    {
+        "guide_id": {"type": "string"},
+        "name": {"type": "string"},
+        "category": CATEGORY,
+        "how": {"type": "string", "description": "the guide's first official step"},
+        "confidence": {"type": "number"},
+    },
+    required=("guide_id", "name", "category", "how"),
 )
 RESULT = {
     "oneOf": [
@@ -102,6 +127,16 @@ RESULT = {
                 "source": GUIDE_SOURCE,
                 "image_url": {"type": ["string", "null"]},
                 "completed_at": {"type": "string", "format": "date-time"},
+                "detected_name": {
+                    "type": "string",
+                    "description": "what the model saw, or the hint: the words the guide matched",
+                },
+                "needs_confirmation": {
+                    "type": "boolean",
+                    "description": "the match is not confident: show `candidates` and let the "
+                    "user pick one (POST .../confirm); `feedback` asks rather than states",
+                },
+                "candidates": {"type": "array", "maxItems": 5, "items": CANDIDATE},
             },
             required=(
                 "job_id",
@@ -170,6 +205,12 @@ GUIDE = {
     ],
     "properties": {"source": GUIDE_SOURCE},
 }
+
+
+def _with_image_url(body: dict) -> dict:
+    """A stored result as the app reads it: the image key becomes a short-lived link."""
+    key = body.pop("image_key", None)
+    return {**body, "image_url": storage.presign_download(key) if key else None}
 
 
 def _urls(job_id: str) -> dict[str, str]:
@@ -250,8 +291,19 @@ def waste_result(request, user, job_id):
     body = jobs.result(user.user_id, job_id) if view["status"] == "completed" else None
     if body is None:
         return view, 202, jobs.retry_after(view) or {"Retry-After": "1"}
-    key = body.pop("image_key")
-    return {**body, "image_url": storage.presign_download(key) if key else None}
+    return _with_image_url(body)
+
+
+@http(
+    "POST /api/v1/waste/result/{job_id}/confirm",
+    body=CONFIRM,
+    responses={200: RESULT},
+    errors=(404, 409),
+    uses=("db", "cache", "storage"),
+)
+def waste_result_confirm(request, user, job_id, body):
+    """The user's word on what the item is: the result becomes that guide, and sticks."""
+    return _with_image_url(corrections.confirm(user.user_id, job_id, body["guide_id"]))
 
 
 @http("GET /api/v1/waste/items", query=ITEMS_QUERY, responses={200: ITEMS})

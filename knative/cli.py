@@ -253,6 +253,24 @@ def _reports(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _corrections(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from shared.core import db
+    from shared.waste import corrections
+
+    since = db.now() - timedelta(days=args.days)
+    pairs = corrections.frequent(since=since, limit=args.limit)
+    for pair in pairs:
+        proposed, chosen = pair["proposed"], pair["chosen"]
+        print(
+            f"{pair['count']:>5}  {pair['detected_name']}: {proposed['name']} "
+            f"({proposed['guide_id']}) -> {chosen['name']} ({chosen['guide_id']})"
+        )
+    print(f"{len(pairs)} correction pair(s) in the last {args.days} days", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="growbin", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -307,6 +325,13 @@ def parser() -> argparse.ArgumentParser:
     admin.add_argument("user_id")
     admin.add_argument("--revoke", action="store_true")
     admin.set_defaults(run=_grant_admin)
+
+    fixes = commands.add_parser(
+        "corrections", help="the most frequent answers users corrected: candidate aliases"
+    )
+    fixes.add_argument("--days", type=int, default=30, help="how far back (default 30)")
+    fixes.add_argument("--limit", type=int, default=20)
+    fixes.set_defaults(run=_corrections)
 
     listing = commands.add_parser("reports", help="list the operator reports with links")
     listing.set_defaults(run=_reports)

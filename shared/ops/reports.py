@@ -9,12 +9,13 @@ object storage under `reports/` and listed for operators only.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from html import escape
 from typing import Any
 
 from shared.core import db, storage
 from shared.ops import analytics
+from shared.waste import corrections
 
 PREFIX = "reports/"
 BAR_WIDTH = 360
@@ -107,6 +108,25 @@ def _section(days: list[dict[str, Any]]) -> str:
     )
 
 
+def _corrections(last: date) -> str:
+    """What users chose over growbin's answer in the last 30 days: each a candidate alias."""
+    since = datetime.combine(last - timedelta(days=29), time.min, tzinfo=analytics.KST)
+    pairs = corrections.frequent(since=since)
+    if not pairs:
+        return "<h2>Corrections</h2><p class='empty'>no corrections</p>"
+    rows = "".join(
+        f"<tr class='correction' data-count='{p['count']}'><td>{escape(p['detected_name'])}</td>"
+        f"<td>{escape(p['proposed']['name'])} ({p['proposed']['guide_id']})</td>"
+        f"<td>{escape(p['chosen']['name'])} ({p['chosen']['guide_id']})</td>"
+        f"<td>{p['count']}</td></tr>"
+        for p in pairs
+    )
+    return (
+        "<h2>Corrections, last 30 days</h2><table><tr><th>detected</th><th>proposed</th>"
+        f"<th>chosen</th><th>times</th></tr>{rows}</table>"
+    )
+
+
 def render(last: date) -> str:
     week, month = _figures(last, 7), _figures(last, 30)
     return (
@@ -117,6 +137,7 @@ def render(last: date) -> str:
         f"<h1>growbin report to {last.isoformat()}</h1>"
         f"<section id='last-7-days'><h2>Last 7 days</h2>{_section(week)}</section>"
         f"<section id='last-30-days'><h2>Last 30 days</h2>{_section(month)}</section>"
+        f"<section id='corrections'>{_corrections(last)}</section>"
         f"<footer>generated {db.now().isoformat()}</footer></body></html>"
     )
 

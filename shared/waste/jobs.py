@@ -348,6 +348,28 @@ def save_result(job_id: str, body: dict[str, Any]) -> None:
     advance(job_id, "done")
 
 
+def replace_result(conn: Any, job_id: str, body: dict[str, Any]) -> None:
+    """Overwrite a saved result (a user's confirmation), in the caller's transaction; history
+    and stats read the same columns, so they follow."""
+    conn.execute(
+        update(results)
+        .where(results.c.job_id == job_id)
+        .values(
+            guide_id=body["item"]["guide_id"],
+            item_name=body["item"]["name"],
+            major=body["category"]["major"],
+            middle=body["category"]["middle"],
+            confidence=body["confidence"],
+            body=body,
+        )
+    )
+
+
+def forget_result(job_id: str, user_id: str) -> None:
+    """Drop the cached result and the user's stats after the row changed."""
+    cache.client().delete(_result_key(job_id), stats_key(user_id))
+
+
 def result(user_id: str, job_id: str) -> dict[str, Any] | None:
     """The finished result body plus `image_key` (None once the image is deleted), or None."""
     cached = cache.get_json(_result_key(job_id))
