@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -71,6 +72,10 @@ jobs = Table(
     Column("queued_at", db.UtcDateTime),
     Column("completed_at", db.UtcDateTime),
     Column("image_deleted_at", db.UtcDateTime),  # retention or abandonment removed it
+    Column("model_tokens", Integer, nullable=False, server_default="0"),  # what its calls cost
+    Index("ix_jobs_user_id_queued_at", "user_id", "queued_at", "id"),  # history's keyset
+    Index("ix_jobs_status_updated_at", "status", "updated_at"),  # the sweep
+    Index("ix_jobs_created_at", "created_at"),  # abandoned uploads
 )
 
 # When each job reached each stage: the stage latencies analytics reports.
@@ -94,6 +99,7 @@ results = Table(
     Column("confidence", Float, nullable=False),
     Column("body", JSON, nullable=False),
     Column("completed_at", db.UtcDateTime, nullable=False),
+    Index("ix_results_user_id", "user_id"),
 )
 
 
@@ -255,6 +261,17 @@ def record_vision(job_id: str, image_sha256: str | None, source: str) -> None:
             .where(jobs.c.id == job_id)
             .values(image_sha256=image_sha256, vision_source=source)
         )
+
+
+def add_tokens(job_id: str, tokens: int) -> None:
+    """Count what a model call for this job cost (prompt and completion tokens)."""
+    if tokens:
+        with db.transaction() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(model_tokens=jobs.c.model_tokens + tokens)
+            )
 
 
 def fail(job_id: str, code: str, message: str) -> None:
