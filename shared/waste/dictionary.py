@@ -146,7 +146,9 @@ def representative() -> dict[str, dict[str, Any]]:
 
     def load() -> dict[str, dict[str, Any]]:
         with db.reading() as conn:
-            rows = conn.execute(select(representative_guides.c.category, representative_guides.c.body))
+            rows = conn.execute(
+                select(representative_guides.c.category, representative_guides.c.body)
+            )
             return {row.category: row.body for row in rows}
 
     return datasets.current(REPRESENTATIVE, load)

@@ -46,7 +46,17 @@ WEIGHTS = {
 }
 EXACT_KINDS = {"name", "alias", "part", "legacy"}
 # A query read another way counts a little less than the query as written.
-VARIANT_WEIGHTS = {"whole": 1.0, "core": 1.0, "stripped": 0.98, "head": 0.86}
+# Shorter phrases of a longer query: from PHRASE_WEIGHT for the first words to
+# PHRASE_WEIGHT + PHRASE_POSITION for the last (the head).
+PHRASE_WEIGHT = 0.8
+PHRASE_POSITION = 0.12
+# Inside a longer query, a category's name ("음식물 쓰레기로 버려도 돼?") is what the asker
+# guesses, not the item: a phrase that names a category counts a little less.
+CATEGORY_IN_PHRASE = 0.9
+CONTAINER_WORDS = ("용기", "통", "병")
+# Shorter readings of a query count only when they are a name exactly: resemblance is for
+# the query as written, its core, and its head word.
+EXACT_ONLY = frozenset({"phrase", "container", "content"})
 TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
 TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
 
@@ -57,17 +67,68 @@ FILLER = frozenset(
     "어떻게 어떡해 어떡하죠 버려요 버리나요 버리려고요 버리려는데 버리려면 버릴 버리는 버리는법 "
     "버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디 "
     "하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요 "
-    "있는데 했어요 했는데 하려고 how to dispose throw away of the a an my".split()
+    "있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나 가능 "
+    "가능한가요 수거 했어요 했는데 하려고 how to dispose throw away of the a an my".split()
 )
-ENDINGS = ("이에요", "예요", "에요", "입니다", "이요", "인데요", "인데", "이랑", "랑", "은요", "는요")
-PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의")
+ENDINGS = (
+    "이에요",
+    "예요",
+    "에요",
+    "입니다",
+    "이요",
+    "인데요",
+    "인데",
+    "이랑",
+    "랑",
+    "은요",
+    "는요",
+    "이야",
+)
+PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에")
+VERB_ENDINGS = (
+    "요",
+    "까",
+    "지",
+    "니",
+    "야",
+    "돼",
+    "줘",
+    "서",
+    "면",
+    "는데",
+    "려고",
+    "하는",
+    "면서",
+    "나",
+    "죠",
+    "은",
+    "된",
+    "할",
+    "한",
+    "려",
+    "워",
+)
 # States change how an item goes out, not what it is: taken out of the name, kept as states.
 STATES = {
-    "broken": ("깨진", "깨졌어요", "깨져서", "깨진거", "부서진", "금간", "금이간", "broken", "cracked"),
+    "broken": ("깨진", "깨졌어요", "깨져서", "깨진거", "부서진", "금간", "금이간", "cracked"),
     "dirty": ("음식물묻은", "기름묻은", "묻은", "더러운", "오염된", "젖은", "dirty"),
-    "used": ("다쓴", "다쓰고", "쓴", "사용한", "빈", "쓰던", "헌", "낡은", "오래된", "empty", "used"),
-    "out_of_order": ("고장난", "고장", "망가진", "안되는", "작동안하는"),
-    "leftover": ("먹다남은", "남은", "유통기한지난", "상한"),
+    "used": (
+        "다쓴",
+        "다쓰고",
+        "쓴",
+        "사용한",
+        "빈",
+        "쓰던",
+        "헌",
+        "낡은",
+        "오래된",
+        "empty",
+        "used",
+    ),
+    "out_of_order": ("고장난", "고장", "망가진", "안되는", "작동안하는", "broken"),
+    "leftover": ("먹다남은", "다먹은", "남은", "유통기한지난", "상한"),
+    "large": ("큰", "커다란", "대형", "거대한", "large", "big"),
+    "small": ("작은", "조그만", "소형", "미니", "small", "mini"),
 }
 _STATE_WORDS = {w: state for state, words in STATES.items() for w in words}
 # The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
@@ -91,6 +152,7 @@ class Index:
     by_key: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     by_gram: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     text: dict[str, str] = field(default_factory=dict)  # guide id -> its normalized text
+    categories: set[str] = field(default_factory=set)  # the representative guides' ids
     broken_glass: str | None = None
 
 
@@ -98,7 +160,7 @@ class Index:
 class Query:
     """A query read the ways a person may mean it: (variant kind, key) pairs and its states."""
 
-    variants: list[tuple[str, str]]
+    variants: list[tuple[str, str, float]]  # (kind of reading, key, how much it counts)
     states: frozenset[str]
     words: list[str]
 
@@ -253,6 +315,8 @@ def _build() -> Index:
             add(name, target, "category")
     for category, entry in dictionary.representative().items():
         own = entry["id"] if entry["id"] in guides else _closest(category, by_name)
+        if own:
+            idx.categories.add(own)
         if own and normalize(category) not in by_name:
             add(category, own, "category")
         for section in entry["sections"]:
@@ -270,55 +334,99 @@ def _build() -> Index:
 # ---- reading a query --------------------------------------------------------------------------
 
 
-def read(text: str) -> Query:
-    """The ways a query may be meant: as written, without asking words and states, without
-    endings and particles, and its head noun (the last word) when it has several."""
+def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
+    """The ways a query may be meant: as written; without asking words, verbs, states and
+    sizes; without endings and particles; and each shorter phrase of it, later ones first (a
+    Korean phrase ends in its head: "모나미 볼펜" is a 볼펜), where a word with 로 that names
+    something is where the asker thinks it goes ("종이로 버려도 돼?"), not the item."""
+    known = known if known is not None else index().by_key
     words = [w for w in _WORDS.findall(unicodedata.normalize("NFKC", text).lower()) if w]
     states: set[str] = set()
     core: list[str] = []
-    for i, word in enumerate(words):
-        pair = normalize(word + (words[i + 1] if i + 1 < len(words) else ""))
-        if normalize(word) in FILLER:
-            continue
-        state = _STATE_WORDS.get(normalize(word)) or _STATE_WORDS.get(_strip_ending(word))
-        if state and (core or i + 1 < len(words)):
-            states.add(state)
-            continue
-        if pair in _STATE_WORDS and i + 1 < len(words) and len(words) > 2:
+    i = 0
+    while i < len(words):
+        word = normalize(words[i])
+        pair = word + normalize(words[i + 1]) if i + 1 < len(words) else ""
+        if pair in _STATE_WORDS and i + 2 < len(words) and pair not in known:
             states.add(_STATE_WORDS[pair])
+            i += 2
             continue
-        core.append(word)
-    variants = [("whole", normalize(text))]
+        state = _STATE_WORDS.get(word) or _STATE_WORDS.get(_strip_ending(word))
+        if state and len(words) > 1 and word not in known:
+            states.add(state)
+        elif word in FILLER or (len(words) > 1 and _verbish(word, known)):
+            pass
+        else:
+            core.append(word)
+        i += 1
+    variants = [("whole", normalize(text), 1.0)]
     if core:
-        variants.append(("core", normalize("".join(core))))
-        stripped = [_strip_ending(w) for w in core]
-        variants.append(("stripped", "".join(stripped)))
-        stripped = [_strip_particle(w) for w in stripped]
-        variants.append(("stripped", "".join(stripped)))
-        if len(core) > 1:
-            head = stripped[-1]
-            variants.append(("head", head.removesuffix("s") if head.isascii() else head))
+        stripped = [_strip_particle(_strip_ending(w), known) for w in core]
+        items = [w for w in stripped if not _destination_word(w, known)] or stripped
+        variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
+        variants += _containers("".join(items))
+        n = len(items)
+        for length in range(n - 1, 0, -1):
+            for start in range(n - length, -1, -1):
+                phrase = "".join(items[start : start + length])
+                # Later is likelier the item: Korean puts the head last, modifiers first.
+                weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
+                kind = "head" if start + length == n and length == 1 else "phrase"
+                variants.append((kind, phrase, weight))
+                variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
     if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
-        variants.append(("stripped", normalize(text)[:-1]))  # English plurals
+        variants.append(("stripped", normalize(text)[:-1], 0.98))  # English plurals
     seen: set[str] = set()
     unique = []
-    for kind, key in variants:
-        if len(key) >= 1 and key not in seen:
+    for kind, key, weight in variants:
+        if key and key not in seen:
             seen.add(key)
-            unique.append((kind, key))
+            unique.append((kind, key, weight))
     return Query(unique, frozenset(states), [normalize(w) for w in core])
+
+
+def _verbish(word: str, known: dict[str, list[int]]) -> bool:
+    """A verb or a question ("버리면", "되나요", "붙은"): it asks about the item, never names it.
+    A name with a particle ("송장은") is still a name."""
+    if word in known or _strip_particle(_strip_ending(word), known) in known:
+        return False
+    return word.endswith(VERB_ENDINGS)
+
+
+def _destination_word(word: str, known: dict[str, list[int]]) -> bool:
+    for ending in ("으로", "로"):
+        if word.endswith(ending) and word not in known and word[: -len(ending)] in known:
+            return True
+    return False
+
+
+def _containers(key: str) -> list[tuple[str, str, float]]:
+    """ "마요네즈 통" is the 마요네즈 용기, "약통" the 약통 용기: the container's usual name;
+    the content's own guide ("샴푸") comes next, as it is often about the container too."""
+    for word in CONTAINER_WORDS:
+        if key.endswith(word) and len(key) > len(word):
+            return [
+                ("container", key[: -len(word)] + "용기", 0.97),
+                ("container", key + "용기", 0.97),
+                ("content", key[: -len(word)], 0.88),
+            ]
+    return []
 
 
 def _strip_ending(word: str) -> str:
     key = normalize(word)
     for ending in ENDINGS:
-        if key.endswith(ending) and len(key) - len(ending) >= 2:
+        if key.endswith(ending) and len(key) - len(ending) >= 1:
             return key[: -len(ending)]
     return key
 
 
-def _strip_particle(key: str) -> str:
-    if len(key) >= 3 and key[-1] in PARTICLES:
+def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
+    if key in known:
+        return key
+    if len(key) >= 2 and key[-1] in PARTICLES:
+        return key[:-1]
+    if len(key) >= 3 and key.endswith("들"):  # plural: "책들"
         return key[:-1]
     return key
 
@@ -355,24 +463,27 @@ def rank(text: str) -> list[dict[str, Any]]:
     idx = index()
     query = read(text)
     best: dict[str, dict[str, Any]] = {}
-    for variant, key in query.variants:
+    for variant, key, weight in query.variants:
         letters = jamo(key)
         qgrams = grams(letters)
-        counts: dict[int, int] = defaultdict(int)
-        for gram in qgrams:
-            for position in idx.by_gram.get(gram, ()):
-                counts[position] += 1
-        floor = 0.25 * len(qgrams)
-        positions = [p for p, n in counts.items() if n >= floor]
-        positions += idx.by_key.get(key, [])
+        positions = list(idx.by_key.get(key, []))
+        if variant not in EXACT_ONLY:
+            counts: dict[int, int] = defaultdict(int)
+            for gram in qgrams:
+                for position in idx.by_gram.get(gram, ()):
+                    counts[position] += 1
+            floor = 0.25 * len(qgrams)
+            positions += [p for p, n in counts.items() if n >= floor]
         scored = [(_similarity(key, qgrams, idx.entries[p]), p) for p in positions]
-        if variant != "head" and len(letters) <= 18:
+        if variant not in EXACT_ONLY and len(letters) <= 18:
             # Edit distance is dear in Python: only for the closest few by letter pairs.
             closest = sorted(scored, reverse=True)[:TYPO_CANDIDATES]
             scored += [(_typo(letters, idx.entries[p]), p) for s, p in closest if s < 1.0]
         for similarity, position in scored:
             entry = idx.entries[position]
-            score = similarity * WEIGHTS[entry.kind] * VARIANT_WEIGHTS[variant]
+            score = similarity * WEIGHTS[entry.kind] * weight
+            if variant in ("phrase", "head") and entry.guide_id in idx.categories:
+                score *= CATEGORY_IN_PHRASE
             found = best.get(entry.guide_id)
             if found is None or score > found["score"]:
                 best[entry.guide_id] = {
@@ -399,7 +510,7 @@ def rank(text: str) -> list[dict[str, Any]]:
 def _broken(idx: Index, ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A broken glass item goes out as broken glass (불연성 bag), whatever it was whole."""
     top = idx.guides[ranked[0]["guide_id"]]
-    glass = any(path[-1] in GLASS_CATEGORIES for path in top["categoryPaths"]) or "유리" in top["name"]
+    glass = any(path[-1] in GLASS_CATEGORIES for path in top["categoryPaths"])
     if not glass or idx.broken_glass is None or ranked[0]["guide_id"] == idx.broken_glass:
         return ranked
     rest = [f for f in ranked if f["guide_id"] != idx.broken_glass]
