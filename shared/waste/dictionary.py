@@ -2,9 +2,10 @@
 
 The Ministry of Environment's item dictionary (품목사전, 730 guides), its 19 representative
 guides (one per category: what belongs there and what must go elsewhere instead, which search
-reads as names), and the vision prompt's taxonomy (middle categories and situation tags) are read by `growbin import` from the datasets
-folder (shared/core/datasets.py) into the database. Functions read them from there, built once
-per edition in each process, so a new edition of the dictionary is an import, not a release.
+reads as names), and the vision prompt's taxonomy (middle categories and situation tags) are
+read by `growbin import` from the datasets folder (shared/core/datasets.py) into the
+database. Functions read them from there, built once per edition in each process, so a new
+edition of the dictionary is an import, not a release.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _tags(document: dict[str, Any]) -> list[str]:
 
 
 def import_all(only_if_changed: bool = True) -> list[dict[str, Any]]:
-    """Import the dictionary, its representative guides and the taxonomy; each report says what was read and skipped."""
+    """Import the dictionary, its representative guides and the taxonomy; each report says
+    what was read and skipped."""
     stores = {
         GUIDES: _store_guides,
         REPRESENTATIVE: _store_representative,

@@ -63,13 +63,14 @@ TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties 
 _STRIP = re.compile(r"[\s()\[\]{}·,./_\-~'\"!?:;]+")
 _WORDS = re.compile(r"[^\s,./()!?~·:;\"']+")
 # Words that ask rather than name: "깨진 맥주병 어떻게 버려요?" is about 깨진 맥주병.
-FILLER = frozenset(
-    "어떻게 어떡해 어떡하죠 버려요 버리나요 버리려고요 버리려는데 버리려면 버릴 버리는 버리는법 "
-    "버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디 "
-    "하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요 "
-    "있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나 가능 "
-    "가능한가요 수거 했어요 했는데 하려고 how to dispose throw away of the a an my".split()
-)
+_ASKING = """
+    어떻게 어떡해 어떡하죠 버려요 버리나요 버리려고요 버리려는데 버리려면 버릴 버리는 버리는법
+    버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
+    하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
+    있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
+    가능 가능한가요 수거 했어요 했는데 하려고 how to dispose throw away of the a an my
+"""
+FILLER = frozenset(_ASKING.split())
 ENDINGS = (
     "이에요",
     "예요",
