@@ -69,6 +69,7 @@ def test_confidence_is_calibrated_and_says_when_it_is_not_sure(system):
     unsure = rules.search("우주선")
     assert not rules.confident(unsure)
     assert not rules.confident(rules.search("asdfgh"))
+    assert rules.search(", ") == [] and not rules.confident([])  # nothing to look for
     fitted = json.loads(retrieval.CALIBRATION.read_text())
     assert not any("holdout" in name for name in fitted["fitted_on"])
     assert retrieval.threshold() == fitted["threshold"]

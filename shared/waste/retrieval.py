@@ -463,6 +463,8 @@ def rank(text: str) -> list[dict[str, Any]]:
     """Every candidate guide, best first: `{guide_id, score, kind, exact, closeness}`."""
     idx = index()
     query = read(text)
+    if not query.variants:
+        return []  # punctuation and spaces only: nothing to look for
     best: dict[str, dict[str, Any]] = {}
     for variant, key, weight in query.variants:
         letters = jamo(key)
