@@ -108,6 +108,7 @@ def main() -> int:
         if quick:
             nearby += ["--bins", "100000", "--queries", "200"]
         results["nearby"] = _run("nearby", nearby, out / "near.json")
+        results["answers"] = _run("answers", ["--json", str(out / "ans.json")], out / "ans.json")
 
     cold, hot, pipe = results["coldstart"], results["hotpath"], results["pipeline"]
     rows = []
@@ -178,6 +179,26 @@ def main() -> int:
                     "p95 < 5 ms",
                 )
             )
+    for name, answers in results["answers"].items():
+        f = answers["all"]
+        rows.append(
+            (
+                f"item search, {name}",
+                f"top-1 {f['top1']} / top-3 {f['top3']} %",
+                f"not sure {f['not_sure']} %",
+                f"wrong {f['confident_wrong']}",
+                ">= 90 / 97 %",
+            )
+        )
+        rows.append(
+            (
+                f"  search latency, {name}",
+                f"p50 {f['p50_ms']} / p95 {f['p95_ms']} ms",
+                "",
+                "",
+                "p95 <= 20 ms",
+            )
+        )
 
     print()
     print(f"{'figure':50} {'measured':38} {'baseline (same run)':22} {'ratio':>8}  target")

@@ -183,11 +183,23 @@ ITEMS = obj(
                     "guide_id": {"type": "string"},
                     "name": {"type": "string"},
                     "category": CATEGORY,
-                    "score": {"type": "number"},
+                    "score": {"type": "number", "description": "how closely the name matches"},
+                    "confidence": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "description": "the calibrated chance that this guide is the answer "
+                        "(for the first item; the others scaled by their score)",
+                    },
                 },
                 required=("guide_id", "name", "category", "score"),
             ),
-        }
+        },
+        "confident": {
+            "type": "boolean",
+            "description": "the first item is the answer: its confidence reaches the threshold "
+            "fitted so that confident answers are wrong for at most 2 % of queries (README)",
+        },
     },
     required=("items",),
 )
@@ -308,8 +320,9 @@ def waste_result_confirm(request, user, job_id, body):
 
 @http("GET /api/v1/waste/items", query=ITEMS_QUERY, responses={200: ITEMS})
 def waste_items(request, user, query):
-    """Search the official item dictionary by name, similar names and misspellings."""
-    return {"items": rules.search(query["q"], limit=query["limit"])}
+    """Search the official item dictionary by name, everyday names and misspellings."""
+    items = rules.search(query["q"], limit=query["limit"])
+    return {"items": items, "confident": rules.confident(items)}
 
 
 @http("GET /api/v1/waste/items/{guide_id}", responses={200: GUIDE})

@@ -1,9 +1,11 @@
 """The disposal knowledge as growbin stores it: imported from the datasets folder, not shipped.
 
-The Ministry of Environment's item dictionary (품목사전, 730 guides) and the vision prompt's
-taxonomy (middle categories and situation tags) are read by `growbin import` from the datasets
-folder (shared/core/datasets.py) into the database. Functions read them from there, built once
-per edition in each process, so a new edition of the dictionary is an import, not a release.
+The Ministry of Environment's item dictionary (품목사전, 730 guides), its 19 representative
+guides (one per category: what belongs there and what must go elsewhere instead, which search
+reads as names), and the vision prompt's taxonomy (middle categories and situation tags) are
+read by `growbin import` from the datasets folder (shared/core/datasets.py) into the
+database. Functions read them from there, built once per edition in each process, so a new
+edition of the dictionary is an import, not a release.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from sqlalchemy.engine import Connection
 from shared.core import datasets, db
 
 GUIDES = "rules/moe_item_disposal_guides.json"
+REPRESENTATIVE = "rules/moe_representative_guide_details.json"
 CLASSES = "taxonomy/item_class_list.yaml"
 TAGS = "taxonomy/situation_tags.yaml"
-FILES = (GUIDES, CLASSES, TAGS)
+FILES = (GUIDES, REPRESENTATIVE, CLASSES, TAGS)
 
 TITLE = "기후에너지환경부 생활폐기물 분리배출 누리집 품목사전"
 DATASET_ID = "data.go.kr 15156866"
@@ -33,6 +36,16 @@ guides = Table(
     db.metadata,
     Column("guide_id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
+    Column("body", JSON, nullable=False),  # the entry as published
+)
+
+# The 19 per-category guides (종이, 플라스틱류, ...): sections such as "대상품목" (what the
+# category takes) and "...로 배출해야 하는 품목" (what looks alike but goes elsewhere).
+representative_guides = Table(
+    "representative_guides",
+    db.metadata,
+    Column("category", String(100), primary_key=True),
+    Column("guide_id", String(40), nullable=False),
     Column("body", JSON, nullable=False),  # the entry as published
 )
 
@@ -67,6 +80,21 @@ def _store_guides(conn: Connection, data: bytes) -> dict[str, Any]:
     return {"read": len(entries), "imported": len(rows), "skipped": skipped}
 
 
+def _store_representative(conn: Connection, data: bytes) -> dict[str, Any]:
+    document = json.loads(data.decode("utf-8"))
+    rows, skipped = [], {}
+    for category, entry in document.items():
+        reason = next((f"no {f}" for f in ("id", "sections") if not entry.get(f)), None)
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        rows.append({"category": category, "guide_id": entry["id"], "body": entry})
+    conn.execute(delete(representative_guides))
+    if rows:
+        conn.execute(insert(representative_guides), rows)
+    return {"read": len(document), "imported": len(rows), "skipped": skipped}
+
+
 def _terms_store(kind: str, parse):
     def store(conn: Connection, data: bytes) -> dict[str, Any]:
         import yaml
@@ -89,9 +117,11 @@ def _tags(document: dict[str, Any]) -> list[str]:
 
 
 def import_all(only_if_changed: bool = True) -> list[dict[str, Any]]:
-    """Import the dictionary and the taxonomy; each report says what was read and skipped."""
+    """Import the dictionary, its representative guides and the taxonomy; each report says
+    what was read and skipped."""
     stores = {
         GUIDES: _store_guides,
+        REPRESENTATIVE: _store_representative,
         CLASSES: _terms_store("middle", _middles),
         TAGS: _terms_store("tag", _tags),
     }
@@ -111,6 +141,19 @@ def entries() -> list[dict[str, Any]]:
             return [row.body for row in conn.execute(select(guides.c.body))]
 
     return datasets.current(GUIDES, load)
+
+
+def representative() -> dict[str, dict[str, Any]]:
+    """The per-category guides by category name (종이, 플라스틱류, ...), as published."""
+
+    def load() -> dict[str, dict[str, Any]]:
+        with db.reading() as conn:
+            rows = conn.execute(
+                select(representative_guides.c.category, representative_guides.c.body)
+            )
+            return {row.category: row.body for row in rows}
+
+    return datasets.current(REPRESENTATIVE, load)
 
 
 def terms(kind: str) -> list[str]:

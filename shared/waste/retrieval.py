@@ -1,0 +1,550 @@
+"""Finding the guide a person means: every name the data and the team know, fused into a score.
+
+A guide is found by its own name and each part of it ("계란껍질(달걀껍질)" is also "달걀껍질"),
+its legacy names, the team's everyday names (aliases.yaml: brands, slang, misspellings,
+English), the representative guides' lists of what a category takes and what must go
+elsewhere, and category names; items disposed of alike (`similarItems`) count only weakly, and
+the guide's own text only breaks near-ties. Names are compared as Hangul jamo (a typo is one
+letter away), by bigram overlap and edit distance. A query is read as a person writes it:
+sentence endings and particles dropped, state words ("깨진", "다 쓴") taken out of the name
+and kept as states, the head noun of a longer phrase tried on its own ("모나미 볼펜" -> 볼펜).
+
+`rank` returns every candidate with its score and the features the calibration reads
+(shared/waste/calibration.json, fitted by bench/calibrate.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.core import datasets
+from shared.waste import dictionary
+
+HERE = Path(__file__).resolve().parent
+ALIASES = HERE / "aliases.yaml"
+CALIBRATION = HERE / "calibration.json"
+
+# How much a match on each kind of name counts. Similar items are other items disposed of
+# alike: evidence, never a name. A category's lists name things by their kind ("신문지" under
+# 종이), so they point at the category's guide a little below a guide's own name.
+WEIGHTS = {
+    "name": 1.0,
+    "alias": 1.0,
+    "part": 0.97,
+    "legacy": 0.95,
+    "category": 0.9,
+    "listed": 0.86,
+    "similar": 0.5,
+}
+EXACT_KINDS = {"name", "alias", "part", "legacy"}
+# A query read another way counts a little less than the query as written.
+# Shorter phrases of a longer query: from PHRASE_WEIGHT for the first words to
+# PHRASE_WEIGHT + PHRASE_POSITION for the last (the head).
+PHRASE_WEIGHT = 0.8
+PHRASE_POSITION = 0.12
+# Inside a longer query, a category's name ("음식물 쓰레기로 버려도 돼?") is what the asker
+# guesses, not the item: a phrase that names a category counts a little less.
+CATEGORY_IN_PHRASE = 0.9
+CONTAINER_WORDS = ("용기", "통", "병")
+# Shorter readings of a query count only when they are a name exactly: resemblance is for
+# the query as written, its core, and its head word.
+EXACT_ONLY = frozenset({"phrase", "container", "content"})
+TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
+TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
+
+_STRIP = re.compile(r"[\s()\[\]{}·,./_\-~'\"!?:;]+")
+_WORDS = re.compile(r"[^\s,./()!?~·:;\"']+")
+# Words that ask rather than name: "깨진 맥주병 어떻게 버려요?" is about 깨진 맥주병.
+_ASKING = """
+    어떻게 어떡해 어떡하죠 버려요 버리나요 버리려고요 버리려는데 버리려면 버릴 버리는 버리는법
+    버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
+    하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
+    있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
+    가능 가능한가요 수거 했어요 했는데 하려고 how to dispose throw away of the a an my
+"""
+FILLER = frozenset(_ASKING.split())
+ENDINGS = (
+    "이에요",
+    "예요",
+    "에요",
+    "입니다",
+    "이요",
+    "인데요",
+    "인데",
+    "이랑",
+    "랑",
+    "은요",
+    "는요",
+    "이야",
+)
+PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에")
+VERB_ENDINGS = (
+    "요",
+    "까",
+    "지",
+    "니",
+    "야",
+    "돼",
+    "줘",
+    "서",
+    "면",
+    "는데",
+    "려고",
+    "하는",
+    "면서",
+    "나",
+    "죠",
+    "은",
+    "된",
+    "할",
+    "한",
+    "려",
+    "워",
+)
+# States change how an item goes out, not what it is: taken out of the name, kept as states.
+STATES = {
+    "broken": ("깨진", "깨졌어요", "깨져서", "깨진거", "부서진", "금간", "금이간", "cracked"),
+    "dirty": ("음식물묻은", "기름묻은", "묻은", "더러운", "오염된", "젖은", "dirty"),
+    "used": (
+        "다쓴",
+        "다쓰고",
+        "쓴",
+        "사용한",
+        "빈",
+        "쓰던",
+        "헌",
+        "낡은",
+        "오래된",
+        "empty",
+        "used",
+    ),
+    "out_of_order": ("고장난", "고장", "망가진", "안되는", "작동안하는", "broken"),
+    "leftover": ("먹다남은", "다먹은", "남은", "유통기한지난", "상한"),
+    "large": ("큰", "커다란", "대형", "거대한", "large", "big"),
+    "small": ("작은", "조그만", "소형", "미니", "small", "mini"),
+}
+_STATE_WORDS = {w: state for state, words in STATES.items() for w in words}
+# The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
+BROKEN_GLASS = "깨진 유리"
+GLASS_CATEGORIES = frozenset({"유리병"})
+
+
+@dataclass
+class Entry:
+    key: str
+    guide_id: str
+    kind: str
+    grams: frozenset[str]
+    letters: str
+
+
+@dataclass
+class Index:
+    guides: dict[str, dict[str, Any]]
+    entries: list[Entry] = field(default_factory=list)
+    by_key: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    by_gram: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    text: dict[str, str] = field(default_factory=dict)  # guide id -> its normalized text
+    categories: set[str] = field(default_factory=set)  # the representative guides' ids
+    broken_glass: str | None = None
+
+
+@dataclass
+class Query:
+    """A query read the ways a person may mean it: (variant kind, key) pairs and its states."""
+
+    variants: list[tuple[str, str, float]]  # (kind of reading, key, how much it counts)
+    states: frozenset[str]
+    words: list[str]
+
+
+# ---- text -----------------------------------------------------------------------------------
+
+
+def jamo(text: str) -> str:
+    """Hangul syllables split into their letters, so distances count letters, not syllables."""
+    out = []
+    for char in text:
+        code = ord(char) - 0xAC00
+        if 0 <= code < 11172:
+            out.append(chr(0x1100 + code // 588))
+            out.append(chr(0x1161 + (code % 588) // 28))
+            if code % 28:
+                out.append(chr(0x11A7 + code % 28))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def normalize(text: str) -> str:
+    """Lower case, no spaces or punctuation, full-width folded: "음료 페트병" is "음료페트병"."""
+    return _STRIP.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def grams(letters: str) -> frozenset[str]:
+    if len(letters) < 2:
+        return frozenset({letters})
+    return frozenset(letters[i : i + 2] for i in range(len(letters) - 1))
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance over letters (jamo): "밧데리" and "배터리" are 3 apart, not 2 words."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+# ---- the index, built once per edition of the dictionary --------------------------------------
+
+
+def index() -> Index:
+    return datasets.current(dictionary.GUIDES, _build)
+
+
+def _parts(name: str) -> list[str]:
+    """A guide name's parts: "계란껍질(달걀껍질)" -> 계란껍질, 달걀껍질; "의류, 원단" -> 의류, 원단.
+    A bracketed qualifier ("(내열)", "(섬유 재질)") is a part only when it names a thing."""
+    name = unicodedata.normalize("NFKC", name)
+    outside = re.sub(r"\([^)]*\)", " ", name)
+    inside = re.findall(r"\(([^)]*)\)", name)
+    parts = [p for p in re.split(r",", outside) if p.strip()]
+    parts += [p for p in inside if len(normalize(p)) >= 3 and not p.strip().endswith("재질")]
+    return [p for p in parts if normalize(p) and normalize(p) != normalize(name)]
+
+
+def _listed(line: str) -> list[str]:
+    """Item names in a representative guide's list line. "동물의 뼈: 소·돼지·생선뼈 등" names
+    동물의 뼈, 소 뼈, 돼지 뼈, 생선뼈; "금속캔: 철캔, 알루미늄캔" names 금속캔, 철캔, 알루미늄캔."""
+    label, colon, rest = line.partition(":")
+    if not colon:
+        label, rest = "", line
+    head = label.split("의 ")[-1].strip() if "의 " in label else ""
+    names = [label.strip()] if label.strip() else []
+    for piece in re.split(r"[,·()]|\s및\s|\s또는\s|과\s|와\s", rest):
+        piece = re.split(r"\s등", piece)[0].strip()
+        if not piece or len(normalize(piece)) > 12 or re.search(r"(있음|됨|함|형태|\d)$", piece):
+            continue
+        if head and not normalize(piece).endswith(normalize(head)):
+            piece = f"{piece} {head}"
+        names.append(piece)
+    return [n for n in names if len(normalize(n)) >= 2]
+
+
+def _destination(title: str, by_name: dict[str, str]) -> str | None:
+    """The guide a "...로 배출해야 하는 품목" section sends its items to (its first category)."""
+    found = re.search(r"\(?([가-힣]+?)(?:봉투)?(?:\s또는[^)]*)?\s?(?:으로|로) 배출", title)
+    return _closest(found.group(1), by_name) if found else None
+
+
+def _closest(name: str, by_name: dict[str, str]) -> str | None:
+    """The guide whose name is this category name, or begins it ("플라스틱" for 플라스틱류)."""
+    key = normalize(name)
+    if key in by_name:
+        return by_name[key]
+    best = max(
+        ((len(k), gid) for k, gid in by_name.items() if len(k) >= 2 and key.startswith(k)),
+        default=None,
+    )
+    if best:
+        return best[1]
+    scored = [(_dice(grams(jamo(key)), grams(jamo(k))), gid) for k, gid in by_name.items()]
+    score, gid = max(scored, default=(0.0, None))
+    return gid if score >= 0.75 else None
+
+
+def _dice(a: frozenset[str], b: frozenset[str]) -> float:
+    return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
+
+
+def _aliases() -> list[dict[str, Any]]:
+    import yaml  # only when the index is built: cold starts do not pay for it
+
+    return yaml.safe_load(ALIASES.read_text(encoding="utf-8"))
+
+
+def _build() -> Index:
+    guides = {g["id"]: g for g in dictionary.entries()}
+    idx = Index(guides)
+    by_name = {normalize(g["name"]): g["id"] for g in guides.values()}
+
+    def add(name: str, guide_id: str, kind: str) -> None:
+        key = normalize(name)
+        if not key or guide_id not in guides:
+            return
+        if kind == "similar" and key in by_name:
+            return  # another guide's own name: that guide answers it, not this one
+        letters = jamo(key)
+        idx.by_key[key].append(len(idx.entries))
+        entry = Entry(key, guide_id, kind, grams(letters), letters)
+        if kind != "similar":  # weak evidence: only when named exactly, never by resemblance
+            for gram in entry.grams:
+                idx.by_gram[gram].append(len(idx.entries))
+        idx.entries.append(entry)
+
+    for guide in guides.values():
+        add(guide["name"], guide["id"], "name")
+        for part in _parts(guide["name"]):
+            add(part, guide["id"], "part")
+        for legacy in guide.get("legacyNames") or []:
+            add(legacy, guide["id"], "legacy")
+        for similar in guide.get("similarItems") or []:
+            add(similar, guide["id"], "similar")
+        text = [guide["name"], *guide.get("features", []), *guide.get("dischargeMethods", [])]
+        idx.text[guide["id"]] = normalize(" ".join(text))
+    for group in _aliases():
+        for alias in group["names"]:
+            add(str(alias), group["guide"], "alias")
+    # Category names name the guide of that category ("전기전자 제품류" -> 전기전자제품).
+    categories = {c for g in guides.values() for path in g["categoryPaths"] for c in path}
+    for name in categories:
+        target = _closest(name, by_name)
+        if target and normalize(name) not in by_name:
+            add(name, target, "category")
+    for category, entry in dictionary.representative().items():
+        own = entry["id"] if entry["id"] in guides else _closest(category, by_name)
+        if own:
+            idx.categories.add(own)
+        if own and normalize(category) not in by_name:
+            add(category, own, "category")
+        for section in entry["sections"]:
+            title = section["title"]
+            target = own if title == "대상품목" else _destination(title, by_name)
+            if target is None or (title != "대상품목" and "배출" not in title):
+                continue
+            for line in section["lines"]:
+                for name in _listed(line):
+                    add(name, target, "listed")
+    idx.broken_glass = by_name.get(normalize(BROKEN_GLASS))
+    return idx
+
+
+# ---- reading a query --------------------------------------------------------------------------
+
+
+def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
+    """The ways a query may be meant: as written; without asking words, verbs, states and
+    sizes; without endings and particles; and each shorter phrase of it, later ones first (a
+    Korean phrase ends in its head: "모나미 볼펜" is a 볼펜), where a word with 로 that names
+    something is where the asker thinks it goes ("종이로 버려도 돼?"), not the item."""
+    known = known if known is not None else index().by_key
+    words = [w for w in _WORDS.findall(unicodedata.normalize("NFKC", text).lower()) if w]
+    states: set[str] = set()
+    core: list[str] = []
+    i = 0
+    while i < len(words):
+        word = normalize(words[i])
+        pair = word + normalize(words[i + 1]) if i + 1 < len(words) else ""
+        if pair in _STATE_WORDS and i + 2 < len(words) and pair not in known:
+            states.add(_STATE_WORDS[pair])
+            i += 2
+            continue
+        state = _STATE_WORDS.get(word) or _STATE_WORDS.get(_strip_ending(word))
+        if state and len(words) > 1 and word not in known:
+            states.add(state)
+        elif word in FILLER or (len(words) > 1 and _verbish(word, known)):
+            pass
+        else:
+            core.append(word)
+        i += 1
+    variants = [("whole", normalize(text), 1.0)]
+    if core:
+        stripped = [_strip_particle(_strip_ending(w), known) for w in core]
+        items = [w for w in stripped if not _destination_word(w, known)] or stripped
+        variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
+        variants += _containers("".join(items))
+        n = len(items)
+        for length in range(n - 1, 0, -1):
+            for start in range(n - length, -1, -1):
+                phrase = "".join(items[start : start + length])
+                # Later is likelier the item: Korean puts the head last, modifiers first.
+                weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
+                kind = "head" if start + length == n and length == 1 else "phrase"
+                variants.append((kind, phrase, weight))
+                variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
+    if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
+        variants.append(("stripped", normalize(text)[:-1], 0.98))  # English plurals
+    seen: set[str] = set()
+    unique = []
+    for kind, key, weight in variants:
+        if key and key not in seen:
+            seen.add(key)
+            unique.append((kind, key, weight))
+    return Query(unique, frozenset(states), [normalize(w) for w in core])
+
+
+def _verbish(word: str, known: dict[str, list[int]]) -> bool:
+    """A verb or a question ("버리면", "되나요", "붙은"): it asks about the item, never names it.
+    A name with a particle ("송장은") is still a name."""
+    if word in known or _strip_particle(_strip_ending(word), known) in known:
+        return False
+    return word.endswith(VERB_ENDINGS)
+
+
+def _destination_word(word: str, known: dict[str, list[int]]) -> bool:
+    for ending in ("으로", "로"):
+        if word.endswith(ending) and word not in known and word[: -len(ending)] in known:
+            return True
+    return False
+
+
+def _containers(key: str) -> list[tuple[str, str, float]]:
+    """ "마요네즈 통" is the 마요네즈 용기, "약통" the 약통 용기: the container's usual name;
+    the content's own guide ("샴푸") comes next, as it is often about the container too."""
+    for word in CONTAINER_WORDS:
+        if key.endswith(word) and len(key) > len(word):
+            return [
+                ("container", key[: -len(word)] + "용기", 0.97),
+                ("container", key + "용기", 0.97),
+                ("content", key[: -len(word)], 0.88),
+            ]
+    return []
+
+
+def _strip_ending(word: str) -> str:
+    key = normalize(word)
+    for ending in ENDINGS:
+        if key.endswith(ending) and len(key) - len(ending) >= 1:
+            return key[: -len(ending)]
+    return key
+
+
+def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
+    if key in known:
+        return key
+    if len(key) >= 2 and key[-1] in PARTICLES:
+        return key[:-1]
+    if len(key) >= 3 and key.endswith("들"):  # plural: "책들"
+        return key[:-1]
+    return key
+
+
+# ---- scoring --------------------------------------------------------------------------------
+
+
+def _similarity(query: str, qgrams: frozenset[str], entry: Entry) -> float:
+    """1 for the same name; a name inside the other by how much it covers; else how many
+    letter pairs they share (never as much as exact). `_typo` refines the closest few."""
+    if query == entry.key:
+        return 1.0
+    dice = _dice(qgrams, entry.grams)
+    score = dice * 0.85
+    if query in entry.key or entry.key in query:
+        cover = min(len(query), len(entry.key)) / max(len(query), len(entry.key))
+        # A name that narrows the query ("컵라면 용기" for 컵라면) beats one it narrows.
+        base = 0.6 if query in entry.key else 0.5
+        score = max(score, base + 0.3 * cover)
+    return score
+
+
+def _typo(letters: str, entry: Entry) -> float:
+    """A misspelling is a letter or two away: "패트병" is one vowel from "페트병"."""
+    distance = edit_distance(letters, entry.letters)
+    longest = max(len(letters), len(entry.letters))
+    if distance <= max(1, longest // 4):
+        return 0.9 * (1 - distance / longest) + 0.02
+    return 0.0
+
+
+def rank(text: str) -> list[dict[str, Any]]:
+    """Every candidate guide, best first: `{guide_id, score, kind, exact, closeness}`."""
+    idx = index()
+    query = read(text)
+    if not query.variants:
+        return []  # punctuation and spaces only: nothing to look for
+    best: dict[str, dict[str, Any]] = {}
+    for variant, key, weight in query.variants:
+        letters = jamo(key)
+        qgrams = grams(letters)
+        positions = list(idx.by_key.get(key, []))
+        if variant not in EXACT_ONLY:
+            counts: dict[int, int] = defaultdict(int)
+            for gram in qgrams:
+                for position in idx.by_gram.get(gram, ()):
+                    counts[position] += 1
+            floor = 0.25 * len(qgrams)
+            positions += [p for p, n in counts.items() if n >= floor]
+        scored = [(_similarity(key, qgrams, idx.entries[p]), p) for p in positions]
+        if variant not in EXACT_ONLY and len(letters) <= 18:
+            # Edit distance is dear in Python: only for the closest few by letter pairs.
+            closest = sorted(scored, reverse=True)[:TYPO_CANDIDATES]
+            scored += [(_typo(letters, idx.entries[p]), p) for s, p in closest if s < 1.0]
+        for similarity, position in scored:
+            entry = idx.entries[position]
+            score = similarity * WEIGHTS[entry.kind] * weight
+            if variant in ("phrase", "head") and entry.guide_id in idx.categories:
+                score *= CATEGORY_IN_PHRASE
+            found = best.get(entry.guide_id)
+            if found is None or score > found["score"]:
+                best[entry.guide_id] = {
+                    "guide_id": entry.guide_id,
+                    "score": score,
+                    "kind": entry.kind,
+                    "exact": similarity == 1.0 and entry.kind in EXACT_KINDS,
+                    "variant": variant,
+                }
+    whole = query.variants[0][1]
+    wgrams = grams(jamo(whole))
+    words = [w for w in query.words if len(w) >= 2]
+    for found in best.values():
+        text_of = idx.text[found["guide_id"]]
+        found["score"] += TEXT_BONUS * min(2, sum(w in text_of for w in words))
+        name = normalize(idx.guides[found["guide_id"]]["name"])
+        found["closeness"] = _dice(wgrams, grams(jamo(name)))
+    ranked = sorted(best.values(), key=lambda f: (-f["score"], -f["closeness"], f["guide_id"]))
+    if "broken" in query.states and ranked:
+        ranked = _broken(idx, ranked)
+    return ranked
+
+
+def _broken(idx: Index, ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A broken glass item goes out as broken glass (불연성 bag), whatever it was whole."""
+    top = idx.guides[ranked[0]["guide_id"]]
+    glass = any(path[-1] in GLASS_CATEGORIES for path in top["categoryPaths"])
+    if not glass or idx.broken_glass is None or ranked[0]["guide_id"] == idx.broken_glass:
+        return ranked
+    rest = [f for f in ranked if f["guide_id"] != idx.broken_glass]
+    lead = {**ranked[0], "guide_id": idx.broken_glass, "kind": "state", "closeness": 1.0}
+    return [lead, *rest]
+
+
+# ---- confidence -----------------------------------------------------------------------------
+
+
+@functools.cache
+def _calibration() -> dict[str, Any]:
+    return json.loads(CALIBRATION.read_text(encoding="utf-8"))
+
+
+def features(ranked: list[dict[str, Any]]) -> dict[str, float]:
+    """What the calibration reads: the top score, its margin over the next guide, and whether
+    the top guide was named exactly (its own name or an everyday name) or only resembled."""
+    top = ranked[0]["score"] if ranked else 0.0
+    second = ranked[1]["score"] if len(ranked) > 1 else 0.0
+    exact = 1.0 if ranked and (ranked[0]["exact"] or ranked[0]["kind"] == "state") else 0.0
+    return {"top": top, "margin": top - second, "exact": exact}
+
+
+def probability(values: dict[str, float], constants: dict[str, Any] | None = None) -> float:
+    """The fitted chance that the first guide is right (a logistic fit on the features)."""
+    fit = constants or _calibration()
+    z = fit["intercept"] + sum(fit["weights"][name] * values[name] for name in fit["weights"])
+    return 1 / (1 + math.exp(-z))
+
+
+def threshold() -> float:
+    """The confidence at or above which the first guide is called the answer."""
+    return float(_calibration()["threshold"])

@@ -1,0 +1,103 @@
+"""Item search: the names people use, the states that change the answer, and a confidence that
+means what it says. (tests/test_answers.py measures it on the labelled queries.)"""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import login
+
+from shared.waste import dictionary, retrieval, rules
+
+
+def top(text: str) -> str:
+    return rules.search(text, limit=3)[0]["name"]
+
+
+def test_every_alias_names_a_real_guide_about_that_item(system):
+    guides = retrieval.index().guides
+    seen: dict[str, str] = {}
+    for group in yaml.safe_load(retrieval.ALIASES.read_text(encoding="utf-8")):
+        guide = guides.get(group["guide"])
+        assert guide is not None, group["guide"]
+        text = json.dumps(guide, ensure_ascii=False)
+        assert group["mentions"] in text, (group["guide"], group["mentions"])
+        for name in group["names"]:
+            key = retrieval.normalize(str(name))
+            assert seen.setdefault(key, group["guide"]) == group["guide"], f"{name}: two guides"
+
+
+def test_the_representative_guides_are_imported_and_read(system):
+    categories = dictionary.representative()
+    assert len(categories) == 19 and categories["종이"]["id"] == "item-guide-0001"
+    assert top("신문지") == "종이"  # 종이's 대상품목
+    assert top("코팅전단지") == "일반종량제폐기물"  # 종이's "일반종량제폐기물로 배출해야 하는 품목"
+    assert top("달걀껍질") == "계란껍질(달걀껍질)"  # the name in brackets is a name
+
+
+def test_everyday_names_brands_slang_and_english(system):
+    assert top("휴대폰") == "핸드폰"
+    assert top("스타벅스 컵") == "카페 일회용컵"
+    assert top("뽁뽁이") == "에어캡"
+    assert top("plastic bottle") == "음료 페트병"
+    assert top("밧데리") == "전지"
+    assert top("패트병") == "음료 페트병"
+
+
+def test_states_sizes_containers_and_sentences(system):
+    assert top("깨진 맥주병이에요") == "깨진 유리"  # broken glass goes in the 불연성 bag
+    assert top("고장난 선풍기") == "선풍기"  # broken appliances are still appliances
+    assert top("큰 곰인형") == "인형"
+    assert top("마요네즈 통") == "마요네즈 용기"  # the container, not the contents
+    assert top("올리브유 병") == "기름병"
+    assert top("양파망은 비닐로 버려도 되나요?") == "양파망"  # 비닐로: where, not what
+    assert top("택배 상자에 붙은 송장은 어떻게 버려?") == "택배 송장"
+
+
+def test_ties_break_by_closeness_never_by_name(system):
+    ranked = retrieval.rank("리빙박스")
+    tied = [f for f in ranked if f["score"] == ranked[0]["score"]]
+    assert len(tied) == 2
+    keys = [(-f["score"], -f["closeness"], f["guide_id"]) for f in ranked]
+    assert keys == sorted(keys)
+
+
+def test_confidence_is_calibrated_and_says_when_it_is_not_sure(system):
+    sure = rules.search("우유팩")
+    assert 0 <= sure[0]["confidence"] <= 1 and rules.confident(sure)
+    unsure = rules.search("우주선")
+    assert not rules.confident(unsure)
+    assert not rules.confident(rules.search("asdfgh"))
+    assert rules.search(", ") == [] and not rules.confident([])  # nothing to look for
+    fitted = json.loads(retrieval.CALIBRATION.read_text())
+    assert not any("holdout" in name for name in fitted["fitted_on"])
+    assert retrieval.threshold() == fitted["threshold"]
+
+
+def test_item_search_answers_whether_it_is_confident(client):
+    headers = login(client)
+    sure = client.get("/api/v1/waste/items?q=우유팩&limit=2", headers=headers).get_json()
+    assert sure["confident"] is True and sure["items"][0]["name"] == "우유팩"
+    assert set(sure["items"][0]) >= {"guide_id", "name", "category", "score", "confidence"}
+    unsure = client.get("/api/v1/waste/items?q=석면 슬레이트", headers=headers).get_json()
+    assert unsure["confident"] is False
+
+
+def test_search_stays_fast(system):
+    import time
+
+    queries = [
+        "다 먹은 치킨 뼈는 음식물 쓰레기로 버리면 돼?",
+        "페트벙",
+        "plastic bottles",
+        "큰 리빙박스",
+    ]
+    rules.search(queries[0])
+    times = []
+    for _ in range(5):
+        for query in queries:
+            started = time.perf_counter()
+            rules.search(query)
+            times.append(time.perf_counter() - started)
+    assert sorted(times)[int(0.95 * len(times))] < 0.05  # 20 ms measured; slack for shared CI
