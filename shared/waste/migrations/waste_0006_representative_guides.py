@@ -1,13 +1,13 @@
 """Waste: the dictionary's 19 representative (per-category) guides, which search reads.
 
-Revision ID: waste_0004_representative
+Revision ID: waste_0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "waste_0004_representative"
-down_revision = "waste_0003"
+revision = "waste_0006"
+down_revision = "waste_0005"
 branch_labels = None
 depends_on = None
 
