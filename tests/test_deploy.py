@@ -25,13 +25,20 @@ import pytest
 import yaml
 from conftest import DATASETS
 
-from eventing.broker import seconds
 from functions import load_all
 from knative.render.eventing import dead_letter_sink
 from knative.render.files import files, sync, write_all
 from knative.render.services import knative_service
 from knative.render.values import Values, resolve
-from shared.core.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
+from shared.core.registry import (
+    HOT,
+    MODEL_BOUND,
+    PING_TYPE,
+    Delivery,
+    Function,
+    Scaling,
+    seconds,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = DATASETS / "knative-crds"

@@ -104,6 +104,45 @@ def test_the_library_never_imports_a_function_module_or_the_runtime():
     assert not offenders, offenders
 
 
+# The local runtime: what `growbin dev` runs in place of Knative, the broker and PingSources.
+# eventing.dead_letters is not part of it: it is a function deployed as its own Service.
+LOCAL_RUNTIME = ("knative.server", "knative.local", "eventing.broker", "eventing.cron")
+RENDERERS = "knative.render"
+
+
+def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` loads, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def _is_local_runtime(module: str) -> bool:
+    return module in LOCAL_RUNTIME or (
+        module.startswith("eventing.") and module != "eventing.dead_letters"
+    )
+
+
+def test_renderers_and_the_local_runtime_do_not_import_each_other():
+    """`growbin render` runs without the dev server, broker or cron, and they without it: what
+    both need (the path map, the namespace, durations) is declared in shared.core."""
+    graph = _graph(_sources("shared", "eventing", "functions", "knative"))
+    modules = set(graph) | {t for targets in graph.values() for t in targets}
+    offenders = [
+        f"{module} loads {target}"
+        for module in sorted(modules)
+        for target in sorted(_reached(graph, module))
+        if (module.startswith(RENDERERS) and _is_local_runtime(target))
+        or (_is_local_runtime(module) and target.startswith(RENDERERS))
+    ]
+    assert not offenders, offenders
+
+
 def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
     loops: list[list[str]] = []
     state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -201,3 +240,5 @@ def test_the_rules_catch_what_they_forbid(tmp_path):
     assert _targets("shared.auth", "sessions") == ["shared.auth.sessions"]
     assert _loops({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert _loops({"a": {"b"}, "b": {"c"}}) == []
+    assert _reached({"a": {"b"}, "b": {"c"}, "c": {"a"}}, "a") == {"a", "b", "c"}
+    assert _is_local_runtime("eventing.rabbitmq") and not _is_local_runtime("eventing.dead_letters")

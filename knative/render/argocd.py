@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from eventing.cron import NAMESPACE
+from shared.core.deployment import NAMESPACE
 
 REPO_URL = "https://github.com/growbin/growbin-backend.git"  # the Application's source
 
