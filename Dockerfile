@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every function. Each Knative Service picks its function with FUNCTION_TARGET and
-# FUNCTION_SOURCE (knative/services/*.yaml); the migration Job runs `growbin migrate`.
+# FUNCTION_SOURCE (knative/manifests/services/*.yaml); the migration Job runs `growbin migrate`.
 ARG PYTHON_VERSION=3.11
 
 # ---- build: install the project and its dependencies (all wheels) into a venv --------------
