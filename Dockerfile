@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every function. Each Knative Service picks its function with FUNCTION_TARGET and
-# FUNCTION_SOURCE (knative/services/*.yaml); the migration Job runs `growbin migrate`.
+# FUNCTION_SOURCE (knative/manifests/services/*.yaml); the migration Job runs `growbin migrate`.
 ARG PYTHON_VERSION=3.11
 
 # ---- build: install the project and its dependencies (all wheels) into a venv --------------
@@ -14,6 +14,8 @@ COPY shared shared
 COPY eventing eventing
 COPY knative knative
 # Non-editable: the code lives in site-packages, byte-compiled now so a cold start does not.
+# The wheel holds what runs on the cluster (pyproject.toml): functions, shared, the dead-letter
+# sink and the CLI; not the renderers, the local server, broker and cron.
 RUN /opt/venv/bin/pip install --compile .
 
 # ---- run: the venv on a clean slim base, no compilers, no sources, not root ------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -26,22 +25,7 @@ from cloudevents.http import CloudEvent, from_http
 
 from eventing import dead_letters
 from shared.core.errors import log_event
-from shared.core.registry import Delivery, Function
-
-# Days and time parts, at least one of them, and a T only before a time part: "P", "PT" and
-# "P1DT" are not durations. Years, months and weeks have no fixed length in seconds.
-_DURATION = re.compile(r"P(?!$)(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
-
-
-def seconds(duration: str) -> float:
-    """An ISO 8601 duration as Knative writes them (PT0.5S, PT1M, P1DT2H) in seconds."""
-    match = _DURATION.fullmatch(duration)
-    if not match:
-        raise ValueError(f"not an ISO 8601 duration: {duration}")
-    days, hours, minutes, secs = match.groups()
-    return (
-        int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
-    )
+from shared.core.registry import Delivery, Function, seconds
 
 
 def backoff(delivery: Delivery, retry_number: int) -> float:

@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 from cloudevents.http import CloudEvent
 
+from shared.core.deployment import NAMESPACE
 from shared.core.errors import log_event
 from shared.core.events import make
 from shared.core.idempotency import derived_id
 from shared.core.registry import PING_TYPE, SEOUL, Function
 
-NAMESPACE = "growbin"
 _RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute hour day month weekday (7 = Sunday)
 
 

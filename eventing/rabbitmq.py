@@ -47,7 +47,7 @@ from pika.exceptions import AMQPError
 
 from eventing import dead_letters
 from eventing.broker import matches, next_retry
-from eventing.cron import NAMESPACE
+from shared.core.deployment import NAMESPACE
 from shared.core.errors import log_event
 from shared.core.registry import Function
 from shared.core.settings import settings

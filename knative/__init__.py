@@ -1,1 +1,1 @@
-"""Knative: the Services and routes rendered from the declarations, and the local server."""
+"""Knative: the CLI, the local server, and the renderers of the manifests (in manifests/)."""

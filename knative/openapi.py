@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document, derived from the declarations: routes, schemas, auth, errors.
 
 The request schemas here are the ones the functions validate with, so the document cannot
-drift from what is enforced. `growbin render` writes it to knative/openapi.json.
+drift from what is enforced. `growbin render` writes it to knative/manifests/openapi.json.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from shared.core import storage
+from shared.core.deployment import ALB_PATHS
 from shared.core.errors import ApiError, as_api_error
 from shared.core.registry import Function, error_response, json_response
 
-ALB_PATHS = ("/api/v1/auth/", "/api/v1/users/", "/api/v1/waste/", "/api/v1/locations/")
 OPENAPI_PATH = "/api/v1/openapi.json"
 
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import event_function as _function
 
 from eventing import dead_letters
-from eventing.broker import LocalBroker, backoff, seconds
+from eventing.broker import LocalBroker, backoff
 from shared.core import db, events, idempotency
-from shared.core.registry import Delivery, event
+from shared.core.registry import Delivery, event, seconds
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ dead letters."""
 from __future__ import annotations
 
 import json
+import sys
 
 from knative.cli import main
 
@@ -70,3 +71,16 @@ def test_jwks_prints_the_public_keys_other_functions_verify_with(env, capsys):
     reset_clients()
     assert json.loads(printed)["keys"][0]["alg"] == "ES256"
     assert tokens.verify(token).user_id == "u1"
+
+
+def test_a_dev_only_command_in_the_image_says_it_needs_a_checkout(monkeypatch, capsys):
+    """The image's wheel has no local server or renderers: say so instead of a traceback."""
+    import knative
+
+    monkeypatch.setitem(sys.modules, "knative.render.files", None)  # import fails as if absent
+    assert main(["render", "--check"]) == 2
+    assert "growbin render: runs from a checkout" in capsys.readouterr().err
+    monkeypatch.delattr(knative, "local", raising=False)
+    monkeypatch.setitem(sys.modules, "knative.local", None)
+    assert main(["dev", "--port", "0"]) == 2
+    assert "growbin dev: runs from a checkout" in capsys.readouterr().err

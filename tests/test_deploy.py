@@ -3,9 +3,10 @@
 Rendered once per session into a temporary directory, for the real declarations and for a set
 of test-only ones (events, cron, emitters, templated paths) so the rules hold for any
 declarations colleagues add. Knative and eventing objects are checked against the CRD schemas
-in knative/crds (strictly: a field the API server would prune is an error), core objects with
-kubernetes-validate --strict, the chart rendered without helm (its templates are bare
-`{{ .Values.x }}` substitutions) against the plain manifests, and the lot with checkov.
+in the datasets folder's knative-crds (strictly: a field the API server would prune is an
+error), core objects with kubernetes-validate --strict, the chart rendered without helm (its
+templates are bare `{{ .Values.x }}` substitutions) against the plain manifests, and the lot
+with checkov.
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ import pytest
 import yaml
 from conftest import DATASETS
 
-from eventing.broker import seconds
 from functions import load_all
 from knative.render.eventing import dead_letter_sink
-from knative.render.files import files, sync, write_all
+from knative.render.files import CHART, GENERATED, PRODUCTION_VALUES, files, sync, write_all
 from knative.render.services import knative_service
 from knative.render.values import Values, resolve
-from shared.core.registry import HOT, MODEL_BOUND, PING_TYPE, Delivery, Function, Scaling
+from shared.core.registry import (
+    HOT,
+    MODEL_BOUND,
+    PING_TYPE,
+    Delivery,
+    Function,
+    Scaling,
+    seconds,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = DATASETS / "knative-crds"
@@ -116,12 +124,14 @@ def deploy(request, tmp_path_factory):
 
 
 def plain_objects(root: Path) -> dict[str, list[dict[str, Any]]]:
-    """The objects of knative/ and eventing/, by file, as kustomize would apply them."""
+    """The objects of knative/manifests and eventing/manifests, by file as the chart names its
+    templates (knative/config.yaml), as kustomize would apply them."""
     found = {}
     for directory in ("knative", "eventing"):
-        kustomization = yaml.safe_load((root / directory / "kustomization.yaml").read_text())
+        manifests = root / directory / "manifests"
+        kustomization = yaml.safe_load((manifests / "kustomization.yaml").read_text())
         for resource in kustomization["resources"]:
-            path = root / directory / resource
+            path = manifests / resource
             if path.is_file():
                 found[f"{directory}/{resource}"] = list(yaml.safe_load_all(path.read_text()))
     return found
@@ -240,15 +250,59 @@ def test_check_reports_changed_and_left_over_files(tmp_path):
     wanted = files(registry)
     sync(wanted, tmp_path, check=False)
     assert sync(wanted, tmp_path, check=True) == []
-    (tmp_path / "knative/openapi.json").write_text("{}")
+    (tmp_path / "knative/manifests/openapi.json").write_text("{}")
     registry.pop("waste_items")
     stale = sync(files(registry), tmp_path, check=True)
-    assert "knative/openapi.json" in stale
-    assert "knative/services/waste-items.yaml" in stale  # the function is gone, its file not
-    assert "helm/growbin/templates/knative/services/waste-items.yaml" in stale
-    assert (tmp_path / "knative/services/waste-items.yaml").exists()  # check writes nothing
+    assert "knative/manifests/openapi.json" in stale
+    service = "knative/manifests/services/waste-items.yaml"
+    assert service in stale  # the function is gone, its file not
+    assert "helm/manifests/growbin/templates/knative/services/waste-items.yaml" in stale
+    assert (tmp_path / service).exists()  # check writes nothing
     sync(files(registry), tmp_path, check=False)
-    assert not (tmp_path / "knative/services/waste-items.yaml").exists()
+    assert not (tmp_path / service).exists()
+
+
+def test_render_writes_only_into_the_manifests_folders():
+    """One rule says what is generated: a folder named manifests/, and nothing else."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    named = {
+        str(Path(*path.parts[: path.parts.index("manifests") + 1]))
+        for path in map(Path, tracked)
+        if "manifests" in path.parts[:-1]
+    }
+    assert named == set(GENERATED)
+    for registry in REGISTRIES.values():
+        outside = [
+            p for p in files(registry()) if not p.startswith(tuple(f"{g}/" for g in GENERATED))
+        ]
+        assert not outside, outside
+    assert not PRODUCTION_VALUES.is_relative_to(CHART)  # the chart folder is all derived
+
+
+def test_argocd_syncs_the_chart_with_the_production_values(deploy):
+    """ArgoCD reads value files relative to the chart: both paths must land on real files."""
+    _, root = deploy
+    application = yaml.safe_load((root / "knative/manifests/argocd/application.yaml").read_text())
+    source = application["spec"]["source"]
+    assert (root / source["path"] / "Chart.yaml").is_file()
+    [values] = source["helm"]["valueFiles"]
+    assert (ROOT / source["path"] / values).resolve() == (ROOT / PRODUCTION_VALUES).resolve()
+    assert (ROOT / PRODUCTION_VALUES).is_file()
+
+
+def test_a_file_render_does_not_write_is_stale_in_a_manifests_folder(tmp_path):
+    wanted = files(_synthetic())
+    sync(wanted, tmp_path, check=False)
+    strays = ["eventing/manifests/extra.yaml", f"{CHART}/values-production.yaml"]
+    kept = tmp_path / PRODUCTION_VALUES  # hand-written, outside: none of render's business
+    for stray in [*strays, str(PRODUCTION_VALUES)]:
+        (tmp_path / stray).write_text("written by hand\n")
+    assert sync(wanted, tmp_path, check=True) == strays
+    sync(wanted, tmp_path, check=False)
+    assert not any((tmp_path / stray).exists() for stray in strays)
+    assert kept.read_text() == "written by hand\n"
 
 
 def test_cli_check_exits_non_zero_when_stale(tmp_path, monkeypatch, capsys):
@@ -591,7 +645,7 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def chart_objects(root: Path, values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    templates = root / "helm/growbin/templates"
+    templates = root / CHART / "templates"
     return {
         str(path.relative_to(templates)): list(
             yaml.safe_load_all(helm_template(path.read_text(), values))
@@ -610,15 +664,15 @@ def _leaves(node: Any, path: str = "") -> dict[str, Any]:
 
 def test_chart_with_default_values_is_the_plain_manifests(deploy):
     _, root = deploy
-    values = yaml.safe_load((root / "helm/growbin/values.yaml").read_text())
+    values = yaml.safe_load((root / CHART / "values.yaml").read_text())
     assert chart_objects(root, values) == plain_objects(root)
 
 
 def test_production_values_change_only_what_they_say(deploy):
     _, root = deploy
-    chart = root / "helm/growbin"
+    chart = root / CHART
     defaults = yaml.safe_load((chart / "values.yaml").read_text())
-    production = yaml.safe_load((ROOT / "helm/growbin/values-production.yaml").read_text())
+    production = yaml.safe_load((ROOT / PRODUCTION_VALUES).read_text())
     schema = json.loads((chart / "values.schema.json").read_text())
     functions = production.pop("functions", {})  # per-function keys exist only if declared
     values = merged(defaults, production)
@@ -639,7 +693,7 @@ def test_production_values_change_only_what_they_say(deploy):
 
 def test_values_schema_rejects_unknown_keys_and_quotes(deploy):
     _, root = deploy
-    chart = root / "helm/growbin"
+    chart = root / CHART
     schema = json.loads((chart / "values.schema.json").read_text())
     values = yaml.safe_load((chart / "values.yaml").read_text())
     jsonschema.validate(values, schema)
@@ -655,7 +709,7 @@ def test_kustomize_builds_the_same_objects(deploy):
         pytest.skip("kubectl (for `kubectl kustomize`) is not installed")
     _, root = deploy
     built = subprocess.run(
-        [kubectl, "kustomize", str(root / "knative")],
+        [kubectl, "kustomize", str(root / "knative/manifests")],
         capture_output=True,
         text=True,
         check=True,
@@ -688,9 +742,10 @@ def test_checkov_finds_nothing_unjustified(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkov")
     registry = {**load_all(), **_synthetic()}
     sync(files(registry), root, check=False)
-    for directory in ("helm", "knative/argocd"):  # templates are not manifests; app is ArgoCD's
+    # templates are not manifests; the Application is ArgoCD's
+    for directory in ("helm", "knative/manifests/argocd"):
         shutil.rmtree(root / directory)
-    (root / "knative/openapi.json").unlink()
+    (root / "knative/manifests/openapi.json").unlink()
     # checkov does not know Knative Services: give it each revision's pod as a Pod, with the
     # Service's skip annotations, so its container checks apply to the functions too.
     pods = [

@@ -7,7 +7,7 @@ import re
 from conftest import error_code, login
 
 from functions import load_all
-from knative.server import ALB_PATHS
+from shared.core.deployment import ALB_PATHS
 from shared.core.registry import REGISTRY
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 
+from setuptools import find_namespace_packages
 from sqlalchemy import Table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +106,97 @@ def test_the_library_never_imports_a_function_module_or_the_runtime():
         if imported.split(".")[0] in {"functions", "knative", "eventing", "bench", "tests"}
     ]
     assert not offenders, offenders
+
+
+# The local runtime: what `growbin dev` runs in place of Knative, the broker and PingSources.
+# eventing.dead_letters is not part of it: it is a function deployed as its own Service.
+LOCAL_RUNTIME = ("knative.server", "knative.local", "eventing.broker", "eventing.cron")
+RENDERERS = "knative.render"
+
+
+def _reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` loads, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def _is_local_runtime(module: str) -> bool:
+    return module in LOCAL_RUNTIME or (
+        module.startswith("eventing.") and module != "eventing.dead_letters"
+    )
+
+
+def test_renderers_and_the_local_runtime_do_not_import_each_other():
+    """`growbin render` runs without the dev server, broker or cron, and they without it: what
+    both need (the path map, the namespace, durations) is declared in shared.core."""
+    graph = _graph(_sources("shared", "eventing", "functions", "knative"))
+    modules = set(graph) | {t for targets in graph.values() for t in targets}
+    offenders = [
+        f"{module} loads {target}"
+        for module in sorted(modules)
+        for target in sorted(_reached(graph, module))
+        if (module.startswith(RENDERERS) and _is_local_runtime(target))
+        or (_is_local_runtime(module) and target.startswith(RENDERERS))
+    ]
+    assert not offenders, offenders
+
+
+def _shipped() -> tuple[set[str], set[str]]:
+    """(modules, data files) the wheel holds, by the same setuptools discovery the build runs
+    with pyproject.toml's settings; the image installs that wheel."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = find_namespace_packages(str(ROOT), include=config["packages"]["find"]["include"])
+    modules = {
+        _module(path)
+        for package in packages
+        for path in ROOT.joinpath(*package.split(".")).glob("*.py")
+    }
+    for module in config.get("py-modules", []):
+        parent = module.rpartition(".")[0]
+        modules |= {module, parent}  # setuptools ships the package's __init__ with its module
+    data = {
+        str(path.relative_to(ROOT))
+        for package, patterns in config["package-data"].items()
+        for pattern in patterns
+        for path in ROOT.joinpath(*package.split(".")).glob(pattern)
+    }
+    return modules, data
+
+
+def test_the_image_ships_what_runs_on_the_cluster_and_nothing_else():
+    modules, data = _shipped()
+    graph = _graph(_sources("shared", "eventing", "functions", "knative"))
+    deployed = [m for m in _sources("functions") if m != "functions"] + ["eventing.dead_letters"]
+    needed = {m for module in deployed for m in {module} | _reached(graph, module)}
+    assert needed - modules == set(), "deployed code imports modules the wheel lacks"
+    assert {"functions", "knative.cli", *_sources("shared")} <= modules
+    dev_only = [
+        m
+        for m in modules
+        if m.startswith((RENDERERS, "knative.openapi", "bench", "tests")) or _is_local_runtime(m)
+    ]
+    assert not dev_only, dev_only
+    # what the library reads beside its code; no manifest, no dataset
+    assert data == {"shared/core/migrations/script.py.mako", "shared/locations/datasets.json"}
+
+
+def test_the_cli_loads_no_dev_only_module_when_imported():
+    """The CLI is the image's entry point (`growbin migrate`, `growbin import`): it may only
+    reach the local server, broker and renderers inside the commands that need them."""
+    script = (
+        "import sys, knative.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('knative', 'eventing'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "['knative', 'knative.cli']"
 
 
 def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -201,3 +296,5 @@ def test_the_rules_catch_what_they_forbid(tmp_path):
     assert _targets("shared.auth", "sessions") == ["shared.auth.sessions"]
     assert _loops({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert _loops({"a": {"b"}, "b": {"c"}}) == []
+    assert _reached({"a": {"b"}, "b": {"c"}, "c": {"a"}}, "a") == {"a", "b", "c"}
+    assert _is_local_runtime("eventing.rabbitmq") and not _is_local_runtime("eventing.dead_letters")

@@ -1,9 +1,10 @@
 """Every deployment file, derived from the function declarations: `growbin render`.
 
 From `shared.core.registry.REGISTRY` (plus the cluster's dead-letter sink) each module builds the
-objects its name says, and `files` writes them: plain manifests into knative/ and eventing/
-(both kustomize-ready), the same objects as the Helm chart in helm/growbin, and
-knative/openapi.json. Nothing here is written by hand twice.
+objects its name says, and `files` writes them, each under a folder named manifests/: plain
+manifests into knative/manifests and eventing/manifests (both kustomize-ready), the same objects
+as the Helm chart in helm/manifests/growbin, and knative/manifests/openapi.json. Nothing here is
+written by hand twice, and nothing here imports the local server, broker or cron.
 
     metadata          the release, namespace and labels every object shares
     values            what an operator may tune: a `Value`, its default in the plain

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from eventing.cron import NAMESPACE
+from shared.core.deployment import NAMESPACE
 
 REPO_URL = "https://github.com/growbin/growbin-backend.git"  # the Application's source
 
 
-def argocd_application(chart: Path) -> dict[str, Any]:
-    """The chart at `chart` in the repository, synced with production values; the migration
-    Job's PreSync hook runs before anything else changes."""
+def argocd_application(chart: Path, production_values: Path) -> dict[str, Any]:
+    """The chart at `chart` in the repository, synced with the values file at
+    `production_values` (ArgoCD reads value files relative to the chart, within the repository);
+    the migration Job's PreSync hook runs before anything else changes."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -23,7 +25,7 @@ def argocd_application(chart: Path) -> dict[str, Any]:
                 "repoURL": REPO_URL,
                 "targetRevision": "main",
                 "path": str(chart),
-                "helm": {"valueFiles": ["values-production.yaml"]},
+                "helm": {"valueFiles": [os.path.relpath(production_values, chart)]},
             },
             "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE},
             "syncPolicy": {

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from eventing.cron import NAMESPACE
 from knative.render.eventing import dead_letter_sink
 from knative.render.metadata import meta
+from shared.core.deployment import NAMESPACE
 from shared.core.registry import Function
 
 

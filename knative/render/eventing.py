@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from eventing.broker import seconds
-from eventing.cron import NAMESPACE
 from knative.render.metadata import meta
 from knative.render.services import EMITS_LABEL, KNATIVE_SERVICE
 from knative.render.values import Values
-from shared.core.registry import SEOUL, Function, Scaling
+from shared.core.deployment import NAMESPACE
+from shared.core.registry import SEOUL, Function, Scaling, seconds
 
 BROKER = "growbin"
 RABBITMQ = "growbin-rabbitmq"

@@ -1,10 +1,15 @@
 """Where every object is written, in which form, and keeping the tree in step with it.
 
-Each manifest is written twice: as plain YAML in knative/ or eventing/ (kustomize-ready, every
-Value at its default) and as the Helm chart's template of the same path under
-helm/growbin/templates (every Value a bare substitution). Around them: the kustomizations,
-Chart.yaml, values.yaml and its schema, the ArgoCD Application and knative/openapi.json.
-`write_all(check=True)` writes nothing and returns the files that differ.
+One rule says what is generated: every file `growbin render` writes is under a folder named
+`manifests/` (knative/manifests, eventing/manifests, helm/manifests), and every file there is
+one it writes; a file there that it would not write is stale and goes. Nothing is written by
+hand in those folders, nothing is rendered anywhere else.
+
+Each manifest is written twice: as plain YAML in knative/manifests or eventing/manifests
+(kustomize-ready, every Value at its default) and as the Helm chart's template of the same path
+under helm/manifests/growbin/templates (every Value a bare substitution). Around them: the
+kustomizations, Chart.yaml, values.yaml and its schema, the ArgoCD Application and the OpenAPI
+document. `write_all(check=True)` writes nothing and returns the files that differ.
 """
 
 from __future__ import annotations
@@ -36,18 +41,26 @@ from knative.render.values import Value, Values, resolve, substitute
 from shared.core.registry import Function
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = Path("helm/growbin")
+# The folders render owns, each named manifests/: every file in them is derived.
+GENERATED = ("knative/manifests", "eventing/manifests", "helm/manifests")
+CHART = Path("helm/manifests/growbin")
+PRODUCTION_VALUES = Path("helm/values-production.yaml")  # written by hand: beside the chart
 HEADER = "# Written by `growbin render` from the function declarations: do not edit.\n"
-# Directories whose every file is derived: a file there that would not be written is stale.
-OWNED = ("knative/services", str(CHART / "templates"))
 
 
 @dataclass
 class Manifest:
-    """One YAML file of objects, kept in knative/ or eventing/ and mirrored in the chart."""
+    """One YAML file of objects: `path` is where it sits under knative/manifests or
+    eventing/manifests, and the chart template's path under templates/ (knative/config.yaml)."""
 
     path: str
     objects: list[dict[str, Any]]
+
+    @property
+    def plain(self) -> str:
+        """The plain manifest's path from the project root: knative/manifests/config.yaml."""
+        folder, _, name = self.path.partition("/")
+        return f"{folder}/manifests/{name}"
 
 
 def deployed(registry: dict[str, Function]) -> list[Function]:
@@ -129,16 +142,18 @@ def files(registry: dict[str, Function]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for manifest in manifests_:
         chart_path = str(CHART / "templates" / manifest.path)
-        out[manifest.path] = plain_yaml(manifest.objects) if manifest.objects else None
+        out[manifest.plain] = plain_yaml(manifest.objects) if manifest.objects else None
         out[chart_path] = helm_yaml(manifest.objects) if manifest.objects else None
     found = [m for m in manifests_ if m.objects]
-    for directory, extra in (("knative", ["../eventing"]), ("eventing", [])):
+    for directory, extra in (("knative", ["../../eventing/manifests"]), ("eventing", [])):
         mine = sorted(
             m.path.removeprefix(f"{directory}/") for m in found if m.path.startswith(directory)
         )
-        out[f"{directory}/kustomization.yaml"] = kustomization(mine, extra)
-    out["knative/argocd/application.yaml"] = plain_yaml([argocd_application(CHART)])
-    out["knative/openapi.json"] = _json_file(document(registry), ensure_ascii=False)
+        out[f"{directory}/manifests/kustomization.yaml"] = kustomization(mine, extra)
+    out["knative/manifests/argocd/application.yaml"] = plain_yaml(
+        [argocd_application(CHART, PRODUCTION_VALUES)]
+    )
+    out["knative/manifests/openapi.json"] = _json_file(document(registry), ensure_ascii=False)
     out[str(CHART / "Chart.yaml")] = _yaml_file(
         {
             "apiVersion": "v2",
@@ -162,7 +177,7 @@ def write_all(check: bool = False) -> list[str]:
 def sync(wanted: dict[str, str | None], root: Path, check: bool) -> list[str]:
     """Make the files under `root` what `wanted` says, unless `check`; return what differed."""
     wanted = dict(wanted)
-    for directory in OWNED:  # files of functions that are gone
+    for directory in GENERATED:  # files render no longer writes: functions gone, strays
         for path in sorted((root / directory).rglob("*")):
             wanted.setdefault(str(path.relative_to(root)), None)
     differ = []

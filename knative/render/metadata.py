@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventing.cron import NAMESPACE
+from shared.core.deployment import NAMESPACE
 
 VERSION = "0.1.0"  # the chart's version and the image's default tag
 PART_OF = "growbin"

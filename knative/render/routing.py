@@ -11,11 +11,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from eventing.cron import NAMESPACE
 from knative.render.metadata import meta
 from knative.render.services import FUNCTION_LABEL
 from knative.render.values import Value, Values
-from knative.server import ALB_PATHS
+from shared.core.deployment import ALB_PATHS, NAMESPACE
 from shared.core.registry import Function
 
 GATEWAY = "growbin-edge"

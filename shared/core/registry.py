@@ -63,6 +63,23 @@ class Delivery:
     timeout: str = "PT60S"
 
 
+# Days and time parts, at least one of them, and a T only before a time part: "P", "PT" and
+# "P1DT" are not durations. Years, months and weeks have no fixed length in seconds.
+_DURATION = re.compile(r"P(?!$)(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
+
+
+def seconds(duration: str) -> float:
+    """An ISO 8601 duration as Knative writes them (PT0.5S, PT1M, P1DT2H) in seconds: a
+    `Delivery`'s backoff and timeout, read by the local broker and the Trigger renderer."""
+    match = _DURATION.fullmatch(duration)
+    if not match:
+        raise ValueError(f"not an ISO 8601 duration: {duration}")
+    days, hours, minutes, secs = match.groups()
+    return (
+        int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
+    )
+
+
 # Profiles the declarations pick from; named for the traffic they carry.
 HOT = Scaling(min=1, max=20, threads=16)  # token checks and status polling: never cold
 STANDARD = Scaling()
