@@ -298,7 +298,7 @@ def test_replayed_events_at_every_stage_change_nothing(system_on):
     system.broker.publish = lambda e: published.append(e) or original(e)
     from shared.core import events
 
-    events.use_local_sink(system.broker.publish)
+    events.connect(system.broker.publish)
     job_id, first = run(client, system, headers, hint="페트병")
     assert {e["type"] for e in published} == {
         pipeline.UPLOADED,
