@@ -3,8 +3,8 @@
 On the cluster the ALB forwards `/api/v1/{auth,users,waste,locations}/*` and the Gateway
 rewrites each route to its Knative Service; here one Flask app does both from the same
 declarations. Besides the API it serves what the cluster's infrastructure would: the local
-object store's upload form and signed downloads (S3's part), the broker's ingress and the
-direct function endpoints `func invoke` would use, and the OpenAPI document.
+object store's upload form and signed downloads (S3's part, knative/objects.py), the broker's
+ingress and the direct function endpoints `func invoke` would use, and the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cloudevents.http import from_http
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from shared.core import storage
+from knative import objects
 from shared.core.errors import ApiError, as_api_error
 from shared.core.registry import Function, error_response, json_response
 
@@ -43,26 +43,13 @@ def create_app(registry: dict[str, Function], broker: Any = None) -> Flask:
             methods=[function.method],
         )
 
+    app.register_blueprint(objects.endpoints)
+
     @app.get(OPENAPI_PATH)
     def openapi() -> Response:
         from knative.openapi import document
 
         return json_response(document(registry))
-
-    @app.post(storage.UPLOAD_PATH)
-    def upload() -> Response:
-        file = request.files.get("file")
-        if file is None:
-            raise ApiError(400, "BAD_REQUEST", "send the image as the form field named file")
-        storage.accept_local_upload(request.form.to_dict(), file.read(), file.mimetype or None)
-        return Response(status=204)
-
-    @app.get(storage.OBJECT_PATH + "<path:key>")
-    def download(key: str) -> Response:
-        data, content_type = storage.open_local_download(
-            key, request.args.get("expires", ""), request.args.get("signature", "")
-        )
-        return Response(data, content_type=content_type)
 
     @app.post("/_functions/<name>")
     def invoke(name: str) -> Response:

@@ -3,8 +3,8 @@
 The store is chosen once, at first use, from the settings (`backend()`); the functions below
 are what the rest of the code calls, and each is one line over it. Clients upload with a
 presigned POST form bounded to one key, one content type and a maximum length. S3 enforces
-that itself; the directory store's form is signed here and enforced by the local runtime's
-upload endpoint (knative/objects.py), so the mobile app's upload code is the same against both.
+that itself; the directory store's form is signed here and enforced by the local runtime
+(knative/objects.py plays S3's part), so the mobile app's upload code is the same against both.
 The pipeline reads images by key, never by a URL that could expire before the vision call.
 """
 
@@ -320,49 +320,3 @@ class Directory:
     def check(self) -> None:
         if not os.access(root := self.root, os.W_OK):
             raise PermissionError(f"{root} is not writable")
-
-
-# ---- the directory store's HTTP face, served by the local runtime ------------------------
-
-
-def _directory() -> Directory:
-    store = backend()
-    if not isinstance(store, Directory):
-        raise ApiError(404, "NOT_FOUND", "objects are in S3, not served here")
-    return store
-
-
-def accept_local_upload(fields: dict[str, str], data: bytes, content_type: str | None) -> str:
-    """Check a local POST upload against its signed policy and store it; returns the key."""
-    store = _directory()
-    policy = store.upload_policy(fields)
-    if time.time() > policy["expires"]:
-        raise ApiError(403, "UPLOAD_EXPIRED", "upload form expired; ask for a new one")
-    if fields.get("key") != policy["key"]:
-        raise ApiError(403, "FORBIDDEN", "key does not match the upload form")
-    declared = fields.get("Content-Type")
-    if declared != policy["content_type"] or (content_type and content_type != declared):
-        raise ApiError(
-            415, "UNSUPPORTED_MEDIA_TYPE", f"this form accepts only {policy['content_type']}"
-        )
-    if not data:
-        raise ApiError(400, "BAD_REQUEST", "the file field is empty")
-    if len(data) > policy["max_bytes"]:
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"at most {policy['max_bytes']} bytes")
-    store.put(policy["key"], data, policy["content_type"])
-    return policy["key"]
-
-
-def open_local_download(key: str, expires: str, signature: str) -> tuple[bytes, str]:
-    """Serve a presigned local download: the bytes and content type, if the URL is valid."""
-    store = _directory()
-    if not (expires.isascii() and expires.isdigit()) or not store.signed(
-        f"{key}:{expires}", signature
-    ):
-        raise ApiError(403, "FORBIDDEN", "download link is invalid")
-    if time.time() > int(expires):
-        raise ApiError(403, "FORBIDDEN", "download link expired")
-    meta = store.head(key)
-    if meta is None:
-        raise ApiError(404, "NOT_FOUND", "object not found")
-    return store.read(key), meta["content_type"] or "application/octet-stream"
