@@ -35,13 +35,14 @@ def _next(cloud_event, stage: str, event_type: str, data: dict | None) -> None:
     resources=MODEL_RESOURCES,
     uses=("db", "cache", "storage", "openai"),
     timeout_seconds=90,
+    on_dead_letter=pipeline.dead_lettered,
 )
 def image_analyze(cloud_event):
     """Describe the uploaded item with the vision model (or the user's hint)."""
     _next(cloud_event, "analyze", pipeline.ANALYZED, pipeline.analyze(cloud_event.data))
 
 
-@event(pipeline.ANALYZED, emits=(pipeline.CLASSIFIED,))
+@event(pipeline.ANALYZED, emits=(pipeline.CLASSIFIED,), on_dead_letter=pipeline.dead_lettered)
 def classification_identify(cloud_event):
     """Ground the description in the Ministry of Environment's item dictionary."""
     _next(cloud_event, "classify", pipeline.CLASSIFIED, pipeline.classify(cloud_event.data))
@@ -54,13 +55,14 @@ def classification_identify(cloud_event):
     resources=MODEL_RESOURCES,
     uses=("db", "cache", "openai"),
     timeout_seconds=90,
+    on_dead_letter=pipeline.dead_lettered,
 )
 def feedback_generate(cloud_event):
     """Phrase the guide's official steps for the user (a model if configured, else a template)."""
     _next(cloud_event, "feedback", pipeline.ANSWERED, pipeline.feedback(cloud_event.data))
 
 
-@event(pipeline.ANSWERED)
+@event(pipeline.ANSWERED, on_dead_letter=pipeline.dead_lettered)
 def result_save(cloud_event):
     """Persist the result, cache it, complete the job."""
     pipeline.save(cloud_event.data)

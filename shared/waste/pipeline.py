@@ -242,8 +242,10 @@ STAGE_STEPS = {
 }
 
 
-def dead_lettered(event_type: str, data: Any, error: str) -> None:
-    """A stage gave up after its retries: the job fails now, with the step, not at the sweep."""
+def dead_lettered(cloud_event: Any, error: str) -> None:
+    """A stage gave up after its retries: the job fails now, with the step, not at the sweep.
+    The stages declare this as their `on_dead_letter`."""
+    event_type, data = cloud_event["type"], cloud_event.data
     if event_type in STAGE_STEPS and isinstance(data, dict) and data.get("job_id"):
         jobs.fail(
             str(data["job_id"]),
