@@ -137,22 +137,14 @@ def _outages(system, proxies, rounds: int) -> dict:
 
 
 def _pipeline(system, proxies, outage: float) -> dict:
-    from shared.core import events
-    from shared.waste import jobs, pipeline
+    from shared.waste import jobs, messages
 
     client = system.app.test_client()
     headers = _login(client, "bench-3")
     job_id = _uploaded_job(client, headers)
     jobs.advance(job_id, "queued")
     proxies["database"].cut()
-    system.broker.publish(
-        events.make(
-            pipeline.UPLOADED,
-            {"job_id": job_id},
-            subject=job_id,
-            event_id=jobs.upload_event_id(job_id),
-        )
-    )
+    system.broker.publish(messages.event(messages.Uploaded(job_id), cause=job_id))
     time.sleep(outage)
     proxies["database"].restore()
     restored = time.perf_counter()

@@ -2,7 +2,9 @@
 
 Locally the broker records them here directly. On the cluster every Trigger's deadLetterSink is
 the `dead_letter_sink` Service at `/<trigger>`, which records them into the same table, so
-`growbin dead-letters` lists them from anywhere that reaches the database.
+`growbin dead-letters` lists them from anywhere that reaches the database. Once recorded, the
+function whose Trigger gave up reacts as it declared (`@event(on_dead_letter=...)`): the
+platform knows no domain.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from cloudevents.http import CloudEvent, from_json
 from sqlalchemy import JSON, Column, Integer, String, Table, Text, select, update
 
 from shared.core import db
-from shared.waste import pipeline
+from shared.core.registry import REGISTRY, Function
 
 dead_letters = Table(
     "dead_letters",
@@ -55,8 +57,20 @@ def record(
             },
             keys=["id"],
         )
-    pipeline.dead_lettered(event["type"], event.data, error)
+    function = _declared(trigger)
+    if function is not None and function.on_dead_letter is not None:
+        function.on_dead_letter(event, error)
     return letter_id
+
+
+def _declared(trigger: str) -> Function | None:
+    """The function a Trigger delivers to. The cluster's sink Service loads the declarations
+    only when a letter arrives: dead letters are rare, cold starts are not."""
+    if trigger not in REGISTRY:
+        from functions import load_all
+
+        load_all()
+    return REGISTRY.get(trigger)
 
 
 # What Knative adds to an event it dead-letters: why the last delivery failed.

@@ -8,6 +8,7 @@ from shared.core.errors import not_found
 from shared.core.registry import HOT, endpoints
 from shared.core.validation import obj
 from shared.waste import corrections, jobs, pipeline, rules
+from shared.waste.messages import Uploaded
 
 http = endpoints(authenticate=sessions.authenticate)
 
@@ -263,7 +264,7 @@ def _complete(user, job_id: str):
     responses={202: QUEUED},
     errors=(409,),
     uses=("db", "cache", "storage"),
-    emits=(pipeline.UPLOADED,),
+    emits=(Uploaded.TYPE,),
 )
 def waste_upload_complete(request, user, job_id):
     """The image is uploaded: check it is there as declared, and queue the analysis."""
@@ -276,7 +277,7 @@ def waste_upload_complete(request, user, job_id):
     responses={202: QUEUED},
     errors=(404, 409),
     uses=("db", "cache", "storage"),
-    emits=(pipeline.UPLOADED,),
+    emits=(Uploaded.TYPE,),
 )
 def waste_upload_complete_body(request, user, body):
     """The same as upload-complete/{job_id}, with the job id in the body."""

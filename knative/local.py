@@ -33,7 +33,7 @@ class Local:
     def stop(self) -> None:
         self.cron.stop()
         self.broker.close()
-        events.use_local_sink(None)
+        events.connect(None)
 
 
 def configure_logging() -> None:
@@ -60,7 +60,7 @@ def start(*, time_scale: float = 1.0, with_cron: bool = True, with_bins: bool = 
     broker = (RabbitBroker if settings().broker_url else LocalBroker)(
         registry.values(), time_scale=time_scale
     )
-    events.use_local_sink(broker.publish)
+    events.connect(broker.publish)
     cron = Cron(registry.values(), broker.publish)
     if with_cron:
         cron.start()

@@ -81,14 +81,15 @@ CONFIG_VARS = (
 def reset_clients() -> None:
     """Forget every process-wide client and cached setting, as a new process would."""
     from shared.auth import tokens
-    from shared.core import cache, db, settings, storage
+    from shared.core import cache, db, events, settings, storage
     from shared.waste import ai
 
     settings.settings.cache_clear()
     db.reset()
+    events.cluster_sink.cache_clear()
     cache.client.cache_clear()
     storage.s3_client.cache_clear()
-    storage._secret.cache_clear()
+    storage.backend.cache_clear()
     tokens.signing_key.cache_clear()
     tokens.verification_keys.cache_clear()
     tokens._verified.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -179,3 +180,21 @@ def test_an_event_is_kept_even_when_the_dead_letter_store_is_down(migrated, monk
     assert calls == ["kept"] * 3  # two tries, then once more after the store failed
     [letter] = dead_letters.listing()
     assert letter["event_id"] == "kept"
+
+
+def test_a_dead_letter_calls_the_reaction_its_function_declared(migrated, monkeypatch):
+    from functions import load_all
+    from shared.core.registry import REGISTRY
+    from shared.waste import pipeline
+
+    reactions = []
+    declared = _function("reacts", lambda e: None, type="kr.growbin.r")
+    declared = dataclasses.replace(
+        declared, on_dead_letter=lambda e, error: reactions.append((e["id"], error))
+    )
+    monkeypatch.setitem(REGISTRY, "reacts", declared)
+    dead_letters.record("reacts", events.make("kr.growbin.r", {}, event_id="r1"), 3, "boom")
+    dead_letters.record("undeclared", events.make("kr.growbin.r", {}, event_id="r2"), 3, "boom")
+    assert reactions == [("r1", "boom")]
+    stages = ("image_analyze", "classification_identify", "feedback_generate", "result_save")
+    assert all(load_all()[name].on_dead_letter is pipeline.dead_lettered for name in stages)

@@ -22,8 +22,8 @@ from faults import FaultyProxy, proxied
 from test_waste import start
 
 from knative.openapi import ERROR
-from shared.core import cache, db, events
-from shared.waste import jobs, pipeline
+from shared.core import cache, db
+from shared.waste import jobs, messages
 
 TIMEOUT = 2  # DATABASE_TIMEOUT here: libpq's connect_timeout cannot go lower
 # A guard against hanging, not a speed goal (bench/outage.py measures): a blackholed database
@@ -238,12 +238,7 @@ def _queued_job(client, headers) -> str:
 
 def _uploaded_event(job_id: str):
     """The event upload-complete emits for the job: the same id every time."""
-    return events.make(
-        pipeline.UPLOADED,
-        {"job_id": job_id},
-        subject=job_id,
-        event_id=jobs.upload_event_id(job_id),
-    )
+    return messages.event(messages.Uploaded(job_id), cause=job_id)
 
 
 def test_event_function_raises_while_the_database_is_down(outage):

@@ -184,11 +184,9 @@ FORM_FIELDS = st.dictionaries(
 @PROPERTIES
 @given(fields=FORM_FIELDS, data=st.binary(max_size=64), content_type=st.none() | st.text())
 def test_upload_forms_nobody_signed_are_refused(env, fields, data, content_type):
-    from shared.core import storage
+    from knative import objects
 
-    assert refused(
-        lambda: storage.accept_local_upload(fields, data, content_type), {400, 403, 413, 415}
-    )
+    assert refused(lambda: objects.accept_upload(fields, data, content_type), {400, 403, 413, 415})
 
 
 @PROPERTIES
@@ -200,13 +198,12 @@ def test_upload_forms_nobody_signed_are_refused(env, fields, data, content_type)
     content_type=st.none() | st.sampled_from(["image/jpeg", "image/png", "text/plain"]),
 )
 def test_signed_upload_forms_accept_exactly_what_they_allow(env, changes, data, content_type):
+    from knative import objects
     from shared.core import storage
 
     form = storage.presign_upload("uploads/u/j", "image/jpeg", 32)
     fields = {**form["fields"], **changes}
-    error = refused(
-        lambda: storage.accept_local_upload(fields, data, content_type), {400, 403, 413, 415}
-    )
+    error = refused(lambda: objects.accept_upload(fields, data, content_type), {400, 403, 413, 415})
     if error is None:
         assert not changes or all(form["fields"][k] == v for k, v in changes.items())
         assert content_type in (None, "image/jpeg") and 0 < len(data) <= 32
@@ -217,9 +214,9 @@ def test_signed_upload_forms_accept_exactly_what_they_allow(env, changes, data, 
 @given(key=st.text(max_size=30), expires=st.text(max_size=12), signature=st.text(max_size=70))
 @example(key="k", expires="²", signature="é")
 def test_download_links_nobody_signed_are_refused(env, key, expires, signature):
-    from shared.core import storage
+    from knative import objects
 
-    assert refused(lambda: storage.open_local_download(key, expires, signature), {400, 403})
+    assert refused(lambda: objects.open_download(key, expires, signature), {400, 403})
 
 
 # ---- access tokens ------------------------------------------------------------------------

@@ -148,3 +148,24 @@ def test_importing_a_function_module_leaves_heavy_clients_unloaded():
             check=True,
         ).stdout.strip()
         assert loaded == "", f"functions.{module} imports {loaded} at import time"
+
+
+def test_the_dev_endpoints_play_the_broker_and_func_invoke(system):
+    from cloudevents.conversion import to_binary
+
+    from knative.server import create_app
+    from shared.core import events
+
+    client = system.app.test_client()
+    headers, body = to_binary(events.make("kr.growbin.nobody.listens", {"n": 1}))
+    response = client.post("/_broker", headers=headers, data=body)
+    assert response.status_code == 202 and response.get_json() == {"matched": 0}
+    response = client.post("/_broker/dead-letters/nope/replay")
+    assert response.status_code == 404 and error_code(response) == "NOT_FOUND"
+    assert error_code(client.post("/_functions/nope")) == "NOT_FOUND"
+    response = client.post("/_functions/waste_status")
+    assert response.status_code == 400 and error_code(response) == "BAD_REQUEST"
+    brokerless = create_app(system.registry).test_client()
+    response = brokerless.post("/_broker", headers=headers, data=body)
+    assert response.status_code == 503 and error_code(response) == "UNAVAILABLE"
+    assert brokerless.get("/healthz").get_json() == {"status": "ok"}

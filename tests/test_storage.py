@@ -9,7 +9,7 @@ import time
 
 import pytest
 import requests
-from conftest import IMAGES, error_code
+from conftest import IMAGES, error_code, reset_clients
 
 from shared.core import storage
 
@@ -46,6 +46,19 @@ def test_local_form_refuses_what_it_was_not_signed_for(client):
     response = _post_local(client, expired, data=b"x", content_type="image/png")
     assert response.status_code == 403 and error_code(response) == "UPLOAD_EXPIRED"
     assert storage.head("uploads/u1/j2") is None and storage.head("uploads/u1/j3") is None
+
+
+def test_the_local_upload_endpoint_serves_only_the_directory_store(env):
+    """With a bucket set, the dev server plays no part in uploads: S3 checks its own forms."""
+    from knative import objects
+    from shared.core.errors import ApiError
+
+    form = storage.presign_upload("uploads/u1/j4", "image/png", 1000)
+    env.setenv("S3_BUCKET", "growbin-elsewhere")
+    reset_clients()
+    with pytest.raises(ApiError) as refused:
+        objects.accept_upload(form["fields"], b"x", "image/png")
+    assert refused.value.status == 404
 
 
 def test_keys_cannot_escape_the_store(env):

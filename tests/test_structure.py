@@ -85,16 +85,31 @@ def test_the_tree_has_a_platform_and_domains():
     assert not list(SHARED.glob("*.py"))[1:], "modules belong in the platform or a domain"
 
 
-def test_the_platform_imports_no_domain_and_no_function():
-    folder = "shared/core"
-    offenders = [
+def _domain_imports(sources: dict[str, Path]) -> list[str]:
+    return [
         f"{module} imports {imported}"
-        for module, path in _sources(folder).items()
+        for module, path in sources.items()
+        for imported, name in _imports(path)
+        if (imported.startswith("shared.") and imported.split(".")[1] in DOMAINS)
+        or (imported == "shared" and name in DOMAINS)
+    ]
+
+
+def test_the_platform_imports_no_domain_and_no_function():
+    sources = _sources("shared/core")
+    offenders = _domain_imports(sources) + [
+        f"{module} imports {imported}"
+        for module, path in sources.items()
         for imported, _ in _imports(path)
         if imported.split(".")[0] == "functions"
-        or (imported.startswith("shared.") and imported.split(".")[1] in DOMAINS)
-        or (imported == "shared" and any(name in DOMAINS for _, name in _imports(path)))
     ]
+    assert not offenders, offenders
+
+
+def test_the_eventing_runtime_imports_no_domain():
+    """The brokers and the dead-letter sink deliver any event: what a domain does when its
+    events are dead-lettered, it declares on its functions (`@event(on_dead_letter=...)`)."""
+    offenders = _domain_imports(_sources("eventing"))
     assert not offenders, offenders
 
 
@@ -294,6 +309,11 @@ def test_the_rules_catch_what_they_forbid(tmp_path):
     hidden.write_text("def f():\n    from shared.auth import sessions\n")
     assert _imports(hidden) == [("shared.auth", "sessions")]
     assert _targets("shared.auth", "sessions") == ["shared.auth.sessions"]
+    assert _domain_imports({"probe": hidden}) == ["probe imports shared.auth"]
+    assert _domain_imports({"probe": probe}) == [
+        "probe imports shared.auth",
+        "probe imports shared.waste.jobs",
+    ]
     assert _loops({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert _loops({"a": {"b"}, "b": {"c"}}) == []
     assert _reached({"a": {"b"}, "b": {"c"}, "c": {"a"}}, "a") == {"a", "b", "c"}

@@ -16,7 +16,7 @@ from fake_openai import FakeOpenAI
 from PIL import Image, ImageChops, ImageStat
 
 from shared.core import storage
-from shared.waste import images, jobs, pipeline, rules
+from shared.waste import images, jobs, messages, rules
 
 PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
 MILK = (IMAGES / "cardboard" / "cardboard2.jpg").read_bytes()
@@ -298,13 +298,13 @@ def test_replayed_events_at_every_stage_change_nothing(system_on):
     system.broker.publish = lambda e: published.append(e) or original(e)
     from shared.core import events
 
-    events.use_local_sink(system.broker.publish)
+    events.connect(system.broker.publish)
     job_id, first = run(client, system, headers, hint="페트병")
     assert {e["type"] for e in published} == {
-        pipeline.UPLOADED,
-        pipeline.ANALYZED,
-        pipeline.CLASSIFIED,
-        pipeline.ANSWERED,
+        messages.Uploaded.TYPE,
+        messages.Analyzed.TYPE,
+        messages.Classified.TYPE,
+        messages.Answered.TYPE,
     }
     rows_before = _rows(job_id)
     for event in list(published):
@@ -506,3 +506,146 @@ def test_a_stage_that_keeps_crashing_fails_the_job_with_a_reason(system, monkeyp
     assert letter["trigger"] == "classification_identify"
     assert "dictionary unavailable" in letter["error"]
     assert letter["attempts"] == system.registry["classification_identify"].delivery.retry + 1
+
+
+# Dead letters as the release before typed messages recorded them (copied from its dead_letters
+# table, the job id replaced): the event each stage had been handed when its Trigger gave up.
+OLD_DEAD_LETTERS = {
+    "image_analyze": {
+        "specversion": "1.0",
+        "id": "upload-JOB_ID",
+        "source": "/growbin",
+        "type": "kr.growbin.waste.uploaded",
+        "subject": "JOB_ID",
+        "time": "2026-12-03T17:50:14.838558+00:00",
+        "data": {"job_id": "JOB_ID"},
+    },
+    "classification_identify": {
+        "specversion": "1.0",
+        "id": "918265db-7048-595c-b2ba-c85da3b04195",
+        "source": "/growbin",
+        "type": "kr.growbin.waste.analyzed",
+        "subject": "JOB_ID",
+        "time": "2026-12-03T17:50:16.691511+00:00",
+        "data": {
+            "job_id": "JOB_ID",
+            "description": {
+                "name": "페트병",
+                "material": None,
+                "category": None,
+                "tags": [],
+                "confidence": None,
+            },
+            "source": "hint",
+        },
+    },
+    "feedback_generate": {
+        "specversion": "1.0",
+        "id": "e99a5dc6-6a34-5149-86e5-b7c1bf55eb74",
+        "source": "/growbin",
+        "type": "kr.growbin.waste.classified",
+        "subject": "JOB_ID",
+        "time": "2026-12-03T17:50:18.605539+00:00",
+        "data": {
+            "job_id": "JOB_ID",
+            "guide_id": "item-guide-0003",
+            "confidence": 0.78,
+            "alternatives": [
+                {"name": "음료 페트병", "guide_id": "item-guide-0631", "confidence": 0.78},
+                {"name": "무색페트병(물병)", "guide_id": "item-guide-0632", "confidence": 0.729},
+                {"name": "생수", "guide_id": "item-guide-0144", "confidence": 0.468},
+            ],
+            "situation_tags": [],
+            "detected_name": "페트병",
+        },
+    },
+    "result_save": {
+        "specversion": "1.0",
+        "id": "3c3c3b40-672e-5757-9ded-3d323cdbb3e7",
+        "source": "/growbin",
+        "type": "kr.growbin.waste.answered",
+        "subject": "JOB_ID",
+        "time": "2026-12-03T17:50:21.234053+00:00",
+        "data": {
+            "job_id": "JOB_ID",
+            "status": "completed",
+            "item": {"name": "무색페트병", "guide_id": "item-guide-0003"},
+            "category": {"major": "재활용폐기물", "middle": "무색페트병"},
+            "confidence": 0.78,
+            "situation_tags": [],
+            "disposal_steps": [
+                "먹는 샘물과 음료를 담은 무색페트병은 무색페트병 수거함으로 배출합니다.",
+                "라벨과 내용물을 제거하고 물로 헹군 후 압착하여 뚜껑을 닫아 배출합니다.",
+            ],
+            "cautions": [],
+            "feedback": "무색페트병은(는) '무색페트병'(으)로 분리배출해요. "
+            "먹는 샘물과 음료를 담은 무색페트병은 무색페트병 수거함으로 배출합니다.",
+            "alternatives": [
+                {"name": "음료 페트병", "guide_id": "item-guide-0631", "confidence": 0.78},
+                {"name": "무색페트병(물병)", "guide_id": "item-guide-0632", "confidence": 0.729},
+                {"name": "생수", "guide_id": "item-guide-0144", "confidence": 0.468},
+            ],
+            "source": {
+                "title": "기후에너지환경부 생활폐기물 분리배출 누리집 품목사전",
+                "dataset": "data.go.kr 15156866",
+                "edition": "2026-12-03",
+                "attribution": "기후에너지환경부 생활폐기물 분리배출 누리집과 분리배출 "
+                "정보조회 서비스의 텍스트 정보를 가공한 데이터입니다.",
+                "guide_id": "item-guide-0003",
+            },
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("trigger", sorted(OLD_DEAD_LETTERS))
+def test_dead_letters_recorded_before_typed_messages_replay_to_completion(system, trigger):
+    """A letter whose job is still running (its reaction never ran, or the job was restarted)
+    goes through every later stage to the result."""
+    from eventing import dead_letters
+    from shared.core import db
+
+    client = system.app.test_client()
+    headers = login(client)
+    job_id = start(client, headers, hint="페트병")["job_id"]
+    assert jobs.advance(job_id, "queued")
+    event = json.loads(json.dumps(OLD_DEAD_LETTERS[trigger]).replace("JOB_ID", job_id))
+    with db.transaction() as conn:
+        conn.execute(
+            dead_letters.dead_letters.insert().values(
+                id="old-letter",
+                trigger=trigger,
+                event_id=event["id"],
+                event_type=event["type"],
+                event=event,
+                attempts=6,
+                error="RuntimeError('down')",
+                failed_at=db.now(),
+            )
+        )
+    system.broker.replay("old-letter")
+    assert system.broker.wait_idle(30)
+    assert dead_letters.listing() == []  # replayed, and nothing failed again
+    result = client.get(f"/api/v1/waste/result/{job_id}", headers=headers).get_json()
+    assert result["status"] == "completed", result
+    # Letters from before classification are classified again by today's search.
+    classified = trigger not in ("image_analyze", "classification_identify")
+    expected = "item-guide-0003" if classified else rules.search("페트병", limit=1)[0]["guide_id"]
+    assert result["item"]["guide_id"] == expected
+
+
+def test_messages_read_back_what_they_wrote_and_ids_follow_their_cause():
+    from shared.core import events
+    from shared.core.idempotency import derived_id
+
+    classified = messages.Classified("j1", "item-guide-0003", 0.7, "페트병")
+    sent = messages.event(classified, cause="e1")
+    assert messages.parse(sent) == classified and sent["subject"] == "j1"
+    assert sent["id"] == messages.event(classified, cause="e1")["id"]  # a redelivery
+    assert sent["id"] != messages.event(classified, cause="e2")["id"]
+    upload = messages.event(messages.Uploaded("j1"), cause="j1")
+    assert upload["id"] == derived_id("j1", "upload")  # one per job: one analysis runs
+    newer = events.make(messages.Uploaded.TYPE, {"job_id": "j1", "added_later": 1})
+    assert messages.parse(newer) == messages.Uploaded("j1")
+    with pytest.raises(TypeError):
+        messages.parse(events.make(messages.Analyzed.TYPE, {"job_id": "j1"}))

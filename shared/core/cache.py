@@ -1,8 +1,8 @@
 """The cache: Redis when REDIS_URL is set, else an in-process store with the same TTL semantics.
 
-Callers use the handful of Redis commands below through `client()`; values are strings (JSON
-where structured). The in-process store implements exactly those commands, so code and tests
-run the same on both.
+`client()` picks one of the two once per process, from the settings. Callers use only the
+Redis commands `Client` names; values are strings (JSON where structured). `Memory` implements
+exactly those commands, so code and tests run the same on both.
 """
 
 from __future__ import annotations
@@ -14,14 +14,36 @@ import time
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from shared.core.errors import ApiError
 from shared.core.settings import settings
 
 
-class _Memory:
-    """The subset of redis-py's API the project uses, in one process, thread-safe."""
+class Client(Protocol):
+    """The redis-py commands the project uses: a `redis.Redis` and a `Memory` both have them."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> bool | None: ...
+
+    def delete(self, *keys: str) -> int: ...
+
+    def incr(self, key: str, amount: int = 1) -> int: ...
+
+    def decr(self, key: str) -> int: ...
+
+    def expire(self, key: str, seconds: int) -> bool: ...
+
+    def ttl(self, key: str) -> int: ...
+
+    def scan_iter(self, match: str = "*", count: int | None = None) -> Iterator[str]: ...
+
+    def ping(self) -> bool: ...
+
+
+class Memory:
+    """The commands of `Client` in one process, thread-safe, with Redis's TTL semantics."""
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}
@@ -77,7 +99,7 @@ class _Memory:
             expires = self._data[key][1]
             return -1 if expires is None else max(0, round(expires - time.monotonic()))
 
-    def scan_iter(self, match: str = "*", count: int | None = None):
+    def scan_iter(self, match: str = "*", count: int | None = None) -> Iterator[str]:
         with self._lock:
             keys = [k for k in list(self._data) if self._live(k) is not None]
         return iter([k for k in keys if fnmatchcase(k, match)])
@@ -87,10 +109,11 @@ class _Memory:
 
 
 @cache
-def client() -> Any:
+def client() -> Client:
+    """The cache, decided once per process: Redis at REDIS_URL, else in this process."""
     url = settings().redis_url
     if not url:
-        return _Memory()
+        return Memory()
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry

@@ -2,13 +2,15 @@
 local broker when running under `growbin dev`.
 
 A `@cloud_event` function's return value is discarded by functions-framework, so a stage that
-produces the next event emits it here. Emitted ids are derived from the input event's id
+produces the next event emits it here, to the Broker at K_SINK (decided once per process), or
+else to the broker the local runtime connected. Emitted ids are derived from the input event's id
 (`idempotency.derived_id`), so a redelivered stage re-emits the same event, not a new one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from cloudevents.http import CloudEvent
@@ -16,13 +18,46 @@ from cloudevents.http import CloudEvent
 from shared.core.settings import settings
 
 SOURCE = "/growbin"
-_local_sink: Callable[[CloudEvent], None] | None = None
+
+# Where events go: the local broker's `publish`, or `HttpSink`.
+Sink = Callable[[CloudEvent], object]
+_local: Sink | None = None
 
 
-def use_local_sink(sink: Callable[[CloudEvent], None] | None) -> None:
-    """The local broker plugs itself in here; the cluster uses K_SINK instead."""
-    global _local_sink
-    _local_sink = sink
+class HttpSink:
+    """The Broker's ingress over HTTP, binary mode, as Knative expects."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __call__(self, event: CloudEvent) -> None:
+        import requests
+        from cloudevents.conversion import to_binary
+
+        headers, body = to_binary(event)
+        response = requests.post(self.url, headers=headers, data=body, timeout=10)
+        response.raise_for_status()  # the broker did not take it: fail, so we are retried
+
+
+def connect(sink: Sink | None) -> None:
+    """The local runtime plugs its broker in here at start (None at stop); K_SINK, when set,
+    still wins, as on the cluster."""
+    global _local
+    _local = sink
+
+
+@cache
+def cluster_sink() -> HttpSink | None:
+    """The Broker at K_SINK, decided once per process; None when K_SINK is not set."""
+    url = settings().k_sink
+    return HttpSink(url) if url else None
+
+
+def sink() -> Sink:
+    chosen = cluster_sink() or _local
+    if chosen is None:
+        raise RuntimeError("no event sink: set K_SINK, or run the function under `growbin dev`")
+    return chosen
 
 
 def make(
@@ -43,15 +78,4 @@ def make(
 
 
 def emit(event: CloudEvent) -> None:
-    sink = settings().k_sink
-    if sink:
-        import requests
-        from cloudevents.conversion import to_binary
-
-        headers, body = to_binary(event)
-        response = requests.post(sink, headers=headers, data=body, timeout=10)
-        response.raise_for_status()  # the broker did not take it: fail, so we are retried
-        return
-    if _local_sink is None:
-        raise RuntimeError("no event sink: set K_SINK, or run the function under `growbin dev`")
-    _local_sink(event)
+    sink()(event)

@@ -26,6 +26,8 @@ from shared.core.errors import ApiError, as_api_error, log_event
 
 # Who calls: (Authorization header, admin required) -> the caller, or an ApiError (401/403).
 Authenticate = Callable[..., Any]
+# What a domain does when a Trigger gave up on an event: (the event, why the last try failed).
+OnDeadLetter = Callable[[Any, str], None]
 PING_TYPE = "dev.knative.sources.ping"  # the type every PingSource event carries
 SEOUL = "Asia/Seoul"
 
@@ -111,6 +113,7 @@ class Function:
     resources: Resources = Resources()
     timeout_seconds: int = 30
     local_only: bool = False  # exists only in local mode (dev login)
+    on_dead_letter: OnDeadLetter | None = None  # called once the dead letter is recorded
 
     @property
     def source(self) -> str:
@@ -299,13 +302,16 @@ def event(
     resources: Resources = Resources(),
     uses: tuple[str, ...] = ("db", "cache"),
     timeout_seconds: int = 60,
+    on_dead_letter: OnDeadLetter | None = None,
 ):
     """Declare an event function, triggered by exact match on the event's `type`.
 
     Functions fired by cron declare `schedule` and `task`: their Trigger matches the PingSource
     type plus the `task` extension attribute the PingSource sets, since eventing-rabbitmq
     honours only exact attribute filters. Delivery is at least once, so every call is
-    deduplicated on the CloudEvent id and the function's name.
+    deduplicated on the CloudEvent id and the function's name. `on_dead_letter(event, error)`
+    is the domain's reaction when the Trigger's retries are spent (the dead-letter sink calls
+    it, locally and on the cluster).
     """
     # Each delivery attempt may take as long as the function may run, never less.
     delivery = delivery or Delivery(timeout=f"PT{timeout_seconds}S")
@@ -350,6 +356,7 @@ def event(
             resources=resources,
             uses=frozenset(uses),
             timeout_seconds=timeout_seconds,
+            on_dead_letter=on_dead_letter,
         )
         return target
 

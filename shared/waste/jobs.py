@@ -174,11 +174,6 @@ def check_uploaded(job: dict[str, Any], stored: dict[str, Any] | None) -> None:
         raise ApiError(413, "PAYLOAD_TOO_LARGE", "the upload is larger than declared")
 
 
-def upload_event_id(job_id: str) -> str:
-    """One id per job, so completing an upload twice emits the same event: one job runs."""
-    return f"upload-{job_id}"
-
-
 # ---- progress -----------------------------------------------------------------------------
 
 

@@ -1,9 +1,9 @@
-"""The analysis pipeline's four stages, as plain functions over the events' data.
+"""The analysis pipeline's four stages, as plain functions over its messages (messages.py).
 
-    uploaded -> analyze -> analyzed -> classify -> classified -> feedback -> answered -> save
+    Uploaded -> analyze -> Analyzed -> classify -> Classified -> feedback -> Answered -> save
 
-Each stage takes the previous event's data and returns the next event's data, or None when the
-job has ended (failed, deleted). Stages are safe to run twice: progress only moves forward,
+Each stage takes the previous stage's message and returns the next one, or None when the job
+has ended (failed, deleted). Stages are safe to run twice: progress only moves forward,
 the vision answer is cached by image hash, and the result is upserted. A failure the stage
 understands (the model is rate limited, the image unreadable, nothing in the dictionary
 matches) fails the job with its code; anything else raises, so the broker retries it.
@@ -12,22 +12,17 @@ matches) fails the job with its code; anything else raises, so the broker retrie
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from typing import Any
 
 from sqlalchemy import JSON, Column, String, Table, select
 
-from shared.core import db, events, storage
+from shared.core import db, storage
 from shared.core.errors import ApiError
 from shared.core.settings import settings
-from shared.waste import ai, images, jobs, rules
-
-# The event types that connect the stages; each is declared as a Trigger filter next to the
-# function that consumes it.
-UPLOADED = "kr.growbin.waste.uploaded"
-ANALYZED = "kr.growbin.waste.analyzed"
-CLASSIFIED = "kr.growbin.waste.classified"
-ANSWERED = "kr.growbin.waste.answered"
+from shared.waste import ai, images, jobs, messages, rules
+from shared.waste.messages import Analyzed, Answered, Classified, Uploaded
 
 ALTERNATIVES = 3
 
@@ -49,14 +44,7 @@ def submit(job: dict[str, Any]) -> None:
     if job["status"] != "awaiting_upload":
         return
     jobs.check_uploaded(job, storage.head(job["image_key"]))
-    events.emit(
-        events.make(
-            UPLOADED,
-            {"job_id": job["id"]},
-            subject=job["id"],
-            event_id=jobs.upload_event_id(job["id"]),
-        )
-    )
+    messages.emit(Uploaded(job["id"]), cause=job["id"])
     jobs.advance(job["id"], "queued")
 
 
@@ -96,10 +84,10 @@ def _remember_description(sha256: str, model: str, description: dict[str, Any]) 
         )
 
 
-def analyze(data: dict[str, Any]) -> dict[str, Any] | None:
+def analyze(uploaded: Uploaded) -> Analyzed | None:
     """What the item is: from the vision model (cached by the stored image's hash, before any
     conversion), or the user's hint."""
-    job = _live_job(data["job_id"])
+    job = _live_job(uploaded.job_id)
     if job is None:
         return None
     jobs.advance(job["id"], "analyze")
@@ -140,19 +128,19 @@ def analyze(data: dict[str, Any]) -> dict[str, Any] | None:
             'an OpenAI-compatible server), or send a hint such as "페트병" with analyze',
         )
         return None
-    return {"job_id": job["id"], "description": description, "source": source}
+    return Analyzed(job["id"], description, source)
 
 
 # ---- classify -----------------------------------------------------------------------------
 
 
-def classify(data: dict[str, Any]) -> dict[str, Any] | None:
+def classify(analyzed: Analyzed) -> Classified | None:
     """Ground the description in the official dictionary: a real guide id, never an invention."""
-    job = _live_job(data["job_id"])
+    job = _live_job(analyzed.job_id)
     if job is None:
         return None
     jobs.advance(job["id"], "classify")
-    description = data["description"]
+    description = analyzed.description
     queries = [description["name"], job["hint"] or ""]
     matches: list[dict[str, Any]] = []
     for query in filter(None, queries):
@@ -171,16 +159,16 @@ def classify(data: dict[str, Any]) -> dict[str, Any] | None:
     confidence = best["score"]
     if description.get("confidence") is not None:
         confidence = round(confidence * max(0.0, min(1.0, description["confidence"])), 3)
-    return {
-        "job_id": job["id"],
-        "guide_id": best["guide_id"],
-        "confidence": confidence,
-        "alternatives": [
+    return Classified(
+        job_id=job["id"],
+        guide_id=best["guide_id"],
+        confidence=confidence,
+        alternatives=[
             {"name": m["name"], "guide_id": m["guide_id"], "confidence": m["score"]} for m in others
         ],
-        "situation_tags": description.get("tags", []),
-        "detected_name": description["name"],
-    }
+        situation_tags=description.get("tags", []),
+        detected_name=description["name"],
+    )
 
 
 # ---- feedback -----------------------------------------------------------------------------
@@ -191,13 +179,13 @@ def _template(name: str, category: dict[str, str], steps: list[str]) -> str:
     return f"{name}은(는) '{category['middle']}'(으)로 분리배출해요. {first}"
 
 
-def feedback(data: dict[str, Any]) -> dict[str, Any] | None:
+def feedback(classified: Classified) -> Answered | None:
     """The answer: the guide's official steps and cautions, phrased for the user."""
-    job = _live_job(data["job_id"])
+    job = _live_job(classified.job_id)
     if job is None:
         return None
     jobs.advance(job["id"], "feedback")
-    guide = rules.guide(data["guide_id"])
+    guide = rules.guide(classified.guide_id)
     category = rules.category(guide)
     steps, cautions = guide["dischargeMethods"], guide["notes"]
     text = _template(guide["name"], category, steps)
@@ -205,45 +193,46 @@ def feedback(data: dict[str, Any]) -> dict[str, Any] | None:
         # On a model failure the template says the same, less warmly: the answer must not wait.
         with contextlib.suppress(ai.ModelError):
             text = ai.phrase(guide["name"], steps, cautions) or text
-    return {
-        "job_id": job["id"],
-        "status": "completed",
-        "item": {"name": guide["name"], "guide_id": guide["id"]},
-        "category": category,
-        "confidence": data["confidence"],
-        "situation_tags": data["situation_tags"],
-        "disposal_steps": steps,
-        "cautions": cautions,
-        "feedback": text,
-        "alternatives": data["alternatives"],
-        "source": rules.source(guide),
-    }
+    return Answered(
+        job_id=job["id"],
+        item={"name": guide["name"], "guide_id": guide["id"]},
+        category=category,
+        confidence=classified.confidence,
+        situation_tags=classified.situation_tags,
+        disposal_steps=steps,
+        cautions=cautions,
+        feedback=text,
+        alternatives=classified.alternatives,
+        source=rules.source(guide),
+    )
 
 
 # ---- save ---------------------------------------------------------------------------------
 
 
-def save(data: dict[str, Any]) -> None:
+def save(answered: Answered) -> None:
     """The database is the record; the cache holds it 7 days; history and stats see it."""
-    job = _live_job(data["job_id"])
+    job = _live_job(answered.job_id)
     if job is None:
         return
     jobs.advance(job["id"], "save")
-    jobs.save_result(job["id"], data)
+    jobs.save_result(job["id"], dataclasses.asdict(answered))
 
 
 # What each stage was doing, in the words the app shows: the error itself (hosts, buckets,
 # keys, stack details) stays with the operators, in the dead letter and the logs.
 STAGE_STEPS = {
-    UPLOADED: "reading the photo",
-    ANALYZED: "identifying the item",
-    CLASSIFIED: "writing the disposal guide",
-    ANSWERED: "saving the result",
+    Uploaded.TYPE: "reading the photo",
+    Analyzed.TYPE: "identifying the item",
+    Classified.TYPE: "writing the disposal guide",
+    Answered.TYPE: "saving the result",
 }
 
 
-def dead_lettered(event_type: str, data: Any, error: str) -> None:
-    """A stage gave up after its retries: the job fails now, with the step, not at the sweep."""
+def dead_lettered(cloud_event: Any, error: str) -> None:
+    """A stage gave up after its retries: the job fails now, with the step, not at the sweep.
+    The stages declare this as their `on_dead_letter`."""
+    event_type, data = cloud_event["type"], cloud_event.data
     if event_type in STAGE_STEPS and isinstance(data, dict) and data.get("job_id"):
         jobs.fail(
             str(data["job_id"]),
