@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from knative.cli import main
 
 
@@ -70,3 +72,19 @@ def test_jwks_prints_the_public_keys_other_functions_verify_with(env, capsys):
     reset_clients()
     assert json.loads(printed)["keys"][0]["alg"] == "ES256"
     assert tokens.verify(token).user_id == "u1"
+
+
+def test_grant_admin_sets_the_role_and_ends_the_sessions(env, capsys):
+    from shared.auth import accounts, sessions
+    from shared.core.errors import ApiError
+
+    assert main(["migrate"]) == 0
+    assert main(["grant-admin", "nobody"]) == 1
+    user = accounts.find_or_create("dev", "ops", "ops")
+    refresh = sessions.start(user)["refresh_token"]
+    assert main(["grant-admin", user["id"]]) == 0
+    assert accounts.get(user["id"])["role"] == "admin"
+    with pytest.raises(ApiError):
+        sessions.rotate(refresh)
+    assert main(["grant-admin", user["id"], "--revoke"]) == 0
+    assert accounts.get(user["id"])["role"] == "user"

@@ -128,6 +128,14 @@ def update_profile(user_id: str, values: dict[str, Any]) -> bool:
     return bool(found)
 
 
+def set_role(user_id: str, role: str) -> bool:
+    """Make the user an operator ("admin") or a plain "user"; False when there is no such user.
+    The role travels in access tokens: the caller ends the user's sessions so it takes effect."""
+    with db.transaction() as conn:
+        found = conn.execute(users.update().where(users.c.id == user_id).values(role=role)).rowcount
+    return bool(found)
+
+
 def districts(user_ids: list[str]) -> dict[str, str | None]:
     """Each user's district, for figures that count by district."""
     out: dict[str, str | None] = {}
