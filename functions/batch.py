@@ -7,12 +7,13 @@ Operators read the reports through an admin-only endpoint.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from shared.auth import sessions
 from shared.core.errors import log_event
 from shared.core.registry import BATCH, Delivery, Resources, cron, endpoints
 from shared.core.settings import settings
+from shared.core.times import parse_rfc3339
 from shared.core.validation import obj
 from shared.ops import analytics, cleanup, knowledge, reports
 from shared.waste import retention
@@ -43,8 +44,7 @@ def _period(cloud_event) -> date:
     requested = (cloud_event.data or {}).get("day")
     if requested:
         return date.fromisoformat(requested)
-    fired = datetime.fromisoformat(cloud_event["time"].replace("Z", "+00:00"))
-    return analytics.previous_kst_day(fired)
+    return analytics.previous_kst_day(parse_rfc3339(cloud_event["time"]))
 
 
 @cron("10 0 * * *", task="analytics.daily", scaling=BATCH, delivery=ONCE_A_DAY, timeout_seconds=300)

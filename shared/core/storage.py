@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from shared.core.batching import chunked
 from shared.core.errors import ApiError
 from shared.core.settings import settings
+from shared.core.times import rfc3339
 
 UPLOAD_PATH = "/_storage/upload"
 OBJECT_PATH = "/_storage/objects/"
@@ -132,7 +134,7 @@ def presign_upload(key: str, content_type: str, max_bytes: int, expires_in: int 
         "method": "POST",
         "url": url,
         "fields": fields,
-        "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": rfc3339(expires_at),
     }
 
 
@@ -211,8 +213,7 @@ def delete(keys: list[str]) -> None:
     if _bucket():
         from botocore.exceptions import ClientError
 
-        for start in range(0, len(keys), 1000):  # S3's batch limit
-            chunk = keys[start : start + 1000]
+        for chunk in chunked(keys, 1000):  # S3's batch limit
             answer = s3_client().delete_objects(
                 Bucket=_bucket(), Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
             )
