@@ -145,7 +145,7 @@ def accept_local_upload(fields: dict[str, str], data: bytes, content_type: str |
         raise ApiError(403, "FORBIDDEN", "upload form signature is invalid")
     policy = json.loads(base64.urlsafe_b64decode(encoded))
     if time.time() > policy["expires"]:
-        raise ApiError(403, "UPLOAD_EXPIRED", "upload form expired; ask for a new one")
+        raise ApiError(409, "UPLOAD_EXPIRED", "upload form expired; ask for a new one")
     if fields.get("key") != policy["key"]:
         raise ApiError(403, "FORBIDDEN", "key does not match the upload form")
     declared = fields.get("Content-Type")
