@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("auth", "users", "waste", "pipeline", "locations", "batch")
+MODULES = ("auth", "users", "waste", "pipeline", "locations", "batch", "ops")
 
 
 def load_all() -> dict:

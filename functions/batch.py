@@ -2,40 +2,21 @@
 
 A redelivered or repeated ping for the same period leaves the same state: analytics replaces
 its day's row, the report overwrites its day's page, cleanups act only on what is left.
-Operators read the reports through an admin-only endpoint.
+Operators read the reports through an admin-only endpoint (functions/ops.py).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
-from shared.auth import sessions
 from shared.core.errors import log_event
-from shared.core.registry import BATCH, Delivery, Resources, cron, endpoints
+from shared.core.registry import BATCH, Delivery, Resources, cron
 from shared.core.settings import settings
-from shared.core.validation import obj
+from shared.core.times import parse_rfc3339
 from shared.ops import analytics, cleanup, knowledge, reports
 from shared.waste import retention
 
-http = endpoints(authenticate=sessions.authenticate)
-
 ONCE_A_DAY = Delivery(retry=3, backoff_delay="PT1M", timeout="PT5M")
-REPORTS = obj(
-    {
-        "items": {
-            "type": "array",
-            "items": obj(
-                {
-                    "day": {"type": "string", "format": "date"},
-                    "key": {"type": "string"},
-                    "url": {"type": "string"},
-                },
-                required=("day", "key", "url"),
-            ),
-        }
-    },
-    required=("items",),
-)
 
 
 def _period(cloud_event) -> date:
@@ -43,8 +24,7 @@ def _period(cloud_event) -> date:
     requested = (cloud_event.data or {}).get("day")
     if requested:
         return date.fromisoformat(requested)
-    fired = datetime.fromisoformat(cloud_event["time"].replace("Z", "+00:00"))
-    return analytics.previous_kst_day(fired)
+    return analytics.previous_kst_day(parse_rfc3339(cloud_event["time"]))
 
 
 @cron("10 0 * * *", task="analytics.daily", scaling=BATCH, delivery=ONCE_A_DAY, timeout_seconds=300)
@@ -110,14 +90,3 @@ def datasets_import(cloud_event):
     force = bool((cloud_event.data or {}).get("force"))
     for report in knowledge.run(only_if_changed=not force):
         log_event("info", "dataset_import_report", **knowledge.counts(report))
-
-
-@http(
-    "GET /api/v1/waste/reports",
-    auth="admin",
-    responses={200: REPORTS},
-    uses=("db", "cache", "storage"),
-)
-def waste_reports(request, user):
-    """Operators only: the stored reports, newest first, with short-lived links."""
-    return {"items": reports.listing()}

@@ -225,18 +225,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _grant_admin(args: argparse.Namespace) -> int:
-    from sqlalchemy import update
-
     from shared.auth import accounts, sessions
-    from shared.core import db
 
-    with db.transaction() as conn:
-        found = conn.execute(
-            update(accounts.users)
-            .where(accounts.users.c.id == args.user_id)
-            .values(role="admin" if not args.revoke else "user")
-        ).rowcount
-    if not found:
+    if not accounts.set_role(args.user_id, "user" if args.revoke else "admin"):
         print(f"no user {args.user_id}", file=sys.stderr)
         return 1
     # The role is in the access token: end the user's sessions so the next login carries it.

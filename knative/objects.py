@@ -28,7 +28,7 @@ def accept_upload(fields: dict[str, str], data: bytes, content_type: str | None)
     store = _directory()
     policy = store.upload_policy(fields)
     if time.time() > policy["expires"]:
-        raise ApiError(403, "UPLOAD_EXPIRED", "upload form expired; ask for a new one")
+        raise ApiError(409, "UPLOAD_EXPIRED", "upload form expired; ask for a new one")
     if fields.get("key") != policy["key"]:
         raise ApiError(403, "FORBIDDEN", "key does not match the upload form")
     declared = fields.get("Content-Type")

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from shared.core.settings import VARIABLES
+
 # Property tests draw the same examples on every run and machine (deterministic, as every test
 # here); no per-example deadline on a shared 2-core machine.
 hypothesis_settings.register_profile("growbin", derandomize=True, deadline=None)
@@ -47,34 +49,11 @@ DATASETS = _datasets()
 IMAGES = DATASETS / "images" / "trashnet_sample"
 SERVICE_URLS = {k: os.environ.get(k) for k in ("DATABASE_URL", "REDIS_URL", "BROKER_URL")}
 IN_CI = os.environ.get("CI") == "true"
+# What a test resets to reach the embedded default: every declared setting but the datasets
+# folder (the session's, found above), and boto3's endpoint, which S3_BUCKET's tests set.
 CONFIG_VARS = (
-    "GROWBIN_MODE",
-    "DATABASE_URL",
-    "DATABASE_TIMEOUT",
-    "REDIS_URL",
-    "BROKER_URL",
-    "BROKER_NAME",
-    "K_SINK",
-    "S3_BUCKET",
-    "S3_TIMEOUT",
+    *(v.name for v in VARIABLES if v.name != "GROWBIN_DATASETS"),
     "AWS_ENDPOINT_URL",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_MODEL",
-    "KAKAO_REST_API_KEY",
-    "KAKAO_CLIENT_ID",
-    "KAKAO_CLIENT_SECRET",
-    "KAKAO_APP_ID",
-    "NAVER_CLIENT_ID",
-    "NAVER_CLIENT_SECRET",
-    "GOOGLE_CLIENT_IDS",
-    "GOOGLE_CLIENT_SECRET",
-    "JWT_PRIVATE_KEY",
-    "JWT_PUBLIC_KEYS",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "GROWBIN_PUBLIC_URL",
-    "PORT",
 )
 
 

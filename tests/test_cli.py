@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from knative.cli import main
 
 
@@ -84,3 +86,19 @@ def test_a_dev_only_command_in_the_image_says_it_needs_a_checkout(monkeypatch, c
     monkeypatch.setitem(sys.modules, "knative.local", None)
     assert main(["dev", "--port", "0"]) == 2
     assert "growbin dev: runs from a checkout" in capsys.readouterr().err
+
+
+def test_grant_admin_sets_the_role_and_ends_the_sessions(env, capsys):
+    from shared.auth import accounts, sessions
+    from shared.core.errors import ApiError
+
+    assert main(["migrate"]) == 0
+    assert main(["grant-admin", "nobody"]) == 1
+    user = accounts.find_or_create("dev", "ops", "ops")
+    refresh = sessions.start(user)["refresh_token"]
+    assert main(["grant-admin", user["id"]]) == 0
+    assert accounts.get(user["id"])["role"] == "admin"
+    with pytest.raises(ApiError):
+        sessions.rotate(refresh)
+    assert main(["grant-admin", user["id"], "--revoke"]) == 0
+    assert accounts.get(user["id"])["role"] == "user"

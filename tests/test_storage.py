@@ -44,7 +44,7 @@ def test_local_form_refuses_what_it_was_not_signed_for(client):
     assert _post_local(client, tampered, data=b"x", content_type="image/png").status_code == 403
     expired = storage.presign_upload("uploads/u1/j3", "image/png", 1000, expires_in=-1)
     response = _post_local(client, expired, data=b"x", content_type="image/png")
-    assert response.status_code == 403 and error_code(response) == "UPLOAD_EXPIRED"
+    assert response.status_code == 409 and error_code(response) == "UPLOAD_EXPIRED"
     assert storage.head("uploads/u1/j2") is None and storage.head("uploads/u1/j3") is None
 
 

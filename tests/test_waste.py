@@ -395,7 +395,7 @@ def test_bad_uploads_get_their_contract_errors(client):
 
     expired = storage.presign_upload(jobs.image_key("u", "j"), "image/jpeg", 1000, expires_in=-1)
     late = upload(client, {**created["upload"], "fields": expired["fields"]}, PHOTO[:500])
-    assert late.status_code == 403 and error_code(late) == "UPLOAD_EXPIRED"
+    assert late.status_code == 409 and error_code(late) == "UPLOAD_EXPIRED"
     status = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()
     assert status["status"] == "awaiting_upload"
 

@@ -14,6 +14,8 @@ from sqlalchemy import JSON, Column, ForeignKey, String, Table, UniqueConstraint
 from sqlalchemy.engine import Connection
 
 from shared.core import db
+from shared.core.batching import chunked
+from shared.core.times import rfc3339
 
 users = Table(
     "users",
@@ -112,12 +114,6 @@ def public(user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rfc3339(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def update_profile(user_id: str, values: dict[str, Any]) -> bool:
     """Write the user's own settings (nickname, district, language, preferences); False when
     there is no such user. The users domain validates; this only stores."""
@@ -128,16 +124,20 @@ def update_profile(user_id: str, values: dict[str, Any]) -> bool:
     return bool(found)
 
 
+def set_role(user_id: str, role: str) -> bool:
+    """Make the user an operator ("admin") or a plain "user"; False when there is no such user.
+    The role travels in access tokens: the caller ends the user's sessions so it takes effect."""
+    with db.transaction() as conn:
+        found = conn.execute(users.update().where(users.c.id == user_id).values(role=role)).rowcount
+    return bool(found)
+
+
 def districts(user_ids: list[str]) -> dict[str, str | None]:
     """Each user's district, for figures that count by district."""
     out: dict[str, str | None] = {}
     with db.reading() as conn:
-        for chunk in range(0, len(user_ids), 500):
-            rows = conn.execute(
-                select(users.c.id, users.c.district).where(
-                    users.c.id.in_(user_ids[chunk : chunk + 500])
-                )
-            )
+        for chunk in chunked(user_ids, 500):
+            rows = conn.execute(select(users.c.id, users.c.district).where(users.c.id.in_(chunk)))
             out.update({row.id: row.district for row in rows})
     return out
 

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+from shared.core.batching import chunked
 from shared.core.errors import ApiError
 from shared.core.settings import settings
+from shared.core.times import rfc3339
 
 # Where the local runtime serves the directory store's upload form and signed downloads.
 UPLOAD_PATH = "/_storage/upload"
@@ -73,7 +75,7 @@ def presign_upload(key: str, content_type: str, max_bytes: int, expires_in: int 
         "method": "POST",
         "url": url,
         "fields": fields,
-        "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": rfc3339(expires_at),
     }
 
 
@@ -181,8 +183,7 @@ class S3:
     def delete(self, keys: list[str]) -> None:
         from botocore.exceptions import ClientError
 
-        for start in range(0, len(keys), 1000):  # S3's batch limit
-            chunk = keys[start : start + 1000]
+        for chunk in chunked(keys, 1000):  # S3's batch limit
             answer = s3_client().delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
             )

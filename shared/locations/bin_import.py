@@ -361,25 +361,43 @@ def parse_register(
     report: Report,
     bin_type: str | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Bins from a register: place its columns by meaning, find where the file is, then read
+    its rows into bins."""
     header, rows, before = _register_rows(text, records)
     if before:
         report.notes.append(f"{before} line(s) before the header row ignored")
-    roles = _roles(header)
     bin_type = bin_type or register_type(path, header, text)
     report.types = [bin_type]
+    roles = _place_columns(header, rows, report)
+    place = _file_place(path, rows, roles)
+    out = _read_register(header, rows, roles, bin_type, place, report)
+    return out, _register_meta(path, place, bin_type, out)
+
+
+def _cell(row: list[str], roles: dict[str, int], role: str) -> str:
+    index = roles.get(role)
+    return _clean(row[index]) if index is not None and index < len(row) else ""
+
+
+def _row_address(row: list[str], roles: dict[str, int]) -> str:
+    return (
+        _cell(row, roles, "road_address")
+        or _cell(row, roles, "address")
+        or _cell(row, roles, "lot_address")
+    )
+
+
+def _place_columns(header: list[str], rows: list, report: Report) -> dict[str, int]:
+    """Which column holds what, by meaning, with latitude and longitude as the values say."""
+    roles = _roles(header)
     report.notes.append(
         "columns: " + ", ".join(f"{role}={header[i]}" for role, i in sorted(roles.items()))
     )
-
-    def cell(row: list[str], role: str) -> str:
-        index = roles.get(role)
-        return _clean(row[index]) if index is not None and index < len(row) else ""
-
     # The header may say 위도 over a column of longitudes: trust the values when most rows
     # agree, and say so.
     straight = swapped = 0
     for _where, row in rows:
-        found = coordinates(cell(row, "lat"), cell(row, "lng"))
+        found = coordinates(_cell(row, roles, "lat"), _cell(row, roles, "lng"))
         straight += isinstance(found, tuple)
         swapped += found == "swapped_coordinates"
     if swapped > straight:
@@ -388,68 +406,98 @@ def parse_register(
             f"columns {header[roles['lng']]}/{header[roles['lat']]} hold longitude/latitude "
             "in most rows: read the other way round"
         )
+    return roles
 
-    # Where the file is: its own district column, its addresses, or its Seoul file name.
-    places = Counter(
-        split_address(cell(row, "road_address") or cell(row, "address") or cell(row, "lot_address"))
-        for _where, row in rows
-    )
+
+def _file_place(path: Path, rows: list, roles: dict[str, int]) -> tuple[str | None, str | None]:
+    """(city, district) of the whole file: its addresses, its own district column, or its
+    Seoul file name; rows that name neither take it."""
+    places = Counter(split_address(_row_address(row, roles)) for _where, row in rows)
     places.pop((None, None), None)
-    (file_city, file_district), _n = places.most_common(1)[0] if places else ((None, None), 0)
-    district_column = Counter(cell(r, "district") for _w, r in rows if cell(r, "district"))
-    district_column = district_column.most_common(1)
-    file_district = file_district or (district_column[0][0] if district_column else None)
-    if not file_district:
-        file_district = next(
+    (city, district), _n = places.most_common(1)[0] if places else ((None, None), 0)
+    column = Counter(
+        _cell(r, roles, "district") for _w, r in rows if _cell(r, roles, "district")
+    ).most_common(1)
+    district = district or (column[0][0] if column else None)
+    if not district:
+        district = next(
             (ko for en, ko in SEOUL_DISTRICTS.items() if re.search(rf"(^|_){en}(_|$)", path.stem)),
             None,
         )
-    if not file_city and file_district in SEOUL_DISTRICTS.values():
-        file_city = SEOUL
+    if not city and district in SEOUL_DISTRICTS.values():
+        city = SEOUL
+    return city, district
 
+
+def _read_register(
+    header: list[str],
+    rows: list,
+    roles: dict[str, int],
+    bin_type: str,
+    place: tuple[str | None, str | None],
+    report: Report,
+) -> list[dict[str, Any]]:
+    """One bin per row with a place in Korea; every other row is counted under its reason."""
     out: list[dict[str, Any]] = []
     seen: Counter = Counter()
-    dates = []
     for where, row in rows:
         report.rows_read += 1
         if not any(_clean(c) for c in row):
             report.skip("blank_row", where)
             continue
-        found = coordinates(cell(row, "lat"), cell(row, "lng"))
+        lat, lng = _cell(row, roles, "lat"), _cell(row, roles, "lng")
+        found = coordinates(lat, lng)
         if isinstance(found, str):
-            report.skip(found, where, f"{cell(row, 'lat')!r}, {cell(row, 'lng')!r}")
+            report.skip(found, where, f"{lat!r}, {lng!r}")
             continue
-        raw_address = cell(row, "road_address") or cell(row, "address") or cell(row, "lot_address")
-        detail = cell(row, "detail")
-        city, district = split_address(raw_address)
-        district = district or cell(row, "district") or file_district
-        source_date = parse_date(cell(row, "date"))
-        if source_date:
-            dates.append(source_date)
-        base = cell(row, "manage_id") or f"{raw_address}|{detail}|{cell(row, 'dong')}"
-        out.append(
-            {
-                "source_id": _unique(seen, base),
-                "type": bin_type,
-                "name": f"{bins.LABELS[bin_type]} ({detail})" if detail else bins.LABELS[bin_type],
-                "address": full_address(raw_address, city or file_city, district),
-                "district": district,
-                "location_detail": detail or None,
-                "lat": found[0],
-                "lng": found[1],
-                "phone": cell(row, "phone") or None,
-                "source_date": source_date,
-                "properties": {h: v for h, v in zip(header, row, strict=False) if h.strip()},
-            }
-        )
+        out.append(_register_bin(header, row, roles, bin_type, place, found, seen))
         report.imported += 1
-    place = " ".join(p for p in (file_city, file_district) if p)
-    meta = {
-        "title": f"{place}_{bins.LABELS[bin_type]} 현황" if place else path.stem,
-        "publisher": place or None,
+    return out
+
+
+def _register_bin(
+    header: list[str],
+    row: list[str],
+    roles: dict[str, int],
+    bin_type: str,
+    place: tuple[str | None, str | None],
+    found: tuple[float, float],
+    seen: Counter,
+) -> dict[str, Any]:
+    """The bin a row describes, keeping every cell the source gave under `properties`."""
+    file_city, file_district = place
+    raw_address = _row_address(row, roles)
+    detail = _cell(row, roles, "detail")
+    city, district = split_address(raw_address)
+    district = district or _cell(row, roles, "district") or file_district
+    base = _cell(row, roles, "manage_id") or f"{raw_address}|{detail}|{_cell(row, roles, 'dong')}"
+    label = bins.LABELS[bin_type]
+    return {
+        "source_id": _unique(seen, base),
+        "type": bin_type,
+        "name": f"{label} ({detail})" if detail else label,
+        "address": full_address(raw_address, city or file_city, district),
+        "district": district,
+        "location_detail": detail or None,
+        "lat": found[0],
+        "lng": found[1],
+        "phone": _cell(row, roles, "phone") or None,
+        "source_date": parse_date(_cell(row, roles, "date")),
+        "properties": {h: v for h, v in zip(header, row, strict=False) if h.strip()},
+    }
+
+
+def _register_meta(
+    path: Path, place: tuple[str | None, str | None], bin_type: str, out: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Title, publisher and date of a register the manifest does not know."""
+    named = " ".join(p for p in place if p)
+    dates = [b["source_date"] for b in out if b["source_date"]]
+    return {
+        "title": f"{named}_{bins.LABELS[bin_type]} 현황" if named else path.stem,
+        "publisher": named or None,
         "date": max(dates) if dates else None,
     }
-    return out, meta
 
 
 def parse_keco(

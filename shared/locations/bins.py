@@ -46,6 +46,8 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql import Select
 
 from shared.core import db
+from shared.core.batching import chunked
+from shared.core.times import rfc3339
 from shared.locations import geo, kakao_local
 
 TYPES = ("clothing", "recycling", "general", "battery", "lamp", "recycle_center")
@@ -282,7 +284,7 @@ def get(bin_id_: str) -> dict[str, Any] | None:
             "attribution": row["attribution"],
             "row": row["properties"],
         },
-        "updated_at": row["updated_at"].isoformat().replace("+00:00", "Z"),
+        "updated_at": rfc3339(row["updated_at"]),
     }
 
 
@@ -346,14 +348,14 @@ def save_dataset(
             keys=["key"],
             update=[c for c in dataset if c != "key"] + ["imported_at"],
         )
-        for start in range(0, len(rows), 1000):
-            conn.execute(_upsert(conn), rows[start : start + 1000])
+        for chunk in chunked(rows, 1000):
+            conn.execute(_upsert(conn), chunk)
         existing = conn.execute(
             select(bins.c.id).where(bins.c.dataset == dataset["key"], bins.c.type.in_(list(types)))
         ).scalars()
         stale = sorted(set(existing) - {row["id"] for row in rows})
-        for start in range(0, len(stale), 500):
-            conn.execute(delete(bins).where(bins.c.id.in_(stale[start : start + 500])))
+        for chunk in chunked(stale, 500):
+            conn.execute(delete(bins).where(bins.c.id.in_(chunk)))
         if stale:
             conn.execute(
                 update(bin_datasets)

@@ -26,6 +26,7 @@ from sqlalchemy import Boolean, Column, Double, Table, Text, select
 
 from shared.core import cache as shared_cache
 from shared.core import db
+from shared.core.batching import chunked
 from shared.core.errors import log_event
 from shared.core.settings import settings
 from shared.locations import geo
@@ -168,8 +169,7 @@ def geocode(queries: Iterable[str]) -> dict[str, Any]:
     not_found: list[str] = []
     known: dict[str, dict[str, Any]] = {}
     with db.engine().connect() as conn:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
+        for chunk in chunked(wanted, 500):
             for row in conn.execute(select(geocodes).where(geocodes.c.query.in_(chunk))):
                 known[row.query] = row._asdict()
     retry_before = db.now() - GEOCODE_RETRY_NOT_FOUND

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from shared.auth import accounts
 from shared.core import cache
+from shared.core.batching import chunked
 from shared.waste import jobs
 
 BATCH = 500
@@ -17,16 +18,14 @@ def cache_keys() -> dict[str, int]:
     client = cache.client()
     removed = {"orphaned_jobs": 0, "orphaned_users": 0, "stale_rate_limits": 0}
     job_keys = list(client.scan_iter(match="job:*"))
-    for start in range(0, len(job_keys), BATCH):
-        chunk = job_keys[start : start + BATCH]
+    for chunk in chunked(job_keys, BATCH):
         ids = {key.split(":")[1] for key in chunk}
         alive = jobs.existing(list(ids))
         dead = [key for key in chunk if key.split(":")[1] not in alive]
         if dead:
             removed["orphaned_jobs"] += client.delete(*dead)
     user_keys = list(client.scan_iter(match="user:*"))
-    for start in range(0, len(user_keys), BATCH):
-        chunk = user_keys[start : start + BATCH]
+    for chunk in chunked(user_keys, BATCH):
         alive = accounts.existing(list({key.split(":")[1] for key in chunk}))
         dead = [key for key in chunk if key.split(":")[1] not in alive]
         if dead:

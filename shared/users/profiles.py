@@ -13,6 +13,7 @@ from typing import Any
 
 from shared.auth import accounts, sessions
 from shared.core.errors import not_found, validation_failed
+from shared.core.times import rfc3339
 from shared.users import schedules
 from shared.waste import jobs
 
@@ -26,7 +27,7 @@ def view(user: dict[str, Any]) -> dict[str, Any]:
         "district": user["district"],
         "language": user["language"],
         "preferences": user["preferences"] or {},
-        "created_at": accounts.rfc3339(user["created_at"]),
+        "created_at": rfc3339(user["created_at"]),
     }
 
 

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select
 
-from shared.auth.accounts import rfc3339
 from shared.core import cache, db, storage
 from shared.core.errors import bad_request
+from shared.core.times import rfc3339
 from shared.waste import jobs
 
 KST = ZoneInfo("Asia/Seoul")

@@ -28,9 +28,10 @@ from sqlalchemy import (
     update,
 )
 
-from shared.auth.accounts import rfc3339
 from shared.core import cache, db
+from shared.core.batching import chunked
 from shared.core.errors import ApiError, not_found
+from shared.core.times import parse_rfc3339, rfc3339
 
 MAX_BYTES = 10 * 1024 * 1024
 CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
@@ -283,12 +284,9 @@ def fail(job_id: str, code: str, message: str) -> None:
 
 
 def _overdue(view: dict[str, Any]) -> bool:
-    from datetime import datetime
-
     if view["status"] not in ("queued", "processing"):
         return False
-    updated = datetime.fromisoformat(view["updated_at"].replace("Z", "+00:00"))
-    return db.now() - updated > DEADLINE
+    return db.now() - parse_rfc3339(view["updated_at"]) > DEADLINE
 
 
 def status(user_id: str, job_id: str) -> dict[str, Any]:
@@ -407,8 +405,8 @@ def result(user_id: str, job_id: str) -> dict[str, Any] | None:
 def forget(job_ids: list[str]) -> None:
     """Drop the cached status and result of these jobs (their rows are going away)."""
     keys = [key for job_id in job_ids for key in (_status_key(job_id), _result_key(job_id))]
-    for start in range(0, len(keys), 500):
-        cache.client().delete(*keys[start : start + 500])
+    for chunk in chunked(keys, 500):
+        cache.client().delete(*chunk)
 
 
 # ---- what other domains ask of jobs ------------------------------------------------------
@@ -446,10 +444,10 @@ def queued_between(start: Any, end: Any) -> list[dict[str, Any]]:
         # queued_at is the queue's start even when a stage won the race with upload-complete
         found = {row.id: {**row._asdict(), "stages": {"queued": row.queued_at}} for row in rows}
         ids = list(found)
-        for chunk in range(0, len(ids), 500):
+        for chunk in chunked(ids, 500):
             for job_id, stage, at in conn.execute(
                 select(job_stages.c.job_id, job_stages.c.stage, job_stages.c.at).where(
-                    job_stages.c.job_id.in_(ids[chunk : chunk + 500])
+                    job_stages.c.job_id.in_(chunk)
                 )
             ):
                 found[job_id]["stages"].setdefault(stage, at)

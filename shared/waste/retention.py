@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from shared.core import db, storage
+from shared.core.batching import chunked
 from shared.waste import jobs
 
 ABANDONED_AFTER = timedelta(hours=1)
@@ -81,8 +82,8 @@ def orphaned_images() -> int:
     j = jobs.jobs
     deleted = 0
     keys = storage.list_keys(jobs.IMAGE_PREFIX)
-    for start in range(0, len(keys), BATCH):
-        chunk = {key: jobs.image_job(key) for key in keys[start : start + BATCH]}
+    for some in chunked(keys, BATCH):
+        chunk = {key: jobs.image_job(key) for key in some}
         with db.engine().connect() as conn:
             kept = set(
                 conn.execute(
