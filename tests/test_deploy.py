@@ -28,7 +28,15 @@ from conftest import DATASETS
 
 from functions import load_all
 from knative.render.eventing import dead_letter_sink
-from knative.render.files import CHART, GENERATED, PRODUCTION_VALUES, files, sync, write_all
+from knative.render.files import (
+    CHART,
+    GENERATED,
+    HEADER,
+    PRODUCTION_VALUES,
+    files,
+    sync,
+    write_all,
+)
 from knative.render.services import knative_service
 from knative.render.values import Values, resolve
 from shared.core.registry import (
@@ -273,6 +281,16 @@ def test_render_writes_only_into_the_manifests_folders():
         if "manifests" in path.parts[:-1]
     }
     assert named == set(GENERATED)
+    # a rendered file left where render no longer writes (an old path, a branch rendered before)
+    inside = tuple(f"{g}/" for g in GENERATED)
+    left = [
+        path
+        for path in tracked
+        if not path.startswith(inside)
+        and (ROOT / path).is_file()
+        and (ROOT / path).read_bytes().startswith(HEADER.encode())
+    ]
+    assert not left, left
     for registry in REGISTRIES.values():
         outside = [
             p for p in files(registry()) if not p.startswith(tuple(f"{g}/" for g in GENERATED))
