@@ -120,3 +120,6 @@ def test_sizes_and_every_kind_in_holdout() -> None:
     per_kind = Counter(row["kind"] for row in holdout)
     assert {kind: per_kind[kind] for kind in KINDS if per_kind[kind] < 15} == {}
     assert {row["kind"] for row in dev} == KINDS
+    blind = Counter(row["kind"] for row in _rows("holdout2.jsonl"))
+    assert sum(blind.values()) >= 330
+    assert {kind: blind[kind] for kind in KINDS if blind[kind] < 30} == {}
