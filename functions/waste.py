@@ -92,8 +92,10 @@ GUIDE_SOURCE = obj(
         },
         "attribution": {"type": "string"},
         "chosen_by": {
-            "const": "user",
-            "description": "present when the user confirmed this guide over growbin's answer",
+            "enum": ["model", "search", "user"],
+            "description": "who picked the guide: the vision model among the dictionary's "
+            "candidates, the search alone, or the user (POST .../confirm, or their earlier "
+            "correction of the same photo)",
         },
     },
     required=("title", "guide_id"),  # results saved before imports named no edition
@@ -103,10 +105,10 @@ CANDIDATE = obj(
         "guide_id": {"type": "string"},
         "name": {"type": "string"},
         "category": CATEGORY,
-        "how": {"type": "string", "description": "the guide's first official step"},
+        "summary": {"type": "string", "description": "one line of how it goes out"},
         "confidence": {"type": "number"},
     },
-    required=("guide_id", "name", "category", "how"),
+    required=("guide_id", "name", "category", "summary"),
 )
 RESULT = {
     "oneOf": [

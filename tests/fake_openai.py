@@ -1,7 +1,8 @@
 """A local HTTP server that answers like OpenAI's Chat Completions API, for the real client.
 
 Tests queue what the next calls get: a JSON answer, an HTTP error status (429, 500...), a delay
-(to trip the client's timeout) or a body that is not what was asked for. Every request is kept
+(to trip the client's timeout) or a body that is not what was asked for. Unscripted, it
+describes every photo as a 페트병 and, shown candidates, picks the first. Every request is kept
 so tests can check what the client sent (model, detail: low, token budget).
 """
 
@@ -62,7 +63,7 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake._lock:
                     fake.requests.append(body)
-                    kind, value = fake.script.popleft() if fake.script else fake.default
+                    kind, value = fake.script.popleft() if fake.script else fake.unscripted(body)
                 if fake.delay:
                     time.sleep(fake.delay)
                 if kind == "sleep":
@@ -98,6 +99,15 @@ class FakeOpenAI:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def unscripted(self, body: dict[str, Any]) -> tuple[str, Any]:
+        """What a model says when no test scripted it: asked to choose among candidates, it
+        takes the first; asked anything else, it gives `default`."""
+        asked = body.get("messages", [{}])[-1].get("content")
+        if isinstance(asked, str) and asked.startswith("{") and '"candidates"' in asked:
+            offered = json.loads(asked)["candidates"]
+            return "json", {"guide_id": offered[0]["guide_id"] if offered else "none"}
+        return self.default
 
     def answer(self, kind: str, value: Any, times: int = 1) -> None:
         for _ in range(times):

@@ -136,12 +136,22 @@ def test_vision_model_reads_the_image_by_key(system, fake_model):
     assert rules.guide(body["item"]["guide_id"])["categoryPaths"][0][1] == "무색페트병"
     assert body["situation_tags"] == ["내용물_없음"]
     assert 0 < body["confidence"] <= 1 and len(body["alternatives"]) <= 3
-    vision, phrasing = fake_model.requests
+    vision, choosing, phrasing = fake_model.requests
     image_part = vision["messages"][1]["content"][1]["image_url"]
     assert image_part["detail"] == "low"
     assert _sent_image(fake_model) == ("image/jpeg", PHOTO)  # small enough: sent untouched
     assert vision["max_tokens"] <= 300 and vision["response_format"] == {"type": "json_object"}
+    asked = json.loads(choosing["messages"][1]["content"])
+    assert asked["candidates"][0]["guide_id"] == body["item"]["guide_id"]  # chosen from them
+    assert choosing["max_tokens"] <= 60
     assert "배출방법" in phrasing["messages"][1]["content"]
+    assert body["needs_confirmation"] is False and body["candidates"] == []
+    assert _job_row(_job_id)["model_tokens"] == 3 * 160  # the fake's usage, per call
+
+
+def _vision_calls(fake_model) -> list[dict]:
+    """The calls that carried the photo (the others choose a guide, or phrase the answer)."""
+    return [r for r in fake_model.requests if isinstance(r["messages"][1]["content"], list)]
 
 
 def test_the_same_image_reuses_the_earlier_vision_answer(system, fake_model):
@@ -151,13 +161,12 @@ def test_the_same_image_reuses_the_earlier_vision_answer(system, fake_model):
     calls = len(fake_model.requests)
     _, second = run(client, system, headers)
     assert second.status_code == 200
-    vision_calls = [r for r in fake_model.requests[calls:] if "response_format" in r]
-    assert vision_calls == []
+    assert len(_vision_calls(fake_model)) == 1 and len(fake_model.requests) > calls
 
 
 def _sent_image(fake_model) -> tuple[str, bytes]:
     """(content type, bytes) of the image in the one vision call the model received."""
-    [vision] = [r for r in fake_model.requests if "response_format" in r]
+    [vision] = _vision_calls(fake_model)
     url = vision["messages"][1]["content"][1]["image_url"]["url"]
     header, encoded = url.split(",", 1)
     assert header.startswith("data:") and header.endswith(";base64")
@@ -361,7 +370,7 @@ def test_upload_complete_twice_is_one_job(system, fake_model):
     assert system.broker.wait_idle(30)
     third = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
     assert third.status_code == 202 and third.get_json()["job_id"] == job_id
-    assert len([r for r in fake_model.requests if "response_format" in r]) == 1
+    assert len(_vision_calls(fake_model)) == 1
 
 
 def test_bad_uploads_get_their_contract_errors(client):

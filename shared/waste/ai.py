@@ -1,8 +1,11 @@
-"""The AI provider: an OpenAI-compatible Chat Completions model that looks and that phrases.
+"""The AI provider: an OpenAI-compatible Chat Completions model that looks, chooses and phrases.
 
 `describe` asks a vision model what an item is (name, material, condition tags from the
-upstream taxonomy) and gets strict JSON back; `phrase` lets a model say the official steps in
-a friendly voice, never adding rules of its own. The `openai` client is imported on first use
+upstream taxonomy) and gets strict JSON back; `choose` shows it the dictionary's candidates for
+that description and lets it pick one guide id or none (text only, the id checked against the
+list): the model chooses from the dictionary, it never writes rules. `phrase` lets a model say
+the official steps in a friendly voice, never adding rules of its own. Each call reports the
+tokens it used, so a job's cost is recorded. The `openai` client is imported on first use
 only (it costs most of a cold start). Timeouts, retries with backoff on 429/5xx (the client's
 own) and a bounded token budget keep a slow model from holding a job hostage; failures come
 out as `ModelError` with the job's failure code.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -19,8 +23,17 @@ from shared.core.settings import settings
 from shared.waste import dictionary
 
 MAX_DESCRIBE_TOKENS = 300
+MAX_CHOOSE_TOKENS = 60  # {"guide_id": "item-guide-0123"} and no more
 MAX_PHRASE_TOKENS = 250
 RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a call returned, and what it cost."""
+
+    value: Any
+    tokens: int
 
 
 class ModelError(Exception):
@@ -67,7 +80,8 @@ def _describe_prompt(hint: str | None) -> list[dict[str, Any]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": text}]
 
 
-def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> str:
+def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> tuple[str, int]:
+    """The answer's text and the tokens it cost (prompt and completion)."""
     import openai
 
     options: dict[str, Any] = {"response_format": {"type": "json_object"}} if json_mode else {}
@@ -91,10 +105,11 @@ def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> s
         raise ModelError("VISION_FAILED", f"the model call failed: {exc}") from exc
     if not response.choices or not response.choices[0].message.content:
         raise ModelError("VISION_FAILED", "the model returned no answer")
-    return response.choices[0].message.content
+    tokens = response.usage.total_tokens if response.usage else 0
+    return response.choices[0].message.content, tokens
 
 
-def describe(image: bytes, content_type: str, hint: str | None = None) -> dict[str, Any]:
+def describe(image: bytes, content_type: str, hint: str | None = None) -> Answer:
     """`{name, material, category, tags, confidence}` of the item in the image."""
     messages = _describe_prompt(hint)
     data_url = f"data:{content_type};base64,{base64.b64encode(image).decode()}"
@@ -102,7 +117,7 @@ def describe(image: bytes, content_type: str, hint: str | None = None) -> dict[s
         {"type": "text", "text": messages[1]["content"]},
         {"type": "image_url", "image_url": {"url": data_url, "detail": "low"}},
     ]
-    raw = _call(messages, MAX_DESCRIBE_TOKENS, json_mode=True)
+    raw, tokens = _call(messages, MAX_DESCRIBE_TOKENS, json_mode=True)
     try:
         answer = json.loads(raw)
     except json.JSONDecodeError:
@@ -113,16 +128,53 @@ def describe(image: bytes, content_type: str, hint: str | None = None) -> dict[s
     _, known_tags = taxonomy()
     tags = answer.get("tags") if isinstance(answer.get("tags"), list) else []
     confidence = answer.get("confidence")
-    return {
+    description = {
         "name": name.strip()[:100],
         "material": str(answer.get("material") or "")[:50] or None,
         "category": str(answer.get("category") or "")[:50] or None,
         "tags": [t for t in tags if t in known_tags],
         "confidence": float(confidence) if isinstance(confidence, int | float) else None,
     }
+    return Answer(description, tokens)
 
 
-def phrase(item: str, steps: list[str], cautions: list[str]) -> str:
+def choose(description: dict[str, Any], candidates: list[dict[str, Any]]) -> Answer:
+    """The candidate's guide id that fits the described item, or None when none does. An id
+    outside the candidates, or an answer that is not the asked-for JSON, counts as none: the
+    dictionary's answer is then not confirmed, never invented."""
+    system = (
+        "너는 한국의 분리배출 도우미다. 사진 속 물건의 설명과 공식 품목사전의 후보들이 주어진다. "
+        "설명에 맞는 후보 하나의 guide_id를 고른다. 깨짐, 오염 같은 상태가 배출 방법을 바꾸면 "
+        "그 상태에 맞는 후보를 고른다. 맞는 후보가 없으면 none이라고 답한다. "
+        'JSON으로만 답한다: {"guide_id": "후보의 guide_id 또는 none"}'
+    )
+    listing = [
+        {
+            "guide_id": c["guide_id"],
+            "name": c["name"],
+            "category": c["category"],
+            "summary": c["summary"],
+        }
+        for c in candidates
+    ]
+    item = {k: description.get(k) for k in ("name", "material", "category", "tags")}
+    messages = [
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": json.dumps({"item": item, "candidates": listing}, ensure_ascii=False),
+        },
+    ]
+    raw, tokens = _call(messages, MAX_CHOOSE_TOKENS, json_mode=True)
+    try:
+        picked = json.loads(raw).get("guide_id")
+    except (json.JSONDecodeError, AttributeError):
+        return Answer(None, tokens)
+    allowed = {c["guide_id"] for c in candidates}
+    return Answer(picked if picked in allowed else None, tokens)
+
+
+def phrase(item: str, steps: list[str], cautions: list[str]) -> Answer:
     """A short friendly answer built from the official steps only."""
     messages = [
         {
@@ -139,4 +191,5 @@ def phrase(item: str, steps: list[str], cautions: list[str]) -> str:
             ),
         },
     ]
-    return _call(messages, MAX_PHRASE_TOKENS, json_mode=False).strip()
+    text, tokens = _call(messages, MAX_PHRASE_TOKENS, json_mode=False)
+    return Answer(text.strip(), tokens)

@@ -67,7 +67,7 @@ def candidate(guide: dict[str, Any], confidence: float | None = None) -> dict[st
         "guide_id": guide["id"],
         "name": guide["name"],
         "category": rules.category(guide),
-        "how": steps[0] if steps else FALLBACK_STEP,
+        "summary": steps[0] if steps else FALLBACK_STEP,
     }
     if confidence is not None:
         out["confidence"] = confidence

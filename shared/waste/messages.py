@@ -45,7 +45,10 @@ class Analyzed:
 
 @dataclass(frozen=True)
 class Classified:
-    """The official guide the description matches, with the runners-up."""
+    """The official guide the description matches, with the runners-up. When the match is
+    not confident, `needs_confirmation` and the `candidates` (guide id and confidence, best
+    first) the user chooses from. `chosen_by`: "model" (it picked among the candidates),
+    "search", or "user" (their earlier correction of this very photo)."""
 
     TYPE: ClassVar[str] = "kr.growbin.waste.classified"
     STAGE: ClassVar[str] = "classify"
@@ -55,6 +58,9 @@ class Classified:
     detected_name: str
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     situation_tags: list[str] = field(default_factory=list)
+    needs_confirmation: bool = False
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    chosen_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,9 @@ class Answered:
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     situation_tags: list[str] = field(default_factory=list)
     status: str = "completed"
+    detected_name: str | None = None
+    needs_confirmation: bool = False
+    candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
 Message = Uploaded | Analyzed | Classified | Answered

@@ -21,10 +21,11 @@ from sqlalchemy import JSON, Column, String, Table, select
 from shared.core import db, storage
 from shared.core.errors import ApiError
 from shared.core.settings import settings
-from shared.waste import ai, images, jobs, messages, rules
+from shared.waste import ai, answers, corrections, images, jobs, messages, rules
 from shared.waste.messages import Analyzed, Answered, Classified, Uploaded
 
 ALTERNATIVES = 3
+CANDIDATES = 5  # what the model chooses from, and the user when unsure
 
 vision_cache = Table(
     "vision_cache",
@@ -86,41 +87,13 @@ def _remember_description(sha256: str, model: str, description: dict[str, Any]) 
 
 def analyze(uploaded: Uploaded) -> Analyzed | None:
     """What the item is: from the vision model (cached by the stored image's hash, before any
-    conversion), or the user's hint."""
+    conversion), or the user's hint. The hash is kept either way: a user's correction of this
+    photo is found by it."""
     job = _live_job(uploaded.job_id)
     if job is None:
         return None
     jobs.advance(job["id"], "analyze")
-    if ai.configured():
-        image = storage.read(job["image_key"])
-        sha256 = hashlib.sha256(image).hexdigest()
-        model = settings().openai_model
-        description = _cached_description(sha256, model)
-        source = "cache"
-        if description is None:
-            try:
-                sent, content_type = images.for_vision(image)
-                description = ai.describe(sent, content_type, job["hint"])
-            except images.UnreadableImage as exc:
-                jobs.fail(job["id"], "IMAGE_UNREADABLE", f"the photo could not be read: {exc}")
-                return None
-            except ai.ModelError as exc:
-                jobs.fail(job["id"], exc.code, exc.message)
-                return None
-            _remember_description(sha256, model, description)
-            source = "model"
-        jobs.record_vision(job["id"], sha256, source)
-    elif job["hint"]:
-        description = {
-            "name": job["hint"],
-            "material": None,
-            "category": None,
-            "tags": [],
-            "confidence": None,
-        }
-        source = "hint"
-        jobs.record_vision(job["id"], None, source)
-    else:
+    if not ai.configured() and not job["hint"]:
         jobs.fail(
             job["id"],
             "VISION_UNAVAILABLE",
@@ -128,23 +101,81 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
             'an OpenAI-compatible server), or send a hint such as "페트병" with analyze',
         )
         return None
+    image = storage.read(job["image_key"])
+    sha256 = hashlib.sha256(image).hexdigest()
+    if not ai.configured():
+        jobs.record_vision(job["id"], sha256, "hint")
+        return Analyzed(job["id"], _hint_description(job["hint"]), "hint")
+    model = settings().openai_model
+    description = _cached_description(sha256, model)
+    source = "cache"
+    if description is None:
+        try:
+            sent, content_type = images.for_vision(image)
+            answer = ai.describe(sent, content_type, job["hint"])
+        except images.UnreadableImage as exc:
+            jobs.fail(job["id"], "IMAGE_UNREADABLE", f"the photo could not be read: {exc}")
+            return None
+        except ai.ModelError as exc:
+            jobs.fail(job["id"], exc.code, exc.message)
+            return None
+        jobs.add_tokens(job["id"], answer.tokens)
+        description = answer.value
+        _remember_description(sha256, model, description)
+        source = "model"
+    jobs.record_vision(job["id"], sha256, source)
     return Analyzed(job["id"], description, source)
+
+
+def _hint_description(hint: str) -> dict[str, Any]:
+    return {"name": hint, "material": None, "category": None, "tags": [], "confidence": None}
 
 
 # ---- classify -----------------------------------------------------------------------------
 
+# The vision prompt's condition tags that change how an item goes out, as the words people
+# (and the dictionary) use for them: search reads "깨진 맥주병" as broken glass.
+STATE_WORDS = {
+    "깨짐": "깨진",
+    "유리병_깨짐": "깨진",
+    "깨진_조명기기": "깨진",
+    "파손": "깨진",
+    "음식물_오염": "음식물 묻은",
+    "음식물_잔여물_많음": "음식물 묻은",
+    "음식물과_섞임": "음식물 묻은",
+    "오염된_배달용기": "음식물 묻은",
+    "기름기_오염": "기름 묻은",
+    "기름기_심함": "기름 묻은",
+    "오염_심함": "오염된",
+}
+
+
+def _queries(description: dict[str, Any], hint: str | None) -> list[str]:
+    """What to search for, most telling first: the state words the tags imply with the name,
+    then the hint alone."""
+    states = dict.fromkeys(STATE_WORDS[t] for t in description.get("tags", []) if t in STATE_WORDS)
+    named = " ".join([*states, description["name"]])
+    return [q for q in dict.fromkeys([named, hint or ""]) if q]
+
 
 def classify(analyzed: Analyzed) -> Classified | None:
-    """Ground the description in the official dictionary: a real guide id, never an invention."""
+    """Ground the description in the official dictionary: a real guide id, never an invention.
+    A user's own correction of this photo wins; with a model, it picks among the dictionary's
+    candidates; an answer nobody vouches for asks the user to confirm it."""
     job = _live_job(analyzed.job_id)
     if job is None:
         return None
     jobs.advance(job["id"], "classify")
     description = analyzed.description
-    queries = [description["name"], job["hint"] or ""]
+    situation_tags = description.get("tags", [])
+    chosen = corrections.remembered(job["user_id"], job["image_sha256"])
+    if chosen and rules.guide(chosen):
+        return Classified(
+            job["id"], chosen, 1.0, description["name"], [], situation_tags, chosen_by="user"
+        )
     matches: list[dict[str, Any]] = []
-    for query in filter(None, queries):
-        matches = rules.search(query, limit=ALTERNATIVES + 1)
+    for query in _queries(description, job["hint"]):
+        matches = rules.search(query, limit=CANDIDATES)
         if matches:
             break
     if not matches:
@@ -155,55 +186,92 @@ def classify(analyzed: Analyzed) -> Classified | None:
             "try again with a hint such as the item's name",
         )
         return None
-    best, *others = matches
-    confidence = best["score"]
-    if description.get("confidence") is not None:
+    best, sure, chooser = matches[0], rules.confident(matches), "search"
+    if analyzed.source != "hint":
+        best, sure, chooser = _model_choice(job["id"], description, matches, best, sure)
+    confidence = best["confidence"]
+    if description.get("confidence") is not None:  # the model's doubt about what it saw
         confidence = round(confidence * max(0.0, min(1.0, description["confidence"])), 3)
+    others = [m for m in matches if m["guide_id"] != best["guide_id"]]
     return Classified(
         job_id=job["id"],
         guide_id=best["guide_id"],
         confidence=confidence,
-        alternatives=[
-            {"name": m["name"], "guide_id": m["guide_id"], "confidence": m["score"]} for m in others
-        ],
-        situation_tags=description.get("tags", []),
         detected_name=description["name"],
+        alternatives=[
+            {"name": m["name"], "guide_id": m["guide_id"], "confidence": m["confidence"]}
+            for m in others[:ALTERNATIVES]
+        ],
+        situation_tags=situation_tags,
+        needs_confirmation=not sure,
+        candidates=[]
+        if sure
+        else [{"guide_id": m["guide_id"], "confidence": m["confidence"]} for m in [best, *others]],
+        chosen_by=chooser,
     )
+
+
+def _model_choice(
+    job_id: str,
+    description: dict[str, Any],
+    matches: list[dict[str, Any]],
+    best: dict[str, Any],
+    sure: bool,
+) -> tuple[dict[str, Any], bool, str]:
+    """The model picks one of the dictionary's candidates for what it saw, or says none fits
+    (then the user confirms). A failing model leaves the search's own answer and confidence.
+    Returns the guide's match, whether it is sure, and who chose it."""
+    offered = [answers.candidate(rules.guide(m["guide_id"])) for m in matches]
+    try:
+        answer = ai.choose(description, offered)
+    except ai.ModelError:
+        return best, sure, "search"
+    jobs.add_tokens(job_id, answer.tokens)
+    picked = next((m for m in matches if m["guide_id"] == answer.value), None)
+    return (picked, True, "model") if picked else (best, False, "search")
 
 
 # ---- feedback -----------------------------------------------------------------------------
 
 
-def _template(name: str, category: dict[str, str], steps: list[str]) -> str:
-    first = steps[0] if steps else "지자체 안내에 따라 배출해요."
-    return f"{name}은(는) '{category['middle']}'(으)로 분리배출해요. {first}"
-
-
 def feedback(classified: Classified) -> Answered | None:
-    """The answer: the guide's official steps and cautions, phrased for the user."""
+    """The answer: the guide's official steps and cautions, phrased for the user; a question
+    with the candidates when the match needs the user's confirmation."""
     job = _live_job(classified.job_id)
     if job is None:
         return None
     jobs.advance(job["id"], "feedback")
     guide = rules.guide(classified.guide_id)
-    category = rules.category(guide)
-    steps, cautions = guide["dischargeMethods"], guide["notes"]
-    text = _template(guide["name"], category, steps)
-    if ai.configured():
-        # On a model failure the template says the same, less warmly: the answer must not wait.
-        with contextlib.suppress(ai.ModelError):
-            text = ai.phrase(guide["name"], steps, cautions) or text
+    parts = answers.for_guide(guide)
+    if classified.chosen_by:  # letters from before chosen_by was recorded carry none
+        parts["source"] = {**parts["source"], "chosen_by": classified.chosen_by}
+    steps, cautions = parts["disposal_steps"], parts["cautions"]
+    if classified.needs_confirmation:
+        text = answers.question(classified.detected_name or guide["name"])
+    else:
+        text = answers.sentence(guide["name"], parts["category"], steps)
+        if ai.configured():
+            # On a model failure the template says the same, less warmly: the answer must
+            # not wait.
+            with contextlib.suppress(ai.ModelError):
+                phrased = ai.phrase(guide["name"], steps, cautions)
+                jobs.add_tokens(job["id"], phrased.tokens)
+                text = phrased.value or text
+    candidates = [
+        answers.candidate(found, c["confidence"])
+        for c in classified.candidates
+        if (found := rules.guide(c["guide_id"]))
+    ]
     return Answered(
         job_id=job["id"],
-        item={"name": guide["name"], "guide_id": guide["id"]},
-        category=category,
+        **parts,
         confidence=classified.confidence,
         situation_tags=classified.situation_tags,
-        disposal_steps=steps,
-        cautions=cautions,
         feedback=text,
         alternatives=classified.alternatives,
-        source=rules.source(guide),
+        detected_name=classified.detected_name,
+        needs_confirmation=classified.needs_confirmation,
+        candidates=candidates,
     )
 
 
