@@ -459,10 +459,11 @@ def _typo(letters: str, entry: Entry) -> float:
     return 0.0
 
 
-def rank(text: str) -> list[dict[str, Any]]:
-    """Every candidate guide, best first: `{guide_id, score, kind, exact, closeness}`."""
+def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
+    """Every candidate guide, best first: `{guide_id, score, kind, exact, variant, closeness}`
+    (`query`: the text already `read`, so a caller that needs the reading reads it once)."""
     idx = index()
-    query = read(text)
+    query = query or read(text)
     if not query.variants:
         return []  # punctuation and spaces only: nothing to look for
     best: dict[str, dict[str, Any]] = {}
@@ -529,7 +530,7 @@ def _calibration() -> dict[str, Any]:
     return json.loads(CALIBRATION.read_text(encoding="utf-8"))
 
 
-def features(ranked: list[dict[str, Any]]) -> dict[str, float]:
+def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
     """What the calibration reads: the top score, its margin over the next guide, and whether
     the top guide was named exactly (its own name or an everyday name) or only resembled."""
     top = ranked[0]["score"] if ranked else 0.0
