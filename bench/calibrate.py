@@ -49,7 +49,15 @@ def _rows(files: list[Path]) -> tuple[list[str], list[dict]]:
             values = retrieval.features(ranked, query)
             right = bool(ranked) and ranked[0]["guide_id"] in case["expect"]
             kind, answers = case["kind"], case["expect"]
-            rows.append({"x": values, "y": int(right), "kind": kind, "answers": answers})
+            rows.append(
+                {
+                    "x": values,
+                    "y": int(right),
+                    "kind": kind,
+                    "answers": answers,
+                    "query": case["query"],
+                }
+            )
     names = list(rows[0]["x"]) if rows else []
     return names, rows
 
@@ -142,6 +150,7 @@ def main() -> int:
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--folds", type=int, default=FOLDS)
     parser.add_argument("--dry-run", action="store_true", help="report, write nothing")
+    parser.add_argument("--misses", action="store_true", help="list out-of-fold confident errors")
     args = parser.parse_args()
     files = args.files or [ANSWERS / f for f in DEVELOPMENT if (ANSWERS / f).is_file()]
     if any(BLIND in f.name for f in files):
@@ -153,6 +162,11 @@ def main() -> int:
     chances = out_of_fold(names, rows, args.folds)
     t = threshold(chances, rows)
     print(report(chances, rows, t))
+    if args.misses:
+        for p, r in sorted(zip(chances, rows, strict=True), key=lambda pr: -pr[0]):
+            if p >= t and not r["y"]:
+                values = " ".join(f"{n}={r['x'][n]:.2f}" for n in names)
+                print(f"   {p:.3f} {r['kind']:10} {r['query']!r} {values}")
     w = fit([[r["x"][n] for n in names] for r in rows], [r["y"] for r in rows])
     constants = {
         "intercept": round(w[0], 4),

@@ -53,7 +53,18 @@ PHRASE_POSITION = 0.12
 # Inside a longer query, a category's name ("음식물 쓰레기로 버려도 돼?") is what the asker
 # guesses, not the item: a phrase that names a category counts a little less.
 CATEGORY_IN_PHRASE = 0.9
-CONTAINER_WORDS = ("용기", "통", "병")
+# A container word at the end of a query names the container, not its contents: "분유 캔" is
+# the 분유통, "향수 공병" the 향수병, "마요네즈 튜브" the 마요네즈 용기. The dictionary names
+# a hard container one of RIGID and a soft one one of SOFT, so each is tried.
+RIGID = ("용기", "통", "병", "캔")
+SOFT = ("팩", "봉지")
+CONTAINER_WORDS = {
+    **dict.fromkeys(("용기", "깡통", "공병", "튜브", "통", "병", "캔"), RIGID),
+    **dict.fromkeys(SOFT, SOFT),
+}
+# A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
+# is the cream's container, not a swimming 튜브.
+BARE_CONTAINER = 0.9
 # Shorter readings of a query count only when they are a name exactly: resemblance is for
 # the query as written, its core, and its head word.
 EXACT_ONLY = frozenset({"phrase", "container", "content"})
@@ -373,6 +384,8 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
                 # Later is likelier the item: Korean puts the head last, modifiers first.
                 weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
                 kind = "head" if start + length == n and length == 1 else "phrase"
+                if length == 1 and phrase in CONTAINER_WORDS:
+                    weight *= BARE_CONTAINER
                 variants.append((kind, phrase, weight))
                 variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
     if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
@@ -402,14 +415,17 @@ def _destination_word(word: str, known: dict[str, list[int]]) -> bool:
 
 
 def _containers(key: str) -> list[tuple[str, str, float]]:
-    """ "마요네즈 통" is the 마요네즈 용기, "약통" the 약통 용기: the container's usual name;
-    the content's own guide ("샴푸") comes next, as it is often about the container too."""
-    for word in CONTAINER_WORDS:
+    """ "마요네즈 통" is the 마요네즈 용기, "약통" the 약통 용기, "분유 캔" the 분유통: the
+    container by each name the dictionary gives such containers; the content's own guide
+    ("샴푸") comes next, as it is often about the container too."""
+    for word in sorted(CONTAINER_WORDS, key=len, reverse=True):
         if key.endswith(word) and len(key) > len(word):
+            content = key[: -len(word)]
+            names = [content + name for name in CONTAINER_WORDS[word] if name != word]
             return [
-                ("container", key[: -len(word)] + "용기", 0.97),
+                *(("container", name, 0.97) for name in names),
                 ("container", key + "용기", 0.97),
-                ("content", key[: -len(word)], 0.88),
+                ("content", content, 0.88),
             ]
     return []
 
@@ -496,6 +512,7 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
                     "kind": entry.kind,
                     "exact": similarity == 1.0 and entry.kind in EXACT_KINDS,
                     "variant": variant,
+                    "key": key,
                 }
     whole = query.variants[0][1]
     wgrams = grams(jamo(whole))
@@ -524,6 +541,30 @@ def _broken(idx: Index, ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ---- confidence -----------------------------------------------------------------------------
 
+FEATURES = (
+    "top",
+    "margin",
+    "exact",
+    "whole",
+    "headless",
+    "content",
+    "broad",
+    "unhonoured",
+    "tied",
+)
+WHOLE_READINGS = frozenset({"whole", "core", "stripped"})  # the query as meant, not a phrase
+BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
+# Words for a container: a query that names one asks about the container, not the contents.
+CONTAINER_NAMES = (*CONTAINER_WORDS, "케이스", "뚜껑")
+# A state is honoured when the guide's text speaks to it ("크기가 커 ... 대형폐기물").
+STATE_TEXT = {
+    "large": ("크기", "대형", "큰"),
+    "small": ("작은", "소형"),
+    "broken": ("깨진", "깨지", "파손"),
+    "dirty": ("오염", "이물질", "묻은", "헹구", "헹군"),
+}
+TIE = 0.03  # guides within this of the first are as good as tied
+
 
 @functools.cache
 def _calibration() -> dict[str, Any]:
@@ -531,12 +572,41 @@ def _calibration() -> dict[str, Any]:
 
 
 def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
-    """What the calibration reads: the top score, its margin over the next guide, and whether
-    the top guide was named exactly (its own name or an everyday name) or only resembled."""
-    top = ranked[0]["score"] if ranked else 0.0
+    """What the calibration reads: how well the first guide scored and by how much; and how it
+    was found, as a solid hit differs from a lucky one: named exactly, by the whole query (not
+    a phrase of it), or by a phrase without its head; the contents where the query names a
+    container; a category's broad guide;
+    a state the query gives that the guide's text never speaks to; other guides tied with it."""
+    if not ranked:
+        return dict.fromkeys(FEATURES, 0.0)
+    idx = index()
+    first = ranked[0]
+    top = first["score"]
     second = ranked[1]["score"] if len(ranked) > 1 else 0.0
-    exact = 1.0 if ranked and (ranked[0]["exact"] or ranked[0]["kind"] == "state") else 0.0
-    return {"top": top, "margin": top - second, "exact": exact}
+    exact = first["exact"] or first["kind"] == "state"
+    text = idx.text[first["guide_id"]]
+    name = normalize(idx.guides[first["guide_id"]]["name"])
+    asks_container = any(w.endswith(CONTAINER_NAMES) for w in query.words)
+    unhonoured = any(
+        STATE_TEXT.get(state) and not any(word in text for word in STATE_TEXT[state])
+        for state in query.states
+    )
+    near = {f["guide_id"] for f in ranked[:8] if f["score"] >= top - TIE}
+    # Found by a phrase that leaves out the last word, the head of a Korean phrase: "사진
+    # 앨범" found as 사진 is about something else.
+    head = query.words[-1] if query.words else ""
+    headless = first["variant"] == "phrase" and not first.get("key", "").endswith(head[:2])
+    return {
+        "top": top,
+        "margin": top - second,
+        "exact": float(exact),
+        "whole": float(exact and first["variant"] in WHOLE_READINGS),
+        "headless": float(headless),
+        "content": float(asks_container and not any(w in name for w in CONTAINER_NAMES)),
+        "broad": float(first["guide_id"] in idx.categories or first["kind"] in BROAD_KINDS),
+        "unhonoured": float(unhonoured and first["kind"] != "state"),
+        "tied": float(min(3, len(near) - 1)),
+    }
 
 
 def probability(values: dict[str, float], constants: dict[str, Any] | None = None) -> float:
