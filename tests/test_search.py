@@ -30,21 +30,26 @@ def test_every_alias_names_a_real_guide_about_that_item(system):
 
 def test_an_alias_for_an_items_container_points_at_that_items_guide(system):
     """ "린스통" is the 린스 guide's (its text is about the bottle), never 샴푸's: an everyday
-    name made of another guide's name and a container word belongs to that guide, or to a
-    guide named for a container ("마요네즈 통" -> 마요네즈 용기, "식용유병" -> 기름병)."""
+    name made of an item and a container word belongs to that item's guide or to a guide named
+    for a container ("식용유병" -> 기름병); where the dictionary names that item's container
+    ("꿀 용기"), to that guide. And no everyday name is another guide's own name (종이팩)."""
     guides = retrieval.index().guides
     by_name = {retrieval.normalize(g["name"]): gid for gid, g in guides.items()}
     wrong = []
     for group in yaml.safe_load(retrieval.ALIASES.read_text(encoding="utf-8")):
         target = retrieval.normalize(guides[group["guide"]]["name"])
-        if target.endswith(tuple(retrieval.CONTAINER_WORDS)):
-            continue
+        container = target.endswith(tuple(retrieval.CONTAINER_WORDS))
         for name in group["names"]:
             key = retrieval.normalize(str(name))
-            for word in retrieval.CONTAINER_WORDS:
+            if by_name.get(key, group["guide"]) != group["guide"]:
+                wrong.append((name, group["guide"], "another guide's name"))
+            for word, names in retrieval.CONTAINER_WORDS.items():
                 content = key[: -len(word)]
-                if key.endswith(word) and content in by_name and content not in target:
-                    wrong.append((name, group["guide"]))
+                if not key.endswith(word) or not content or container:
+                    continue
+                own = {by_name.get(content + other) for other in names} - {None}
+                if (content in by_name and content not in target) or own - {group["guide"]}:
+                    wrong.append((name, group["guide"], "another item's container"))
     assert wrong == []
 
 

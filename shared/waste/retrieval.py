@@ -54,13 +54,18 @@ PHRASE_POSITION = 0.12
 # guesses, not the item: a phrase that names a category counts a little less.
 CATEGORY_IN_PHRASE = 0.9
 # A container word at the end of a query names the container, not its contents: "분유 캔" is
-# the 분유통, "향수 공병" the 향수병, "마요네즈 튜브" the 마요네즈 용기. The dictionary names
-# a hard container one of RIGID and a soft one one of SOFT, so each is tried.
-RIGID = ("용기", "통", "병", "캔")
-SOFT = ("팩", "봉지")
+# the 분유통, "향수 공병" the 향수병, "마요네즈 튜브" the 마요네즈 용기. Each word is tried as
+# each name the dictionary gives such a container (a 깡통 is a can, never a bottle).
 CONTAINER_WORDS = {
-    **dict.fromkeys(("용기", "깡통", "공병", "튜브", "통", "병", "캔"), RIGID),
-    **dict.fromkeys(SOFT, SOFT),
+    "용기": ("용기", "통", "병", "캔"),
+    "통": ("통", "용기", "병", "캔"),
+    "병": ("병", "용기", "통"),
+    "공병": ("병", "용기"),
+    "캔": ("캔", "통", "용기"),
+    "깡통": ("캔", "통", "용기"),
+    "튜브": ("용기",),
+    "팩": ("팩", "봉지"),
+    "봉지": ("봉지", "팩"),
 }
 # A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
 # is the cream's container, not a swimming 튜브.
@@ -79,7 +84,7 @@ _ASKING = """
     버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
     하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
     있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
-    가능 가능한가요 수거 했어요 했는데 하려고 how to dispose throw away of the a an my
+    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 how to dispose throw away of the a an my
 """
 FILLER = frozenset(_ASKING.split())
 ENDINGS = (
@@ -97,6 +102,8 @@ ENDINGS = (
     "이야",
 )
 PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에")
+AFTER_CONSONANT = frozenset("은을이")
+AFTER_VOWEL = frozenset("는를가")
 VERB_ENDINGS = (
     "요",
     "까",
@@ -388,6 +395,11 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
                     weight *= BARE_CONTAINER
                 variants.append((kind, phrase, weight))
                 variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
+        if n >= 3:
+            # A modifier between the first word and the head: "배달 떡볶이 용기" is a 배달 용기.
+            weight = PHRASE_WEIGHT + PHRASE_POSITION
+            variants.append(("phrase", items[0] + items[-1], weight))
+            variants += [(k, key, w * weight) for k, key, w in _containers(items[0] + items[-1])]
     if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
         variants.append(("stripped", normalize(text)[:-1], 0.98))  # English plurals
     seen: set[str] = set()
@@ -439,10 +451,21 @@ def _strip_ending(word: str) -> str:
 
 
 def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
+    """ "모래는" -> 모래, "스프레이" stays: 은/이/을 follow a final consonant and 는/가/를 a
+    vowel, so a particle that does not fit the syllable before it is part of the word; and
+    이 ends so many nouns (떡볶이, 고양이) that it goes only when what is left is a name."""
     if key in known:
         return key
     if len(key) >= 2 and key[-1] in PARTICLES:
-        return key[:-1]
+        stem, particle = key[:-1], key[-1]
+        final = (ord(stem[-1]) - 0xAC00) % 28 if "가" <= stem[-1] <= "힣" else None
+        if particle == "이" and stem not in known:
+            return key
+        if final is not None and particle in AFTER_CONSONANT and not final:
+            return key
+        if final is not None and particle in AFTER_VOWEL and final:
+            return key
+        return stem
     if len(key) >= 3 and key.endswith("들"):  # plural: "책들"
         return key[:-1]
     return key
@@ -487,7 +510,9 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
         letters = jamo(key)
         qgrams = grams(letters)
         positions = list(idx.by_key.get(key, []))
-        if variant not in EXACT_ONLY:
+        # One syllable read out of a longer query ("해", "통") is too little to resemble by.
+        loose = variant not in EXACT_ONLY and (len(key) > 1 or variant == "whole")
+        if loose:
             counts: dict[int, int] = defaultdict(int)
             for gram in qgrams:
                 for position in idx.by_gram.get(gram, ()):
@@ -495,7 +520,7 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
             floor = 0.25 * len(qgrams)
             positions += [p for p, n in counts.items() if n >= floor]
         scored = [(_similarity(key, qgrams, idx.entries[p]), p) for p in positions]
-        if variant not in EXACT_ONLY and len(letters) <= 18:
+        if loose and len(letters) <= 18:
             # Edit distance is dear in Python: only for the closest few by letter pairs.
             closest = sorted(scored, reverse=True)[:TYPO_CANDIDATES]
             scored += [(_typo(letters, idx.entries[p]), p) for s, p in closest if s < 1.0]
