@@ -79,6 +79,10 @@ def test_states_sizes_containers_and_sentences(system):
     assert top("분유 캔") == "분유통"  # the dictionary's name for that container
     assert top("향수 공병") == "향수병"
     assert top("핸드크림 튜브") == "핸드크림"  # the cream's tube, not a swimming 튜브
+    assert top("맥주 깡통") == "맥주캔"  # a 깡통 is a can, never a bottle
+    assert top("배달 짜장면 용기") == "플라스틱"  # first word + head: a 배달 용기
+    assert top("맥주 캔 찌그러뜨려서 버려야 해?") == "맥주캔"  # 해 resembles nothing
+    assert top("고양이 모래는 어디에 버려요?") == "고양이 두부모래"  # 고양이 keeps its 이
     assert top("양파망은 비닐로 버려도 되나요?") == "양파망"  # 비닐로: where, not what
     assert top("택배 상자에 붙은 송장은 어떻게 버려?") == "택배 송장"
 
