@@ -53,7 +53,23 @@ PHRASE_POSITION = 0.12
 # Inside a longer query, a category's name ("음식물 쓰레기로 버려도 돼?") is what the asker
 # guesses, not the item: a phrase that names a category counts a little less.
 CATEGORY_IN_PHRASE = 0.9
-CONTAINER_WORDS = ("용기", "통", "병")
+# A container word at the end of a query names the container, not its contents: "분유 캔" is
+# the 분유통, "향수 공병" the 향수병, "마요네즈 튜브" the 마요네즈 용기. Each word is tried as
+# each name the dictionary gives such a container (a 깡통 is a can, never a bottle).
+CONTAINER_WORDS = {
+    "용기": ("용기", "통", "병", "캔"),
+    "통": ("통", "용기", "병", "캔"),
+    "병": ("병", "용기", "통"),
+    "공병": ("병", "용기"),
+    "캔": ("캔", "통", "용기"),
+    "깡통": ("캔", "통", "용기"),
+    "튜브": ("용기",),
+    "팩": ("팩", "봉지"),
+    "봉지": ("봉지", "팩"),
+}
+# A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
+# is the cream's container, not a swimming 튜브.
+BARE_CONTAINER = 0.9
 # Shorter readings of a query count only when they are a name exactly: resemblance is for
 # the query as written, its core, and its head word.
 EXACT_ONLY = frozenset({"phrase", "container", "content"})
@@ -68,7 +84,7 @@ _ASKING = """
     버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
     하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
     있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
-    가능 가능한가요 수거 했어요 했는데 하려고 how to dispose throw away of the a an my
+    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 how to dispose throw away of the a an my
 """
 FILLER = frozenset(_ASKING.split())
 ENDINGS = (
@@ -86,6 +102,8 @@ ENDINGS = (
     "이야",
 )
 PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에")
+AFTER_CONSONANT = frozenset("은을이")
+AFTER_VOWEL = frozenset("는를가")
 VERB_ENDINGS = (
     "요",
     "까",
@@ -373,8 +391,15 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
                 # Later is likelier the item: Korean puts the head last, modifiers first.
                 weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
                 kind = "head" if start + length == n and length == 1 else "phrase"
+                if length == 1 and phrase in CONTAINER_WORDS:
+                    weight *= BARE_CONTAINER
                 variants.append((kind, phrase, weight))
                 variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
+        if n >= 3:
+            # A modifier between the first word and the head: "배달 떡볶이 용기" is a 배달 용기.
+            weight = PHRASE_WEIGHT + PHRASE_POSITION
+            variants.append(("phrase", items[0] + items[-1], weight))
+            variants += [(k, key, w * weight) for k, key, w in _containers(items[0] + items[-1])]
     if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
         variants.append(("stripped", normalize(text)[:-1], 0.98))  # English plurals
     seen: set[str] = set()
@@ -402,14 +427,17 @@ def _destination_word(word: str, known: dict[str, list[int]]) -> bool:
 
 
 def _containers(key: str) -> list[tuple[str, str, float]]:
-    """ "마요네즈 통" is the 마요네즈 용기, "약통" the 약통 용기: the container's usual name;
-    the content's own guide ("샴푸") comes next, as it is often about the container too."""
-    for word in CONTAINER_WORDS:
+    """ "마요네즈 통" is the 마요네즈 용기, "약통" the 약통 용기, "분유 캔" the 분유통: the
+    container by each name the dictionary gives such containers; the content's own guide
+    ("샴푸") comes next, as it is often about the container too."""
+    for word in sorted(CONTAINER_WORDS, key=len, reverse=True):
         if key.endswith(word) and len(key) > len(word):
+            content = key[: -len(word)]
+            names = [content + name for name in CONTAINER_WORDS[word] if name != word]
             return [
-                ("container", key[: -len(word)] + "용기", 0.97),
+                *(("container", name, 0.97) for name in names),
                 ("container", key + "용기", 0.97),
-                ("content", key[: -len(word)], 0.88),
+                ("content", content, 0.88),
             ]
     return []
 
@@ -423,10 +451,21 @@ def _strip_ending(word: str) -> str:
 
 
 def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
+    """ "모래는" -> 모래, "스프레이" stays: 은/이/을 follow a final consonant and 는/가/를 a
+    vowel, so a particle that does not fit the syllable before it is part of the word; and
+    이 ends so many nouns (떡볶이, 고양이) that it goes only when what is left is a name."""
     if key in known:
         return key
     if len(key) >= 2 and key[-1] in PARTICLES:
-        return key[:-1]
+        stem, particle = key[:-1], key[-1]
+        final = (ord(stem[-1]) - 0xAC00) % 28 if "가" <= stem[-1] <= "힣" else None
+        if particle == "이" and stem not in known:
+            return key
+        if final is not None and particle in AFTER_CONSONANT and not final:
+            return key
+        if final is not None and particle in AFTER_VOWEL and final:
+            return key
+        return stem
     if len(key) >= 3 and key.endswith("들"):  # plural: "책들"
         return key[:-1]
     return key
@@ -459,10 +498,11 @@ def _typo(letters: str, entry: Entry) -> float:
     return 0.0
 
 
-def rank(text: str) -> list[dict[str, Any]]:
-    """Every candidate guide, best first: `{guide_id, score, kind, exact, closeness}`."""
+def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
+    """Every candidate guide, best first: `{guide_id, score, kind, exact, variant, closeness}`
+    (`query`: the text already `read`, so a caller that needs the reading reads it once)."""
     idx = index()
-    query = read(text)
+    query = query or read(text)
     if not query.variants:
         return []  # punctuation and spaces only: nothing to look for
     best: dict[str, dict[str, Any]] = {}
@@ -470,7 +510,9 @@ def rank(text: str) -> list[dict[str, Any]]:
         letters = jamo(key)
         qgrams = grams(letters)
         positions = list(idx.by_key.get(key, []))
-        if variant not in EXACT_ONLY:
+        # One syllable read out of a longer query ("해", "통") is too little to resemble by.
+        loose = variant not in EXACT_ONLY and (len(key) > 1 or variant == "whole")
+        if loose:
             counts: dict[int, int] = defaultdict(int)
             for gram in qgrams:
                 for position in idx.by_gram.get(gram, ()):
@@ -478,7 +520,7 @@ def rank(text: str) -> list[dict[str, Any]]:
             floor = 0.25 * len(qgrams)
             positions += [p for p, n in counts.items() if n >= floor]
         scored = [(_similarity(key, qgrams, idx.entries[p]), p) for p in positions]
-        if variant not in EXACT_ONLY and len(letters) <= 18:
+        if loose and len(letters) <= 18:
             # Edit distance is dear in Python: only for the closest few by letter pairs.
             closest = sorted(scored, reverse=True)[:TYPO_CANDIDATES]
             scored += [(_typo(letters, idx.entries[p]), p) for s, p in closest if s < 1.0]
@@ -495,6 +537,7 @@ def rank(text: str) -> list[dict[str, Any]]:
                     "kind": entry.kind,
                     "exact": similarity == 1.0 and entry.kind in EXACT_KINDS,
                     "variant": variant,
+                    "key": key,
                 }
     whole = query.variants[0][1]
     wgrams = grams(jamo(whole))
@@ -523,19 +566,72 @@ def _broken(idx: Index, ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ---- confidence -----------------------------------------------------------------------------
 
+FEATURES = (
+    "top",
+    "margin",
+    "exact",
+    "whole",
+    "headless",
+    "content",
+    "broad",
+    "unhonoured",
+    "tied",
+)
+WHOLE_READINGS = frozenset({"whole", "core", "stripped"})  # the query as meant, not a phrase
+BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
+# Words for a container: a query that names one asks about the container, not the contents.
+CONTAINER_NAMES = (*CONTAINER_WORDS, "케이스", "뚜껑")
+# A state is honoured when the guide's text speaks to it ("크기가 커 ... 대형폐기물").
+STATE_TEXT = {
+    "large": ("크기", "대형", "큰"),
+    "small": ("작은", "소형"),
+    "broken": ("깨진", "깨지", "파손"),
+    "dirty": ("오염", "이물질", "묻은", "헹구", "헹군"),
+}
+TIE = 0.03  # guides within this of the first are as good as tied
+
 
 @functools.cache
 def _calibration() -> dict[str, Any]:
     return json.loads(CALIBRATION.read_text(encoding="utf-8"))
 
 
-def features(ranked: list[dict[str, Any]]) -> dict[str, float]:
-    """What the calibration reads: the top score, its margin over the next guide, and whether
-    the top guide was named exactly (its own name or an everyday name) or only resembled."""
-    top = ranked[0]["score"] if ranked else 0.0
+def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
+    """What the calibration reads: how well the first guide scored and by how much; and how it
+    was found, as a solid hit differs from a lucky one: named exactly, by the whole query (not
+    a phrase of it), or by a phrase without its head; the contents where the query names a
+    container; a category's broad guide;
+    a state the query gives that the guide's text never speaks to; other guides tied with it."""
+    if not ranked:
+        return dict.fromkeys(FEATURES, 0.0)
+    idx = index()
+    first = ranked[0]
+    top = first["score"]
     second = ranked[1]["score"] if len(ranked) > 1 else 0.0
-    exact = 1.0 if ranked and (ranked[0]["exact"] or ranked[0]["kind"] == "state") else 0.0
-    return {"top": top, "margin": top - second, "exact": exact}
+    exact = first["exact"] or first["kind"] == "state"
+    text = idx.text[first["guide_id"]]
+    name = normalize(idx.guides[first["guide_id"]]["name"])
+    asks_container = any(w.endswith(CONTAINER_NAMES) for w in query.words)
+    unhonoured = any(
+        STATE_TEXT.get(state) and not any(word in text for word in STATE_TEXT[state])
+        for state in query.states
+    )
+    near = {f["guide_id"] for f in ranked[:8] if f["score"] >= top - TIE}
+    # Found by a phrase that leaves out the last word, the head of a Korean phrase: "사진
+    # 앨범" found as 사진 is about something else.
+    head = query.words[-1] if query.words else ""
+    headless = first["variant"] == "phrase" and not first.get("key", "").endswith(head[:2])
+    return {
+        "top": top,
+        "margin": top - second,
+        "exact": float(exact),
+        "whole": float(exact and first["variant"] in WHOLE_READINGS),
+        "headless": float(headless),
+        "content": float(asks_container and not any(w in name for w in CONTAINER_NAMES)),
+        "broad": float(first["guide_id"] in idx.categories or first["kind"] in BROAD_KINDS),
+        "unhonoured": float(unhonoured and first["kind"] != "state"),
+        "tied": float(min(3, len(near) - 1)),
+    }
 
 
 def probability(values: dict[str, float], constants: dict[str, Any] | None = None) -> float:

@@ -20,10 +20,11 @@ def search(text: str, limit: int = 10, min_score: float = 0.35) -> list[dict[str
     confidence}`. `confidence` (first result only a calibrated chance that it is the answer;
     the others the same chance scaled by their score) is what `confident` reads."""
     idx = retrieval.index()
-    ranked = retrieval.rank(text)
+    query = retrieval.read(text)
+    ranked = retrieval.rank(text, query)
     if not ranked:
         return []
-    chance = retrieval.probability(retrieval.features(ranked))
+    chance = retrieval.probability(retrieval.features(ranked, query))
     top = ranked[0]["score"]
     return [
         {
