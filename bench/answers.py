@@ -32,7 +32,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 ANSWERS = ROOT / "tests" / "answers"
-DEFAULT_FILES = ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl")
+DEFAULT_FILES = (
+    "dev.jsonl",
+    "holdout.jsonl",
+    "search_dev.jsonl",
+    "holdout2.jsonl",
+    "holdout3.jsonl",
+)  # every labelled file there is; the blind ones are reported like the rest
 
 
 def load(path: Path) -> list[dict[str, Any]]:
