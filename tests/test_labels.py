@@ -1,8 +1,10 @@
 """The labelled query set for answer quality (tests/answers): well formed, true to the dictionary.
 
 dev.jsonl may be looked at while building the search; holdout.jsonl is only measured on.
-holdout.jsonl has since been looked at while building, so holdout2.jsonl is the blind one: written
-apart from the search, repeating no query of the other files (search_dev.jsonl included). These
+holdout.jsonl has since been looked at while building, so holdout2.jsonl was the blind one:
+written apart from the search, repeating no query of the other files (search_dev.jsonl included).
+holdout2 is being retired as a blind set; holdout3.jsonl is the next one, written the same way and
+repeating no query of any file before it (holdout2 included). These
 tests need no search code: they keep the labels honest against the Ministry of Environment's
 item dictionary, read from the datasets folder, so a relabelled or renumbered edition fails here
 rather than silently moving the score.
@@ -20,7 +22,7 @@ import pytest
 from shared.core import datasets
 
 ANSWERS = Path(__file__).parent / "answers"
-FILES = ("dev.jsonl", "holdout.jsonl", "holdout2.jsonl")
+FILES = ("dev.jsonl", "holdout.jsonl", "holdout2.jsonl", "holdout3.jsonl")
 KINDS = {
     "colloquial",
     "brand",
@@ -106,11 +108,19 @@ def test_no_query_twice_across_the_files() -> None:
     assert [query for query, count in seen.items() if count > 1] == []
 
 
-def test_blind_holdout_repeats_no_query_seen_while_building() -> None:
+@pytest.mark.parametrize(
+    ("blind", "before"),
+    [
+        ("holdout2.jsonl", ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl")),
+        ("holdout3.jsonl", ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl", "holdout2.jsonl")),
+    ],
+)
+def test_blind_holdout_repeats_no_query_seen_while_building(
+    blind: str, before: tuple[str, ...]
+) -> None:
     # search_dev.jsonl has its own kinds, so it is only read here, for its queries.
-    before = ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl")
     seen = {_normal(row["query"]) for name in before for row in _rows(name)}
-    assert [row["query"] for row in _rows("holdout2.jsonl") if _normal(row["query"]) in seen] == []
+    assert [row["query"] for row in _rows(blind) if _normal(row["query"]) in seen] == []
 
 
 def test_sizes_and_every_kind_in_holdout() -> None:
@@ -120,6 +130,7 @@ def test_sizes_and_every_kind_in_holdout() -> None:
     per_kind = Counter(row["kind"] for row in holdout)
     assert {kind: per_kind[kind] for kind in KINDS if per_kind[kind] < 15} == {}
     assert {row["kind"] for row in dev} == KINDS
-    blind = Counter(row["kind"] for row in _rows("holdout2.jsonl"))
-    assert sum(blind.values()) >= 330
-    assert {kind: blind[kind] for kind in KINDS if blind[kind] < 30} == {}
+    for name in ("holdout2.jsonl", "holdout3.jsonl"):
+        blind = Counter(row["kind"] for row in _rows(name))
+        assert sum(blind.values()) >= 330, name
+        assert {kind: blind[kind] for kind in KINDS if blind[kind] < 30} == {}, name
