@@ -846,3 +846,99 @@ def test_dead_letter_sink_records_once_per_trigger_and_event(env):
     assert letter["trigger"] == "image_analyze" and letter["attempts"] == 4
     assert "knativeerrorcode=500" in letter["error"]
     assert "knativeerrorcode" not in letter["event"]  # replayed as it was first sent
+
+
+# What each `uses` name reaches, by the accessor every caller goes through (module attributes,
+# looked up at call time, so patching them sees every use).
+ACCESSORS = {
+    "db": ("shared.core.db", "engine"),
+    "cache": ("shared.core.cache", "client"),
+    "storage": ("shared.core.storage", "backend"),
+    "broker": ("shared.core.events", "sink"),
+}
+
+
+def touching(monkeypatch) -> set[str]:
+    """The dependencies reached from now on: each accessor records its `uses` name."""
+    import importlib
+
+    touched: set[str] = set()
+    for use, (module_name, attribute) in ACCESSORS.items():
+        module = importlib.import_module(module_name)
+        original = getattr(module, attribute)
+
+        def recording(*args, _use=use, _original=original, **kwargs):
+            touched.add(_use)
+            return _original(*args, **kwargs)
+
+        for cached in ("cache_clear", "cache_info"):  # the fixtures reset cached clients
+            if hasattr(original, cached):
+                setattr(recording, cached, getattr(original, cached))
+        monkeypatch.setattr(module, attribute, recording)
+    return touched
+
+
+def test_dead_letter_sink_reaches_only_what_its_service_is_given(env):
+    """A dead-lettered pipeline stage fails the job through jobs.fail, which writes the cached
+    status too: without `cache` in the sink's uses (REDIS_URL, egress to Redis) the poller
+    kept reading `queued` on the cluster until TIMED_OUT."""
+    from cloudevents.http import CloudEvent
+    from flask import Flask
+
+    from eventing import dead_letters
+    from functions import load_all
+    from shared.auth import accounts
+    from shared.core import db
+    from shared.waste import jobs
+
+    load_all()
+    db.migrate()
+    user = accounts.find_or_create("kakao", "dl-1", "sink")
+    job = jobs.create(user["id"], "image/jpeg", 1000, None)
+    touched = touching(env)
+    event = CloudEvent(
+        {"type": "kr.growbin.waste.uploaded", "source": "/growbin", "id": "evt-dl"},
+        {"job_id": job["id"]},
+    )
+    with Flask("sink").test_request_context("/image_analyze?attempts=6", method="POST"):
+        dead_letters.dead_letter_sink(event)
+    assert jobs.status(user["id"], job["id"])["status"] == "failed"
+    assert touched == {"db", "cache"}
+    assert touched <= dead_letter_sink().uses
+    service = knative_service(dead_letter_sink(), Values())
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    assert {"DATABASE_URL", "REDIS_URL"} <= set(_env(container))
+
+
+def test_dependency_tracking_sees_each_use(env):
+    """The tracker itself: each accessor, once called, is recorded under its own name."""
+    from shared.core import cache, db
+
+    touched = touching(env)
+    db.migrate()
+    assert touched == {"db"}
+    cache.client().set("k", "v")
+    assert touched == {"db", "cache"}
+
+
+def test_readiness_leaves_the_period_unset_for_fast_cold_starts(deploy):
+    """Knative probes aggressively at startup only when readiness periodSeconds is unset."""
+    _, root = deploy
+    for service in by_kind(all_objects(root), "Service", "serving.knative.dev").values():
+        container = service["spec"]["template"]["spec"]["containers"][0]
+        assert "periodSeconds" not in container["readinessProbe"], service["metadata"]["name"]
+        assert "tcpSocket" in container["readinessProbe"]
+
+
+def test_the_region_is_set_where_botocore_reads_it(deploy, monkeypatch):
+    """botocore reads AWS_DEFAULT_REGION; AWS_REGION alone leaves the region unset."""
+    import botocore.session
+
+    _, root = deploy
+    config = by_kind(all_objects(root), "ConfigMap")["growbin-config"]["data"]
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    assert botocore.session.get_session().get_config_variable("region") == "ap-northeast-2"

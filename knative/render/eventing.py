@@ -30,7 +30,9 @@ def dead_letter_sink() -> Function:
         kind="event",
         summary="Records the events Triggers gave up on, to be listed and replayed.",
         handler=dead_letters.dead_letter_sink,
-        uses=frozenset({"db"}),
+        # the functions' on_dead_letter reactions fail jobs through jobs.fail, which writes
+        # the job's cached status as well as its row
+        uses=frozenset({"db", "cache"}),
         scaling=Scaling(min=0, max=2, threads=8),
     )
 

@@ -33,6 +33,7 @@ EXTERNAL_HOSTS = {
     ],
 }
 BROKER_INGRESS_ROLE = {"eventing.knative.dev/brokerRole": "ingress"}
+DISPATCHER_ROLES = ("dispatcher", "dispatcher-dlq")  # eventing-rabbitmq's brokerRole labels
 BROKER_INGRESS_PORT = 8080  # where the Broker takes events in
 
 
@@ -187,7 +188,16 @@ def network_policies(functions: list[Function], values: Values) -> list[dict[str
         ),
         _netpol(
             "broker-dispatchers",
-            {"matchLabels": {"eventing.knative.dev/brokerRole": "dispatcher"}},
+            # the Trigger dispatchers and the Broker's own dead-letter dispatcher
+            {
+                "matchExpressions": [
+                    {
+                        "key": "eventing.knative.dev/brokerRole",
+                        "operator": "In",
+                        "values": list(DISPATCHER_ROLES),
+                    }
+                ]
+            },
             egress=[
                 {"to": [{"podSelector": rabbit_pods}], "ports": amqp},
                 {"to": [_namespace(knative_ns), _namespace(gateway_ns)]},

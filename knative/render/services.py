@@ -104,7 +104,10 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
         env_from.append({"secretRef": {"name": OAUTH_SECRET}})
     # A cloud_event target answers GET with 405 and an HTTP target only its own route, so
     # readiness and liveness are TCP: the socket accepts while workers wait on a model.
-    probe = {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
+    # Readiness leaves periodSeconds unset: only then does Knative probe aggressively at
+    # startup, so a scale-from-zero is ready when the process is, not a period later.
+    readiness = {"tcpSocket": {"port": PORT}, "failureThreshold": 3}
+    liveness = {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
     # The SinkBinding selects Services by the emits label, the broker's NetworkPolicy pods.
     emits = {EMITS_LABEL: "true"} if "broker" in function.uses else {}
     own_labels = {FUNCTION_LABEL: function.name, **emits}
@@ -161,8 +164,8 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
                                     "memory": resources.memory_limit,
                                 },
                             },
-                            "readinessProbe": probe,
-                            "livenessProbe": dict(probe),
+                            "readinessProbe": readiness,
+                            "livenessProbe": liveness,
                             "securityContext": _security_context(),
                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }
@@ -182,7 +185,8 @@ def config_objects(values: Values) -> list[dict[str, Any]]:
         "JWT_ISSUER": values.ref("config.jwtIssuer", "https://growbin.kr"),
         "JWT_AUDIENCE": values.ref("config.jwtAudience", "growbin-app"),
         "S3_BUCKET": values.ref("config.s3Bucket", "growbin-images"),
-        "AWS_REGION": values.ref("config.awsRegion", "ap-northeast-2"),
+        # botocore reads AWS_DEFAULT_REGION, not AWS_REGION (which only other SDKs read)
+        "AWS_DEFAULT_REGION": values.ref("config.awsRegion", "ap-northeast-2"),
         "OPENAI_MODEL": values.ref("config.openaiModel", "gpt-4o"),
         "OPENAI_TIMEOUT": values.ref("config.openaiTimeout", "20"),
     }

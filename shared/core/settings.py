@@ -84,7 +84,7 @@ VARIABLES = (
         "S3_BUCKET",
         None,
         "S3 bucket for images and reports; boto3's own variables (`AWS_ENDPOINT_URL`, "
-        "`AWS_REGION`, credentials) apply",
+        "`AWS_DEFAULT_REGION`, credentials) apply",
         "local directory store",
     ),
     Variable(
