@@ -157,6 +157,11 @@ def by_kind(objects: list[dict[str, Any]], kind: str, api: str = "") -> dict[str
     }
 
 
+def subscribed(objects: list[dict[str, Any]]) -> dict[str, dict]:
+    """The Triggers by the Service they deliver to (their own names carry a filter digest)."""
+    return {t["spec"]["subscriber"]["ref"]["name"]: t for t in by_kind(objects, "Trigger").values()}
+
+
 # ---- the rules every deployment keeps, as a checker that can be shown to fail ---------------
 
 
@@ -164,7 +169,7 @@ def problems(registry: dict[str, Function], objects: list[dict[str, Any]]) -> li
     """What is wrong with a deployment of `registry`; empty when it is right."""
     found = []
     services = by_kind(objects, "Service", "serving.knative.dev")
-    triggers = by_kind(objects, "Trigger")
+    triggers = subscribed(objects)
     routes = by_kind(objects, "HTTPRoute")
     pings = by_kind(objects, "PingSource")
     for trigger in triggers.values():
@@ -506,7 +511,7 @@ def test_function_sources_exist_for_functions_framework():
 def test_triggers_deliver_with_retries_and_dead_letters(deploy):
     registry, root = deploy
     objects = all_objects(root)
-    triggers = by_kind(objects, "Trigger")
+    triggers = subscribed(objects)
     sink = by_kind(objects, "Service", "serving.knative.dev")["dead-letter-sink"]
     assert _env(sink["spec"]["template"]["spec"]["containers"][0])["FUNCTION_SOURCE"] == {
         "name": "FUNCTION_SOURCE",
@@ -942,3 +947,20 @@ def test_the_region_is_set_where_botocore_reads_it(deploy, monkeypatch):
     for name, value in config.items():
         monkeypatch.setenv(name, value)
     assert botocore.session.get_session().get_config_variable("region") == "ap-northeast-2"
+
+
+def test_a_changed_filter_names_a_new_trigger():
+    """eventing-rabbitmq rejects edits to spec.filter: a new filter must be a new object,
+    which helm and ArgoCD (prune) create while deleting the old one."""
+    from knative.render.eventing import trigger
+
+    function = _synthetic()["result_save"]
+    moved = dataclasses.replace(function, filter={"type": "kr.growbin.feedback.v2"})
+    tasked = dataclasses.replace(function, filter={**function.filter, "task": "x"})
+    names = {trigger(f)["metadata"]["name"] for f in (function, moved, tasked)}
+    assert len(names) == 3
+    assert trigger(function)["metadata"]["name"] == trigger(function)["metadata"]["name"]
+    # a delivery change is an ordinary edit of the same object
+    slower = dataclasses.replace(function, delivery=Delivery(retry=9))
+    assert trigger(slower)["metadata"]["name"] == trigger(function)["metadata"]["name"]
+    assert all(len(name) <= 63 for name in names)

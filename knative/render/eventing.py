@@ -7,6 +7,7 @@ its own that records it for `growbin dead-letters`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -102,6 +103,17 @@ def broker_objects(values: Values) -> list[dict[str, Any]]:
     ]
 
 
+def trigger_name(function: Function) -> str:
+    """The function's Service name and a digest of its filter: eventing-rabbitmq refuses any
+    edit to `spec.filter`, so a changed filter names a new Trigger, which helm and ArgoCD
+    create while they delete (prune) the old one, instead of an update the webhook rejects."""
+    digest = hashlib.sha256(json.dumps(function.filter, sort_keys=True).encode()).hexdigest()
+    name = f"{function.service}-{digest[:8]}"
+    if len(name) > 63:  # the dispatcher labels its Deployment with the Trigger's name
+        raise ValueError(f"{function.name}: Trigger name {name} is longer than 63 characters")
+    return name
+
+
 def trigger(function: Function) -> dict[str, Any]:
     """Exact `filter.attributes` only: eventing-rabbitmq ignores `spec.filters`."""
     delivery = function.delivery
@@ -111,7 +123,7 @@ def trigger(function: Function) -> dict[str, Any]:
         "apiVersion": "eventing.knative.dev/v1",
         "kind": "Trigger",
         "metadata": meta(
-            function.service,
+            trigger_name(function),
             annotations={
                 # the dispatcher's in-flight deliveries match what one pod serves at once
                 "rabbitmq.eventing.knative.dev/parallelism": str(function.scaling.concurrency)
