@@ -397,7 +397,7 @@ def test_knative_and_eventing_objects_match_their_crds(deploy):
         if (obj["apiVersion"], obj["kind"]) in CRD_SCHEMAS:
             assert crd_errors(obj) == [], obj["metadata"]["name"]
             checked.add(obj["kind"])
-    expected = {"Service", "Broker", "RabbitmqBrokerConfig", "SinkBinding"}
+    expected = {"Service", "Broker", "RabbitmqBrokerConfig"}
     if any(f.kind == "event" for f in registry.values()):
         expected.add("Trigger")
     if any(f.schedule for f in registry.values()):
@@ -551,20 +551,59 @@ def test_broker_is_rabbitmq_with_quorum_queues_on_three_nodes(deploy):
     assert by_kind(objects, "RabbitmqCluster")[cluster]["spec"]["replicas"] == 3
 
 
+def sink_binding_mutation(service: dict[str, Any], sink: str) -> dict[str, Any]:
+    """What a SinkBinding's webhook does to a Service it binds: K_SINK set in every
+    container's env, replaced in place when present, appended when not."""
+    mutated = copy.deepcopy(service)
+    for container in mutated["spec"]["template"]["spec"]["containers"]:
+        env = container.setdefault("env", [])
+        for var in env:
+            if var["name"] == "K_SINK":
+                var.clear()
+                var.update({"name": "K_SINK", "value": sink})
+                break
+        else:
+            env.append({"name": "K_SINK", "value": sink})
+    return mutated
+
+
+def test_emitters_own_their_sink_so_gitops_converges(deploy):
+    """ArgoCD self-heal reverted a SinkBinding's K_SINK on every sync (each sync reran the
+    PreSync migration). The emitters now carry the Broker's address themselves: binding them
+    changes nothing ArgoCD would see, and nothing in the render mutates another object."""
+    registry, root = deploy
+    objects = all_objects(root)
+    assert not by_kind(objects, "SinkBinding")
+    broker = by_kind(objects, "Broker")["growbin"]["metadata"]
+    # eventing-rabbitmq's address: Service <broker>-broker-ingress, port 80, no path
+    address = f"http://{broker['name']}-broker-ingress.{broker['namespace']}.svc.cluster.local"
+    services = by_kind(objects, "Service", "serving.knative.dev")
+    for function in registry.values():
+        if function.local_only or "broker" not in function.uses:
+            continue
+        service = services[function.service]
+        assert sink_binding_mutation(service, address) == service, function.name
+    application = yaml.safe_load((root / "knative/manifests/argocd/application.yaml").read_text())
+    assert "bindings.knative.dev/include" not in json.dumps(application)
+
+
+def test_the_convergence_check_sees_a_sink_the_manifest_does_not_own(deploy):
+    _, root = deploy
+    services = by_kind(all_objects(root), "Service", "serving.knative.dev")
+    service = services["dead-letter-sink"]  # emits nothing: no K_SINK of its own
+    assert sink_binding_mutation(service, "http://broker") != service
+
+
 def test_emitters_get_k_sink_and_cron_goes_through_the_broker(deploy):
     registry, root = deploy
     objects = all_objects(root)
     services = by_kind(objects, "Service", "serving.knative.dev")
-    (binding,) = by_kind(objects, "SinkBinding").values()
-    assert binding["spec"]["sink"]["ref"]["kind"] == "Broker"
-    selector = binding["spec"]["subject"]["selector"]["matchLabels"]
     ingress_rules = by_kind(objects, "NetworkPolicy")["broker-ingress"]["spec"]["ingress"]
     for function in registry.values():
         if function.local_only:
             continue
-        labels = services[function.service]["metadata"]["labels"]
-        bound = all(labels.get(k) == v for k, v in selector.items())
-        assert bound == ("broker" in function.uses), function.name
+        container = services[function.service]["spec"]["template"]["spec"]["containers"][0]
+        assert ("K_SINK" in _env(container)) == ("broker" in function.uses), function.name
         # and its pods may reach the Broker's ingress, which admits them
         pod = services[function.service]["spec"]["template"]["metadata"]["labels"]
         admitted = [

@@ -1,4 +1,4 @@
-"""Events between the functions: the Broker on RabbitMQ, Triggers, emitters, cron, dead letters.
+"""Events between the functions: the Broker on RabbitMQ, Triggers, cron, dead letters.
 
 Every event goes through the one Broker, cron included, so each delivery is durable and
 retried by its Trigger; what a Trigger gives up on goes to the dead-letter sink, a Service of
@@ -12,12 +12,11 @@ import json
 from typing import Any
 
 from knative.render.metadata import meta
-from knative.render.services import EMITS_LABEL, KNATIVE_SERVICE
+from knative.render.services import BROKER, KNATIVE_SERVICE
 from knative.render.values import Values
 from shared.core.deployment import NAMESPACE
 from shared.core.registry import SEOUL, Function, Scaling, seconds
 
-BROKER = "growbin"
 RABBITMQ = "growbin-rabbitmq"
 
 
@@ -140,19 +139,6 @@ def trigger(function: Function) -> dict[str, Any]:
                 "timeout": delivery.timeout,
                 "deadLetterSink": _dead_letters(function.name, delivery.retry),
             },
-        },
-    }
-
-
-def sink_binding() -> dict[str, Any]:
-    """K_SINK (the Broker's address) for every Service labelled as emitting events."""
-    return {
-        "apiVersion": "sources.knative.dev/v1",
-        "kind": "SinkBinding",
-        "metadata": meta("growbin-emitters"),
-        "spec": {
-            "subject": {**KNATIVE_SERVICE, "selector": {"matchLabels": {EMITS_LABEL: "true"}}},
-            "sink": {"ref": _broker_ref()},
         },
     }
 

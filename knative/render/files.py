@@ -30,7 +30,6 @@ from knative.render.eventing import (
     broker_objects,
     dead_letter_sink,
     ping_source,
-    sink_binding,
     trigger,
 )
 from knative.render.metadata import VERSION
@@ -86,7 +85,6 @@ def manifests(registry: dict[str, Function]) -> tuple[list[Manifest], Values]:
         Manifest("knative/dashboard.yaml", [dashboard_config_map(functions)]),
         Manifest("eventing/broker.yaml", broker_objects(values)),
         Manifest("eventing/triggers.yaml", [trigger(f) for f in events]),
-        Manifest("eventing/sinkbinding.yaml", [sink_binding()]),
         Manifest("eventing/pingsources.yaml", [ping_source(f) for f in events if f.schedule]),
     ]
     return found, values

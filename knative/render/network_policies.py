@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from knative.render.eventing import BROKER, RABBITMQ
+from knative.render.eventing import RABBITMQ
 from knative.render.metadata import meta
 from knative.render.routing import knative_gateway_namespace, tool_namespace
-from knative.render.services import EMITS_LABEL, FUNCTION_LABEL
+from knative.render.services import BROKER, EMITS_LABEL, FUNCTION_LABEL
 from knative.render.values import Value, Values
 from shared.core.registry import Function
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from knative.render.metadata import VERSION, labels, meta
 from knative.render.values import Value, Values
+from shared.core.deployment import NAMESPACE
 from shared.core.registry import Function
 
 IMAGE = f"ghcr.io/growbin/growbin:{VERSION}"  # the default; values.yaml `image` overrides
@@ -21,7 +22,12 @@ PORT = 8080  # Knative's default container port; functions-framework reads PORT
 TIMEOUT_MARGIN = 10  # seconds a revision waits beyond the function's own timeout
 MAX_REVISION_TIMEOUT = 600  # Knative's default max-revision-timeout-seconds
 FUNCTION_LABEL = "growbin.kr/function"  # routes and NetworkPolicies select a function by it
-EMITS_LABEL = "growbin.kr/emits"  # the SinkBinding and the broker's NetworkPolicy select by it
+EMITS_LABEL = "growbin.kr/emits"  # the Broker ingress's NetworkPolicy admits pods by it
+BROKER = "growbin"
+# The Broker's address as eventing-rabbitmq makes it (the `<broker>-broker-ingress` Service,
+# port 80, no path). Emitters get it as K_SINK in their own manifest, not from a SinkBinding,
+# whose mutation of the Services GitOps self-heal would revert on every sync.
+BROKER_ADDRESS = f"http://{BROKER}-broker-ingress.{NAMESPACE}.svc.cluster.local"
 
 # The Secrets each `uses` needs, as env (name, secret, key).
 SECRET_ENV = {
@@ -97,6 +103,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
         # HTTP functions answer 503 within DATABASE_TIMEOUT's default; queue and batch work
         # may wait on the database as long as the function may run.
         *([{"name": "DATABASE_TIMEOUT", "value": str(function.timeout_seconds)}] if event else []),
+        *([{"name": "K_SINK", "value": BROKER_ADDRESS}] if "broker" in function.uses else []),
         *_secret_env(function),
     ]
     env_from: list[dict[str, Any]] = [{"configMapRef": {"name": CONFIG}}]
@@ -108,7 +115,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
     # startup, so a scale-from-zero is ready when the process is, not a period later.
     readiness = {"tcpSocket": {"port": PORT}, "failureThreshold": 3}
     liveness = {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
-    # The SinkBinding selects Services by the emits label, the broker's NetworkPolicy pods.
+    # The Broker ingress's NetworkPolicy admits the emitters' pods by this label.
     emits = {EMITS_LABEL: "true"} if "broker" in function.uses else {}
     own_labels = {FUNCTION_LABEL: function.name, **emits}
     timeout = function.timeout_seconds + TIMEOUT_MARGIN

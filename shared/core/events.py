@@ -1,5 +1,5 @@
-"""Emitting CloudEvents: to K_SINK on the cluster (the Broker, injected by a SinkBinding), to the
-local broker when running under `growbin dev`.
+"""Emitting CloudEvents: to K_SINK on the cluster (the Broker's address, set in the emitters'
+manifests), to the local broker when running under `growbin dev`.
 
 A `@cloud_event` function's return value is discarded by functions-framework, so a stage that
 produces the next event emits it here, to the Broker at K_SINK (decided once per process), or

@@ -73,7 +73,12 @@ VARIABLES = (
         "default",
         "names the RabbitMQ exchanges and queues; processes with the same name share the work",
     ),
-    Variable("K_SINK", None, "where functions emit events on the cluster (set by the SinkBinding)"),
+    Variable(
+        "K_SINK",
+        None,
+        "where functions emit events on the cluster (the Broker's address, set in the emitters' "
+        "manifests)",
+    ),
     Variable(
         "S3_TIMEOUT",
         "3",
