@@ -647,21 +647,26 @@ def test_network_policies_allow_only_what_each_function_uses(deploy):
                     assert "169.254.0.0/16" in peer["ipBlock"]["except"]  # no metadata API
 
 
-def test_alb_path_map_and_tools_are_routed(deploy):
+def test_alb_carries_only_the_api_and_checks_the_gateways_health(deploy):
+    """Operator tools stay off the internet-facing ALB; the ALB health-checks Istio's status
+    port (the listener answers 404 on `/`); Istio provisions no second load balancer."""
     _, root = deploy
     objects = all_objects(root)
     ingress = by_kind(objects, "Ingress")["growbin-alb"]
     paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
-    assert paths == {
-        "/api/v1/auth",
-        "/api/v1/users",
-        "/api/v1/waste",
-        "/api/v1/locations",
-        "/argocd",
-        "/grafana",
-    }
-    routes = by_kind(objects, "HTTPRoute")
-    assert {"argocd", "grafana"} <= set(routes)
+    assert paths == {"/api/v1/auth", "/api/v1/users", "/api/v1/waste", "/api/v1/locations"}
+    notes = ingress["metadata"]["annotations"]
+    assert notes["alb.ingress.kubernetes.io/healthcheck-port"] == "15021"
+    assert notes["alb.ingress.kubernetes.io/healthcheck-path"] == "/healthz/ready"
+    gateway = by_kind(objects, "Gateway")["growbin-edge"]
+    assert gateway["metadata"]["annotations"]["networking.istio.io/service-type"] == "ClusterIP"
+    for route in by_kind(objects, "HTTPRoute").values():
+        for rule in route["spec"]["rules"]:
+            for backend in rule["backendRefs"]:
+                assert backend["name"] == "knative-local-gateway", route["metadata"]["name"]
+    # Grafana's dashboard sidecar searches its own namespace unless configured otherwise
+    dashboard = by_kind(objects, "ConfigMap")["growbin-dashboard"]["metadata"]
+    assert dashboard["namespace"] == "monitoring" and dashboard["labels"]["grafana_dashboard"]
 
 
 def test_migration_job_runs_before_new_revisions(deploy):
@@ -1003,3 +1008,181 @@ def test_a_changed_filter_names_a_new_trigger():
     slower = dataclasses.replace(function, delivery=Delivery(retry=9))
     assert trigger(slower)["metadata"]["name"] == trigger(function)["metadata"]["name"]
     assert all(len(name) <= 63 for name in names)
+
+
+# ---- every pod in the namespace, including the ones controllers put there --------------------
+# A small NetworkPolicy evaluator (podSelector, namespaceSelector, ipBlock, ports) run over the
+# flows each pod needs. Pods are (namespace labels, pod labels) or an address.
+
+GROWBIN_NS = {"kubernetes.io/metadata.name": "growbin"}
+
+
+def _ns(name: str) -> dict[str, str]:
+    return {"kubernetes.io/metadata.name": name}
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "In" and labels.get(key) not in expression["values"]:
+            return False
+    return True
+
+
+def _in_block(address: str, block: dict[str, Any]) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    return ip in ipaddress.ip_network(block["cidr"]) and not any(
+        ip in ipaddress.ip_network(e) for e in block.get("except", [])
+    )
+
+
+def _peer_matches(peer: dict[str, Any], other: Any) -> bool:
+    if "ipBlock" in peer:
+        return isinstance(other, str) and _in_block(other, peer["ipBlock"])
+    if isinstance(other, str):
+        return False
+    namespace, labels = other
+    if "namespaceSelector" in peer:
+        if not _selects(peer["namespaceSelector"], namespace):
+            return False
+    elif namespace != GROWBIN_NS:
+        return False
+    return _selects(peer.get("podSelector", {}), labels)
+
+
+def allowed(policies, pod_labels, direction: str, other: Any, port: int, udp=False) -> bool:
+    """Whether the namespace's policies let a growbin pod with `pod_labels` talk to `other`
+    (`direction` "Egress": pod -> other:port; "Ingress": other -> pod:port)."""
+    protocol = "UDP" if udp else "TCP"
+    key, peers = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    selecting = [
+        p["spec"]
+        for p in policies
+        if _selects(p["spec"]["podSelector"], pod_labels) and direction in p["spec"]["policyTypes"]
+    ]
+    assert selecting, f"no {direction} policy selects {pod_labels}"  # default-deny always does
+    for spec in selecting:
+        for rule in spec.get(key, []):
+            ports = rule.get("ports")
+            if ports and not any(
+                p.get("protocol", "TCP") == protocol and p.get("port") in (None, port)
+                for p in ports
+            ):
+                continue
+            if peers not in rule or any(_peer_matches(peer, other) for peer in rule[peers]):
+                return True
+    return False
+
+
+def _namespace_pods(registry, objects):
+    """Every pod that runs in growbin: ours, and the ones Istio, eventing-rabbitmq and the
+    RabbitMQ operator create there (labels as those controllers set them)."""
+    services = by_kind(objects, "Service", "serving.knative.dev")
+    pods = {
+        "edge-gateway": {
+            "gateway.networking.k8s.io/gateway-name": "growbin-edge",
+            "istio.io/gateway-name": "growbin-edge",
+        },
+        "broker-ingress": {
+            "eventing.knative.dev/broker": "growbin",
+            "eventing.knative.dev/brokerRole": "ingress",
+        },
+        "trigger-dispatcher": {
+            "eventing.knative.dev/broker": "growbin",
+            "eventing.knative.dev/brokerRole": "dispatcher",
+            "eventing.knative.dev/trigger": "any",
+        },
+        "broker-dlq-dispatcher": {
+            "eventing.knative.dev/broker": "growbin",
+            "eventing.knative.dev/brokerRole": "dispatcher-dlq",
+        },
+        "rabbitmq": {"app.kubernetes.io/name": "growbin-rabbitmq"},
+        "migrate": {"growbin.kr/job": "migrate"},
+    }
+    for service in services.values():
+        labels = service["spec"]["template"]["metadata"]["labels"]
+        pods[service["metadata"]["name"]] = {**labels, "serving.knative.dev/service": "x"}
+    return pods
+
+
+ISTIOD = (_ns("istio-system"), {"app": "istiod", "istio": "pilot"})
+KNATIVE_LOCAL_GATEWAY = (_ns("istio-system"), {"istio": "ingressgateway"})
+ACTIVATOR = (_ns("knative-serving"), {"app": "activator"})
+KUBE_DNS = (_ns("kube-system"), {"k8s-app": "kube-dns"})
+NODE_LOCAL_DNS = "169.254.20.10"
+PROMETHEUS = (_ns("monitoring"), {"app.kubernetes.io/name": "prometheus"})
+ALB = "10.0.3.17"  # an ALB node in the VPC
+
+
+def test_every_pod_in_the_namespace_gets_the_traffic_it_needs(deploy):
+    """default-deny covers every pod in growbin, including the Gateway's pods (Istio) and
+    the Broker's ingress and dispatchers (eventing-rabbitmq): each needs its own policy."""
+    registry, root = deploy
+    objects = all_objects(root)
+    policies = list(by_kind(objects, "NetworkPolicy").values())
+    pods = _namespace_pods(registry, objects)
+    mine = lambda name: (GROWBIN_NS, pods[name])  # noqa: E731
+    needs = [
+        # the public entry: ALB -> gateway pods (listener, health), gateway -> istiod, Knative
+        ("edge-gateway", "Ingress", ALB, 80),
+        ("edge-gateway", "Ingress", ALB, 15021),
+        ("edge-gateway", "Egress", ISTIOD, 15012),
+        ("edge-gateway", "Egress", KNATIVE_LOCAL_GATEWAY, 8081),
+        # eventing-rabbitmq's pods between themselves, RabbitMQ and Knative
+        ("broker-ingress", "Egress", mine("rabbitmq"), 5672),
+        ("trigger-dispatcher", "Egress", mine("rabbitmq"), 5672),
+        ("trigger-dispatcher", "Egress", ACTIVATOR, 8012),
+        ("trigger-dispatcher", "Egress", KNATIVE_LOCAL_GATEWAY, 8081),
+        ("broker-dlq-dispatcher", "Egress", mine("rabbitmq"), 5672),
+        ("broker-dlq-dispatcher", "Egress", ACTIVATOR, 8012),
+        ("broker-dlq-dispatcher", "Egress", KNATIVE_LOCAL_GATEWAY, 8081),
+        ("rabbitmq", "Ingress", mine("broker-dlq-dispatcher"), 5672),
+        ("rabbitmq", "Ingress", mine("trigger-dispatcher"), 5672),
+        ("rabbitmq", "Ingress", mine("broker-ingress"), 5672),
+        ("migrate", "Egress", "10.0.40.5", 5432),
+        ("dead-letter-sink", "Egress", "10.0.40.5", 5432),
+        ("dead-letter-sink", "Egress", "10.0.41.6", 6379),  # jobs.fail caches the status
+        ("dead-letter-sink", "Ingress", ACTIVATOR, 8012),
+        ("dead-letter-sink", "Ingress", KNATIVE_LOCAL_GATEWAY, 8012),
+    ]
+    for function in registry.values():
+        if function.local_only:
+            continue
+        needs.append((function.service, "Ingress", ACTIVATOR, 8012))
+        needs.append((function.service, "Ingress", PROMETHEUS, 9091))
+        if "broker" in function.uses:
+            needs.append((function.service, "Egress", mine("broker-ingress"), 8080))
+            needs.append(("broker-ingress", "Ingress", mine(function.service), 8080))
+    failures = [
+        f"{pod} {direction} {other} :{port}"
+        for pod, direction, other, port in needs
+        if not allowed(policies, pods[pod], direction, other, port)
+    ]
+    for pod in pods:  # DNS, from kube-dns or the node's NodeLocal DNSCache
+        for dns in (KUBE_DNS, NODE_LOCAL_DNS):
+            if not allowed(policies, pods[pod], "Egress", dns, 53, udp=True):
+                failures.append(f"{pod} DNS {dns}")
+    assert failures == []
+
+
+def test_the_policy_evaluator_denies_what_no_policy_allows(deploy):
+    _, root = deploy
+    policies = list(by_kind(all_objects(root), "NetworkPolicy").values())
+    stranger = {"app": "something-else"}
+    assert not allowed(policies, stranger, "Ingress", ALB, 80)
+    assert not allowed(policies, stranger, "Egress", ISTIOD, 15012)
+    dlq = {"eventing.knative.dev/brokerRole": "dispatcher-dlq"}
+    assert allowed(policies, dlq, "Egress", ACTIVATOR, 8012)
+    # the old selector, dispatchers by exact role, left the DLQ dispatcher with nothing
+    old = [p for p in policies if p["metadata"]["name"] != "broker-dispatchers"]
+    assert not allowed(old, dlq, "Egress", ACTIVATOR, 8012)
+    gateway = {"gateway.networking.k8s.io/gateway-name": "growbin-edge"}
+    without = [p for p in policies if p["metadata"]["name"] != "edge-gateway"]
+    assert not allowed(without, gateway, "Ingress", ALB, 80)
+    assert not allowed(policies, gateway, "Egress", "52.95.1.1", 443)
