@@ -1186,3 +1186,16 @@ def test_the_policy_evaluator_denies_what_no_policy_allows(deploy):
     without = [p for p in policies if p["metadata"]["name"] != "edge-gateway"]
     assert not allowed(without, gateway, "Ingress", ALB, 80)
     assert not allowed(policies, gateway, "Egress", "52.95.1.1", 443)
+
+
+def test_task_passes_render_its_flags_and_the_docs_put_them_after_the_separator():
+    """`./task render --check` failed with `unknown flag`: go-task parses flags before `--`
+    as its own; the render task must hand CLI_ARGS on, and the docs must say `-- --check`."""
+    taskfile = yaml.safe_load((ROOT / "Taskfile.yml").read_text())
+    (command,) = taskfile["tasks"]["render"]["cmds"]
+    assert command.endswith("growbin render {{.CLI_ARGS}}")
+    for doc in ("README.md", "ARCHITECTURE.md"):
+        for match in re.finditer(r"\./task (\w[\w-]*)((?: +\S+)*)", (ROOT / doc).read_text()):
+            words = match[2].split()
+            flags = words[: words.index("--")] if "--" in words else words
+            assert not any(re.match(r"--?[a-z]", w) for w in flags), (doc, match[0])
