@@ -904,6 +904,7 @@ ACCESSORS = {
     "cache": ("shared.core.cache", "client"),
     "storage": ("shared.core.storage", "backend"),
     "broker": ("shared.core.events", "sink"),
+    "signing": ("shared.auth.tokens", "signing_key"),
 }
 
 
@@ -1199,3 +1200,39 @@ def test_task_passes_render_its_flags_and_the_docs_put_them_after_the_separator(
             words = match[2].split()
             flags = words[: words.index("--")] if "--" in words else words
             assert not any(re.match(r"--?[a-z]", w) for w in flags), (doc, match[0])
+
+
+def test_only_token_issuers_get_the_private_key(deploy):
+    """auth-me, auth-logout and auth-authorize never sign: the JWT private key is mounted only
+    where the declaration `uses` "signing"."""
+    registry, root = deploy
+    services = by_kind(all_objects(root), "Service", "serving.knative.dev")
+    for function in registry.values():
+        if function.local_only:
+            continue
+        env = _env(services[function.service]["spec"]["template"]["spec"]["containers"][0])
+        assert ("JWT_PRIVATE_KEY" in env) == ("signing" in function.uses), function.name
+    declared = load_all()
+    signers = {f.name for f in declared.values() if "signing" in f.uses and not f.local_only}
+    assert signers == {"auth_login", "auth_refresh"}
+
+
+def test_signing_is_reached_by_issuing_and_not_by_verifying(env):
+    """What `uses` "signing" stands for: starting or rotating a session signs; checking a token
+    with the published keys (as every other function does on the cluster) does not."""
+    from shared.auth import accounts, sessions, tokens
+    from shared.core import db
+
+    db.migrate()
+    user = accounts.find_or_create("kakao", "sign-1", "signer")
+    env.setenv("JWT_PUBLIC_KEYS", json.dumps(tokens.jwks()))
+    from conftest import reset_clients
+
+    reset_clients()
+    touched = touching(env)
+    pair = sessions.start(user, "test")
+    assert "signing" in touched
+    touched.clear()
+    tokens.verification_keys.cache_clear()
+    sessions.authenticate(f"Bearer {pair['access_token']}")
+    assert "signing" not in touched

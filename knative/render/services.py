@@ -29,15 +29,16 @@ BROKER = "growbin"
 # whose mutation of the Services GitOps self-heal would revert on every sync.
 BROKER_ADDRESS = f"http://{BROKER}-broker-ingress.{NAMESPACE}.svc.cluster.local"
 
+JWT_SECRET = "growbin-jwt"
 # The Secrets each `uses` needs, as env (name, secret, key).
 SECRET_ENV = {
     "db": [("DATABASE_URL", "growbin-database", "url")],
     "cache": [("REDIS_URL", "growbin-redis", "url")],
     "openai": [("OPENAI_API_KEY", "growbin-openai", "api-key")],
     "kakao": [("KAKAO_REST_API_KEY", "growbin-kakao", "rest-api-key")],
+    "signing": [("JWT_PRIVATE_KEY", JWT_SECRET, "private-key")],  # token issuers only
 }
 OAUTH_SECRET = "growbin-oauth"  # provider client ids and secrets, whatever keys auth reads
-JWT_SECRET = "growbin-jwt"
 
 # checkov findings that do not apply, each with the reason (rendered as checkov.io/skip).
 FUNCTION_SKIPS = {
@@ -66,8 +67,6 @@ def _secret_env(function: Function) -> list[dict[str, Any]]:
             env.append(_from_secret(name, secret, key))
     if function.auth or function.module == "functions.auth":
         env.append(_from_secret("JWT_PUBLIC_KEYS", JWT_SECRET, "public-keys"))
-    if function.module == "functions.auth":  # the token issuer, as README's table says
-        env.append(_from_secret("JWT_PRIVATE_KEY", JWT_SECRET, "private-key"))
     return env
 
 
