@@ -95,7 +95,7 @@ VARIABLES = (
     Variable(
         "JWT_PRIVATE_KEY",
         None,
-        "PEM EC P-256 key; only the auth functions need it",
+        'PEM EC P-256 key; only the functions that issue tokens (`uses` "signing") get it',
         "made once in the data dir (local mode)",
     ),
     Variable(
