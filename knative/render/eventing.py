@@ -124,8 +124,11 @@ def trigger(function: Function) -> dict[str, Any]:
         "metadata": meta(
             trigger_name(function),
             annotations={
-                # the dispatcher's in-flight deliveries match what one pod serves at once
-                "rabbitmq.eventing.knative.dev/parallelism": str(function.scaling.concurrency)
+                # in-flight deliveries enough to fill every pod the function may scale to:
+                # capped at one pod's concurrency, the load could never ask for a second pod
+                "rabbitmq.eventing.knative.dev/parallelism": str(
+                    function.scaling.concurrency * function.scaling.max
+                )
             },
         ),
         "spec": {

@@ -69,7 +69,14 @@ def make(
     subject: str | None = None,
     **extensions: str,
 ) -> CloudEvent:
-    attributes = {"type": event_type, "source": source, **extensions}
+    # Binary mode carries the body's type in Content-Type: without it a subscriber (and the
+    # SDK) cannot tell JSON from bytes. Every growbin event's data is JSON.
+    attributes = {
+        "type": event_type,
+        "source": source,
+        "datacontenttype": "application/json",
+        **extensions,
+    }
     if event_id:
         attributes["id"] = event_id
     if subject:
