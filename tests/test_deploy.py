@@ -882,7 +882,7 @@ def test_dockerfile_final_stage_is_slim_non_root_and_without_build_tools():
     for tool in ("gcc", "build-essential", "make ", "g++", "apt-get install", "pip install"):
         assert tool not in final, tool
     assert "COPY --from=build /opt/venv /opt/venv" in final
-    assert re.search(r"pip install (--\S+ )*\.$", stages[0], flags=re.M), "non-editable install"
+    assert re.search(r"pip install (--\S+ )*\.( \\)?$", stages[0], flags=re.M), "non-editable"
     assert "-e ." not in text
     assert 'CMD ["functions-framework"]' in final
 
@@ -1269,3 +1269,57 @@ def test_emitted_events_say_their_data_is_json():
     headers, body = to_binary(events.make("kr.growbin.x", {"job_id": "j"}, task="t"))
     assert headers["content-type"] == "application/json"
     assert json.loads(body) == {"job_id": "j"}
+
+
+def _locked(name: str) -> dict[str, tuple[str, list[str]]]:
+    """A lock file's pins: normalised name -> (version, hashes)."""
+    from packaging.utils import canonicalize_name
+
+    text = (ROOT / name).read_text().replace("\\\n", " ")
+    pins = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        requirement, *options = line.split()
+        package, version = requirement.split("==")
+        pins[canonicalize_name(package)] = (
+            version,
+            [o for o in options if o.startswith("--hash=")],
+        )
+    return pins
+
+
+def test_the_image_and_ci_install_locked_hashed_versions_only():
+    """The image resolved the newest releases at build time: it (and CI's venv) now installs
+    exactly the lock files' versions, each with its sha256, and ships neither pip nor
+    setuptools."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for lock, requirements in (
+        ("requirements.lock", project["dependencies"]),
+        (
+            "requirements-dev.lock",
+            project["dependencies"] + project["optional-dependencies"]["dev"],
+        ),
+    ):
+        pins = _locked(lock)
+        assert all(hashes for _, hashes in pins.values()), lock
+        for text in requirements:
+            requirement = Requirement(text)
+            version, _ = pins[canonicalize_name(requirement.name)]
+            assert requirement.specifier.contains(version, prereleases=True), (lock, text)
+    runtime, dev = _locked("requirements.lock"), _locked("requirements-dev.lock")
+    assert {k: v[0] for k, v in runtime.items()} == {k: dev[k][0] for k in runtime}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    build, final = re.split(r"^FROM ", dockerfile, flags=re.M)[1:][-2:]
+    assert "--require-hashes --no-deps -r requirements.lock" in build
+    assert re.search(r"pip install --no-deps --no-build-isolation --compile \.", build)
+    assert "pip uninstall --yes setuptools pip" in build
+    assert "site-packages/pip*" in final and "site-packages/setuptools*" in final
+    bootstrap = (ROOT / "task").read_text()
+    assert "--require-hashes -r requirements-dev.lock" in bootstrap
+    assert "-e '.[dev]'" not in bootstrap
