@@ -1323,3 +1323,62 @@ def test_the_image_and_ci_install_locked_hashed_versions_only():
     bootstrap = (ROOT / "task").read_text()
     assert "--require-hashes -r requirements-dev.lock" in bootstrap
     assert "-e '.[dev]'" not in bootstrap
+
+
+# ---- Gateway API and ArgoCD objects against kubernetes-models' schemas (node) ----------------
+
+MODELS = ROOT / "tests" / "models"  # package.json pins @kubernetes-models/gateway-api, argo-cd
+
+
+def _models_validator() -> list[str]:
+    """The node command that validates objects, after `npm ci` when the models are missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not (node and npm):
+        if IN_CI:
+            pytest.fail("CI must validate Gateway API and ArgoCD objects: node and npm missing")
+        pytest.skip("node/npm not installed: Gateway API and ArgoCD schemas unchecked")
+    if not (MODELS / "node_modules" / "@kubernetes-models").is_dir():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=MODELS, check=True, timeout=300
+        )
+    return [node, str(MODELS / "validate.js")]
+
+
+def models_errors(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """(kind/name) -> the schema error, None when valid, "no schema" when not covered."""
+    command = _models_validator()
+    result = subprocess.run(
+        command,
+        input="\n".join(json.dumps(o) for o in objects),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return {
+        f"{r['kind']}/{r['name']}": r["error"] for r in map(json.loads, result.stdout.splitlines())
+    }
+
+
+def test_gateway_api_and_argocd_objects_match_their_schemas(deploy):
+    _, root = deploy
+    objects = [
+        o for o in all_objects(root) if o["apiVersion"].startswith("gateway.networking.k8s.io/")
+    ]
+    objects += list(
+        yaml.safe_load_all((root / "knative/manifests/argocd/application.yaml").read_text())
+    )
+    found = models_errors(objects)
+    assert len(found) == len(objects)
+    assert {k: v for k, v in found.items() if v is not None} == {}
+    kinds = {key.split("/")[0] for key in found}
+    assert {"Gateway", "HTTPRoute", "ReferenceGrant", "Application"} <= kinds
+
+
+def test_the_models_check_rejects_a_bad_route(deploy):
+    _, root = deploy
+    route = next(iter(by_kind(all_objects(root), "HTTPRoute").values()))
+    bad = copy.deepcopy(route)
+    bad["spec"]["rules"][0]["matches"][0]["method"] = "FETCH"
+    (error,) = models_errors([bad]).values()
+    assert error and "method" in error
