@@ -1382,3 +1382,96 @@ def test_the_models_check_rejects_a_bad_route(deploy):
     bad["spec"]["rules"][0]["matches"][0]["method"] = "FETCH"
     (error,) = models_errors([bad]).values()
     assert error and "method" in error
+
+
+# ---- what each function reaches, read from its code -------------------------------------------
+# The runtime check above records what one dead-lettered stage reaches; this one reads every
+# deployed function's code: the handler and what it calls in functions/, shared/ and eventing/,
+# plus the caller check for authenticated routes and, for the dead-letter sink, the reactions
+# it runs. Reaching an accessor module (db, cache, storage, events) or the signing key needs the
+# matching `uses`, else its Service lacks the Secret and its policy the egress.
+
+REACHED_MODULES = {
+    "shared.core.db": "db",
+    "shared.core.cache": "cache",
+    "shared.core.storage": "storage",
+    "shared.core.events": "broker",
+}
+REACHED_FUNCTIONS = {"shared.auth.tokens.signing_key": "signing"}
+# Not followed, with the reason: verification derives its key from the signing key only when
+# JWT_PUBLIC_KEYS is unset (local mode); every Service that verifies gets JWT_PUBLIC_KEYS, and
+# test_signing_is_reached_by_issuing_and_not_by_verifying checks that at run time.
+NOT_FOLLOWED = {"shared.auth.tokens.verification_keys"}
+OWN_CODE = ("functions", "shared", "eventing")
+
+
+def reached(function: Any, seen: set | None = None) -> set[str]:
+    """The `uses` names a Python function's code can reach, following the calls it names."""
+    import ast
+    import inspect
+    import textwrap
+    import types
+
+    seen = set() if seen is None else seen
+    function = inspect.unwrap(function)
+    if not isinstance(function, types.FunctionType) or function.__code__ in seen:
+        return set()
+    seen.add(function.__code__)
+    qualified = f"{function.__module__}.{function.__name__}"
+    if not function.__module__.startswith(OWN_CODE) or qualified in NOT_FOLLOWED:
+        return set()
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    names = function.__globals__
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        target = None
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            module = names.get(node.value.id)
+            if isinstance(module, types.ModuleType):
+                if module.__name__ in REACHED_MODULES and not node.attr[:1].isupper():
+                    found.add(REACHED_MODULES[module.__name__])
+                target = getattr(module, node.attr, None)
+        elif isinstance(node, ast.Name):
+            target = names.get(node.id)
+        if target is not None:
+            qualified = f"{getattr(target, '__module__', '')}.{getattr(target, '__name__', '')}"
+            if qualified in REACHED_FUNCTIONS:
+                found.add(REACHED_FUNCTIONS[qualified])
+            found |= reached(target, seen)
+    return found
+
+
+def needs(function: Function, registry: dict[str, Function]) -> set[str]:
+    from shared.auth import sessions
+
+    found = reached(function.handler)
+    if function.auth:  # the route wrapper checks the caller before the handler runs
+        found |= reached(sessions.authenticate)
+    if function.name == dead_letter_sink().name:
+        for declared in registry.values():
+            if declared.on_dead_letter is not None:
+                found |= reached(declared.on_dead_letter)
+    return found
+
+
+def test_every_function_is_given_what_its_code_reaches():
+    registry = load_all()
+    functions = [f for f in registry.values() if not f.local_only] + [dead_letter_sink()]
+    missing = {
+        f.name: sorted(needs(f, registry) - f.uses)
+        for f in functions
+        if needs(f, registry) - f.uses
+    }
+    assert missing == {}
+
+
+def test_the_reach_check_catches_an_undeclared_dependency():
+    from eventing import dead_letters
+    from shared.waste import pipeline
+
+    sink = dataclasses.replace(dead_letter_sink(), uses=frozenset({"db"}))  # before issue 16
+    registry = {
+        "stage": dataclasses.replace(dead_letter_sink(), on_dead_letter=pipeline.dead_lettered)
+    }
+    assert "cache" in needs(sink, registry) - sink.uses
+    assert reached(dead_letters.dead_letter_sink) == {"db"}  # the recording alone
