@@ -8,6 +8,10 @@ FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+# Exactly the locked files (versions and sha256), never what is newest today.
+COPY requirements.lock requirements-build.lock ./
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.lock \
+    -r requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY functions functions
 COPY shared shared
@@ -16,16 +20,26 @@ COPY knative knative
 # Non-editable: the code lives in site-packages, byte-compiled now so a cold start does not.
 # The wheel holds what runs on the cluster (pyproject.toml): functions, shared, the dead-letter
 # sink and the CLI; not the renderers, the local server, broker and cron.
-RUN /opt/venv/bin/pip install --compile .
+# --no-deps: everything is installed from the lock already; --no-build-isolation: built with the
+# locked setuptools, which then leaves the venv together with pip.
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation --compile . \
+ && /opt/venv/bin/pip uninstall --yes setuptools pip
 
 # ---- run: the venv on a clean slim base, no compilers, no sources, not root ------------------
 FROM python:${PYTHON_VERSION}-slim
+ARG PYTHON_VERSION
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     GROWBIN_MODE=cluster
-RUN groupadd --system --gid 10001 growbin \
+# The base image's own pip and setuptools are not needed at run time: they go too.
+RUN rm -rf /usr/local/lib/python${PYTHON_VERSION}/site-packages/pip* \
+    /usr/local/lib/python${PYTHON_VERSION}/site-packages/setuptools* \
+    /usr/local/lib/python${PYTHON_VERSION}/site-packages/wheel* \
+    /usr/local/lib/python${PYTHON_VERSION}/site-packages/_distutils_hack \
+    /usr/local/bin/pip* \
+ && groupadd --system --gid 10001 growbin \
  && useradd --system --uid 10001 --gid growbin --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin growbin
 COPY --from=build /opt/venv /opt/venv

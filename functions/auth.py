@@ -68,7 +68,7 @@ LOGOUT = obj({"refresh_token": {"type": "string", "minLength": 1}})
     body=PROVIDER_LOGIN,
     responses={200: TOKEN_PAIR},
     errors=(401, 502),
-    uses=("db", "cache", "oauth"),
+    uses=("db", "cache", "oauth", "signing"),
 )
 def auth_login(request, provider, body):
     """Sign in with Kakao, Naver or Google: an authorization code, or the provider SDK's token."""
@@ -94,6 +94,7 @@ def auth_authorize(request, provider, query):
     auth=None,
     body=DEV_LOGIN,
     responses={200: TOKEN_PAIR},
+    uses=("db", "cache", "signing"),
     local_only=True,
 )
 def auth_login_dev(request, body):
@@ -108,6 +109,7 @@ def auth_login_dev(request, body):
     body=REFRESH,
     responses={200: TOKEN_PAIR},
     errors=(401,),
+    uses=("db", "cache", "signing"),
 )
 def auth_refresh(request, body):
     """Spend a refresh token for a new pair; reusing a spent one revokes the session."""

@@ -11,8 +11,8 @@ written by hand twice, and nothing here imports the local server, broker or cron
                       manifests, a bare `{{ .Values.path }}` in the chart, values.schema.json
     services          a Knative Service per function, the ConfigMap and ServiceAccount they
                       run with, the migration Job that runs before them
-    eventing          the RabbitMQ-backed Broker, a Trigger per event function, the SinkBinding
-                      of the emitters, a PingSource per cron function, the dead-letter sink
+    eventing          the RabbitMQ-backed Broker, a Trigger per event function, a PingSource
+                      per cron function, the dead-letter sink
     routing           the ALB Ingress into the Gateway, an HTTPRoute per HTTP function
     network_policies  default deny, then exactly the traffic each declaration `uses`
     dashboard         the Grafana dashboard

@@ -31,7 +31,6 @@ def argocd_application(chart: Path, production_values: Path) -> dict[str, Any]:
             "syncPolicy": {
                 "automated": {"prune": True, "selfHeal": True},
                 "syncOptions": ["CreateNamespace=true"],
-                "managedNamespaceMetadata": {"labels": {"bindings.knative.dev/include": "true"}},
             },
         },
     }

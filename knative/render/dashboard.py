@@ -11,6 +11,8 @@ from typing import Any
 
 from knative.render.eventing import dead_letter_sink
 from knative.render.metadata import meta
+from knative.render.routing import monitoring_namespace
+from knative.render.values import Values
 from shared.core.deployment import NAMESPACE
 from shared.core.registry import Function
 
@@ -115,11 +117,16 @@ def dashboard(functions: list[Function]) -> dict[str, Any]:
     }
 
 
-def dashboard_config_map(functions: list[Function]) -> dict[str, Any]:
-    """The dashboard as JSON in a ConfigMap labelled for Grafana's dashboard sidecar."""
+def dashboard_config_map(functions: list[Function], values: Values) -> dict[str, Any]:
+    """The dashboard as JSON in a ConfigMap labelled for Grafana's dashboard sidecar, in
+    Grafana's own namespace: the sidecar searches only there unless told otherwise."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": meta("growbin-dashboard", own_labels={"grafana_dashboard": "1"}),
+        "metadata": meta(
+            "growbin-dashboard",
+            namespace=monitoring_namespace(values),
+            own_labels={"grafana_dashboard": "1"},
+        ),
         "data": {"growbin.json": json.dumps(dashboard(functions), indent=2, ensure_ascii=False)},
     }

@@ -1,4 +1,4 @@
-"""Events between the functions: the Broker on RabbitMQ, Triggers, emitters, cron, dead letters.
+"""Events between the functions: the Broker on RabbitMQ, Triggers, cron, dead letters.
 
 Every event goes through the one Broker, cron included, so each delivery is durable and
 retried by its Trigger; what a Trigger gives up on goes to the dead-letter sink, a Service of
@@ -7,16 +7,16 @@ its own that records it for `growbin dead-letters`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 from knative.render.metadata import meta
-from knative.render.services import EMITS_LABEL, KNATIVE_SERVICE
+from knative.render.services import BROKER, KNATIVE_SERVICE
 from knative.render.values import Values
 from shared.core.deployment import NAMESPACE
 from shared.core.registry import SEOUL, Function, Scaling, seconds
 
-BROKER = "growbin"
 RABBITMQ = "growbin-rabbitmq"
 
 
@@ -30,7 +30,9 @@ def dead_letter_sink() -> Function:
         kind="event",
         summary="Records the events Triggers gave up on, to be listed and replayed.",
         handler=dead_letters.dead_letter_sink,
-        uses=frozenset({"db"}),
+        # the functions' on_dead_letter reactions fail jobs through jobs.fail, which writes
+        # the job's cached status as well as its row
+        uses=frozenset({"db", "cache"}),
         scaling=Scaling(min=0, max=2, threads=8),
     )
 
@@ -100,6 +102,17 @@ def broker_objects(values: Values) -> list[dict[str, Any]]:
     ]
 
 
+def trigger_name(function: Function) -> str:
+    """The function's Service name and a digest of its filter: eventing-rabbitmq refuses any
+    edit to `spec.filter`, so a changed filter names a new Trigger, which helm and ArgoCD
+    create while they delete (prune) the old one, instead of an update the webhook rejects."""
+    digest = hashlib.sha256(json.dumps(function.filter, sort_keys=True).encode()).hexdigest()
+    name = f"{function.service}-{digest[:8]}"
+    if len(name) > 63:  # the dispatcher labels its Deployment with the Trigger's name
+        raise ValueError(f"{function.name}: Trigger name {name} is longer than 63 characters")
+    return name
+
+
 def trigger(function: Function) -> dict[str, Any]:
     """Exact `filter.attributes` only: eventing-rabbitmq ignores `spec.filters`."""
     delivery = function.delivery
@@ -109,10 +122,13 @@ def trigger(function: Function) -> dict[str, Any]:
         "apiVersion": "eventing.knative.dev/v1",
         "kind": "Trigger",
         "metadata": meta(
-            function.service,
+            trigger_name(function),
             annotations={
-                # the dispatcher's in-flight deliveries match what one pod serves at once
-                "rabbitmq.eventing.knative.dev/parallelism": str(function.scaling.concurrency)
+                # in-flight deliveries enough to fill every pod the function may scale to:
+                # capped at one pod's concurrency, the load could never ask for a second pod
+                "rabbitmq.eventing.knative.dev/parallelism": str(
+                    function.scaling.concurrency * function.scaling.max
+                )
             },
         ),
         "spec": {
@@ -126,19 +142,6 @@ def trigger(function: Function) -> dict[str, Any]:
                 "timeout": delivery.timeout,
                 "deadLetterSink": _dead_letters(function.name, delivery.retry),
             },
-        },
-    }
-
-
-def sink_binding() -> dict[str, Any]:
-    """K_SINK (the Broker's address) for every Service labelled as emitting events."""
-    return {
-        "apiVersion": "sources.knative.dev/v1",
-        "kind": "SinkBinding",
-        "metadata": meta("growbin-emitters"),
-        "spec": {
-            "subject": {**KNATIVE_SERVICE, "selector": {"matchLabels": {EMITS_LABEL: "true"}}},
-            "sink": {"ref": _broker_ref()},
         },
     }
 

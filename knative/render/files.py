@@ -30,7 +30,6 @@ from knative.render.eventing import (
     broker_objects,
     dead_letter_sink,
     ping_source,
-    sink_binding,
     trigger,
 )
 from knative.render.metadata import VERSION
@@ -83,10 +82,9 @@ def manifests(registry: dict[str, Function]) -> tuple[list[Manifest], Values]:
         Manifest("knative/routing.yaml", routing_objects(functions, values)),
         Manifest("knative/network-policies.yaml", network_policies(services, values)),
         Manifest("knative/migrate-job.yaml", [migrate_job(values)]),
-        Manifest("knative/dashboard.yaml", [dashboard_config_map(functions)]),
+        Manifest("knative/dashboard.yaml", [dashboard_config_map(functions, values)]),
         Manifest("eventing/broker.yaml", broker_objects(values)),
         Manifest("eventing/triggers.yaml", [trigger(f) for f in events]),
-        Manifest("eventing/sinkbinding.yaml", [sink_binding()]),
         Manifest("eventing/pingsources.yaml", [ping_source(f) for f in events if f.schedule]),
     ]
     return found, values

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from knative.render.eventing import BROKER, RABBITMQ
+from knative.render.eventing import RABBITMQ
 from knative.render.metadata import meta
-from knative.render.routing import knative_gateway_namespace, tool_namespace
-from knative.render.services import EMITS_LABEL, FUNCTION_LABEL
+from knative.render.routing import GATEWAY, knative_gateway_namespace, monitoring_namespace
+from knative.render.services import BROKER, EMITS_LABEL, FUNCTION_LABEL
 from knative.render.values import Value, Values
 from shared.core.registry import Function
 
@@ -33,6 +33,10 @@ EXTERNAL_HOSTS = {
     ],
 }
 BROKER_INGRESS_ROLE = {"eventing.knative.dev/brokerRole": "ingress"}
+# Istio labels the pods it provisions for a Gateway API Gateway with the Gateway's name.
+GATEWAY_POD_LABEL = "gateway.networking.k8s.io/gateway-name"
+GATEWAY_PORTS = (80, 15021)  # the listener, Istio's health status (the ALB's health check)
+DISPATCHER_ROLES = ("dispatcher", "dispatcher-dlq")  # eventing-rabbitmq's brokerRole labels
 BROKER_INGRESS_PORT = 8080  # where the Broker takes events in
 
 
@@ -109,7 +113,8 @@ def network_policies(functions: list[Function], values: Values) -> list[dict[str
     knative_ns = values.ref("network.knativeServingNamespace", "knative-serving")
     gateway_ns = knative_gateway_namespace(values)
     eventing_ns = values.ref("network.knativeEventingNamespace", "knative-eventing")
-    monitoring_ns = tool_namespace("grafana", values)
+    monitoring_ns = monitoring_namespace(values)
+    istio_ns = values.ref("network.istioNamespace", "istio-system")
     broker_pods = {
         "matchExpressions": [{"key": "eventing.knative.dev/brokerRole", "operator": "Exists"}]
     }
@@ -130,7 +135,51 @@ def network_policies(functions: list[Function], values: Values) -> list[dict[str
                         }
                     ],
                     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+                {
+                    # NodeLocal DNSCache answers on a link-local address on every node
+                    "to": [
+                        {
+                            "ipBlock": {
+                                "cidr": values.ref("network.nodeLocalDns", "169.254.20.10/32")
+                            }
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+            ],
+        ),
+        # The pods Istio provisions for the Gateway growbin-edge run here too: the ALB (target
+        # type ip, from the VPC) reaches the listener and the health port; they take their
+        # config from istiod and forward to Knative's cluster-local gateway.
+        _netpol(
+            "edge-gateway",
+            {"matchLabels": {GATEWAY_POD_LABEL: GATEWAY}},
+            ingress=[
+                {
+                    "from": [{"ipBlock": {"cidr": values.ref("network.vpcCidr", "10.0.0.0/16")}}],
+                    "ports": [{"protocol": "TCP", "port": port} for port in GATEWAY_PORTS],
                 }
+            ],
+            egress=[
+                {
+                    "to": [
+                        {
+                            **_namespace(istio_ns),
+                            "podSelector": {"matchLabels": {"app": "istiod"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 15012}],
+                },
+                {
+                    "to": [_namespace(gateway_ns)],
+                    "ports": [
+                        {
+                            "protocol": "TCP",
+                            "port": values.ref("gateway.knativeGateway.targetPort", 8081),
+                        }
+                    ],
+                },
             ],
         ),
         # Requests reach a revision through Knative's gateway or its activator only.
@@ -187,7 +236,16 @@ def network_policies(functions: list[Function], values: Values) -> list[dict[str
         ),
         _netpol(
             "broker-dispatchers",
-            {"matchLabels": {"eventing.knative.dev/brokerRole": "dispatcher"}},
+            # the Trigger dispatchers and the Broker's own dead-letter dispatcher
+            {
+                "matchExpressions": [
+                    {
+                        "key": "eventing.knative.dev/brokerRole",
+                        "operator": "In",
+                        "values": list(DISPATCHER_ROLES),
+                    }
+                ]
+            },
             egress=[
                 {"to": [{"podSelector": rabbit_pods}], "ports": amqp},
                 {"to": [_namespace(knative_ns), _namespace(gateway_ns)]},

@@ -1,6 +1,6 @@
 """From the internet to a function: the ALB Ingress, the Gateway, an HTTPRoute per route.
 
-The ALB forwards the API's path map (and the operator tools) to the `growbin-edge` Gateway;
+The ALB forwards the API's path map, and nothing else, to the `growbin-edge` Gateway;
 an HTTPRoute per HTTP function matches path and method and rewrites the host to the function's
 cluster-local Knative Service, which Knative's local gateway then serves.
 """
@@ -18,11 +18,6 @@ from shared.core.deployment import ALB_PATHS, NAMESPACE
 from shared.core.registry import Function
 
 GATEWAY = "growbin-edge"
-# The operator tools behind the same ALB: their Service, namespace and port by path prefix.
-TOOLS = {
-    "argocd": ("argocd-server", "argocd", 80),
-    "grafana": ("grafana", "monitoring", 80),
-}
 
 
 def knative_gateway_namespace(values: Values) -> Value:
@@ -30,10 +25,9 @@ def knative_gateway_namespace(values: Values) -> Value:
     return values.ref("gateway.knativeGateway.namespace", "istio-system")
 
 
-def tool_namespace(tool: str, values: Values) -> Value:
-    """Where an operator tool runs (its routes lead there; Grafana also reads metrics)."""
-    _, namespace, _ = TOOLS[tool]
-    return values.ref(f"{tool}.namespace", namespace)
+def monitoring_namespace(values: Values) -> Value:
+    """Where Prometheus and Grafana run: they scrape the pods, Grafana loads the dashboard."""
+    return values.ref("monitoring.namespace", "monitoring")
 
 
 def _host(values: Values) -> Value:
@@ -96,28 +90,9 @@ def function_route(function: Function, values: Values) -> dict[str, Any]:
     )
 
 
-def tool_route(tool: str, values: Values) -> dict[str, Any]:
-    """/<tool> -> the tool's own Service, in its own namespace."""
-    service, _, port = TOOLS[tool]
-    return _http_route(
-        meta(tool),
-        {
-            "matches": [{"path": {"type": "PathPrefix", "value": f"/{tool}"}}],
-            "backendRefs": [
-                {
-                    "name": values.ref(f"{tool}.service", service),
-                    "namespace": tool_namespace(tool, values),
-                    "port": port,
-                }
-            ],
-        },
-        values,
-    )
-
-
 def _alb_ingress(values: Values) -> dict[str, Any]:
     """The internet-facing ALB: TLS ends here, every path of the map goes to the Gateway."""
-    alb_paths = [p.rstrip("/") for p in ALB_PATHS] + [f"/{tool}" for tool in TOOLS]
+    alb_paths = [p.rstrip("/") for p in ALB_PATHS]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
@@ -126,6 +101,10 @@ def _alb_ingress(values: Values) -> dict[str, Any]:
             annotations={
                 "alb.ingress.kubernetes.io/scheme": "internet-facing",
                 "alb.ingress.kubernetes.io/target-type": "ip",
+                # The gateway pods answer on the listener only for the routes' host and paths:
+                # the ALB checks Istio's readiness endpoint on its status port instead of `/`.
+                "alb.ingress.kubernetes.io/healthcheck-port": "15021",
+                "alb.ingress.kubernetes.io/healthcheck-path": "/healthz/ready",
                 "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS": 443}]',
                 "alb.ingress.kubernetes.io/certificate-arn": values.ref(
                     "alb.certificateArn",
@@ -163,7 +142,9 @@ def _gateway(values: Values) -> dict[str, Any]:
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
-        "metadata": meta(GATEWAY),
+        # The ALB is the load balancer: Istio's Service for the Gateway stays ClusterIP, else
+        # it would provision a second, public one.
+        "metadata": meta(GATEWAY, annotations={"networking.istio.io/service-type": "ClusterIP"}),
         "spec": {
             "gatewayClassName": values.ref("gateway.className", "istio"),
             "listeners": [
@@ -204,7 +185,5 @@ def routing_objects(functions: list[Function], values: Values) -> list[dict[str,
         _alb_ingress(values),
         _gateway(values),
         *(function_route(f, values) for f in http),
-        *(tool_route(tool, values) for tool in TOOLS),
         _reference_grant("knative", knative_gateway_namespace(values)),
-        *(_reference_grant(tool, tool_namespace(tool, values)) for tool in TOOLS),
     ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from knative.render.metadata import VERSION, labels, meta
 from knative.render.values import Value, Values
+from shared.core.deployment import NAMESPACE
 from shared.core.registry import Function
 
 IMAGE = f"ghcr.io/growbin/growbin:{VERSION}"  # the default; values.yaml `image` overrides
@@ -21,17 +22,23 @@ PORT = 8080  # Knative's default container port; functions-framework reads PORT
 TIMEOUT_MARGIN = 10  # seconds a revision waits beyond the function's own timeout
 MAX_REVISION_TIMEOUT = 600  # Knative's default max-revision-timeout-seconds
 FUNCTION_LABEL = "growbin.kr/function"  # routes and NetworkPolicies select a function by it
-EMITS_LABEL = "growbin.kr/emits"  # the SinkBinding and the broker's NetworkPolicy select by it
+EMITS_LABEL = "growbin.kr/emits"  # the Broker ingress's NetworkPolicy admits pods by it
+BROKER = "growbin"
+# The Broker's address as eventing-rabbitmq makes it (the `<broker>-broker-ingress` Service,
+# port 80, no path). Emitters get it as K_SINK in their own manifest, not from a SinkBinding,
+# whose mutation of the Services GitOps self-heal would revert on every sync.
+BROKER_ADDRESS = f"http://{BROKER}-broker-ingress.{NAMESPACE}.svc.cluster.local"
 
+JWT_SECRET = "growbin-jwt"
 # The Secrets each `uses` needs, as env (name, secret, key).
 SECRET_ENV = {
     "db": [("DATABASE_URL", "growbin-database", "url")],
     "cache": [("REDIS_URL", "growbin-redis", "url")],
     "openai": [("OPENAI_API_KEY", "growbin-openai", "api-key")],
     "kakao": [("KAKAO_REST_API_KEY", "growbin-kakao", "rest-api-key")],
+    "signing": [("JWT_PRIVATE_KEY", JWT_SECRET, "private-key")],  # token issuers only
 }
 OAUTH_SECRET = "growbin-oauth"  # provider client ids and secrets, whatever keys auth reads
-JWT_SECRET = "growbin-jwt"
 
 # checkov findings that do not apply, each with the reason (rendered as checkov.io/skip).
 FUNCTION_SKIPS = {
@@ -60,8 +67,6 @@ def _secret_env(function: Function) -> list[dict[str, Any]]:
             env.append(_from_secret(name, secret, key))
     if function.auth or function.module == "functions.auth":
         env.append(_from_secret("JWT_PUBLIC_KEYS", JWT_SECRET, "public-keys"))
-    if function.module == "functions.auth":  # the token issuer, as README's table says
-        env.append(_from_secret("JWT_PRIVATE_KEY", JWT_SECRET, "private-key"))
     return env
 
 
@@ -97,6 +102,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
         # HTTP functions answer 503 within DATABASE_TIMEOUT's default; queue and batch work
         # may wait on the database as long as the function may run.
         *([{"name": "DATABASE_TIMEOUT", "value": str(function.timeout_seconds)}] if event else []),
+        *([{"name": "K_SINK", "value": BROKER_ADDRESS}] if "broker" in function.uses else []),
         *_secret_env(function),
     ]
     env_from: list[dict[str, Any]] = [{"configMapRef": {"name": CONFIG}}]
@@ -104,8 +110,11 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
         env_from.append({"secretRef": {"name": OAUTH_SECRET}})
     # A cloud_event target answers GET with 405 and an HTTP target only its own route, so
     # readiness and liveness are TCP: the socket accepts while workers wait on a model.
-    probe = {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
-    # The SinkBinding selects Services by the emits label, the broker's NetworkPolicy pods.
+    # Readiness leaves periodSeconds unset: only then does Knative probe aggressively at
+    # startup, so a scale-from-zero is ready when the process is, not a period later.
+    readiness = {"tcpSocket": {"port": PORT}, "failureThreshold": 3}
+    liveness = {"tcpSocket": {"port": PORT}, "periodSeconds": 10, "failureThreshold": 3}
+    # The Broker ingress's NetworkPolicy admits the emitters' pods by this label.
     emits = {EMITS_LABEL: "true"} if "broker" in function.uses else {}
     own_labels = {FUNCTION_LABEL: function.name, **emits}
     timeout = function.timeout_seconds + TIMEOUT_MARGIN
@@ -161,8 +170,8 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
                                     "memory": resources.memory_limit,
                                 },
                             },
-                            "readinessProbe": probe,
-                            "livenessProbe": dict(probe),
+                            "readinessProbe": readiness,
+                            "livenessProbe": liveness,
                             "securityContext": _security_context(),
                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }
@@ -182,7 +191,8 @@ def config_objects(values: Values) -> list[dict[str, Any]]:
         "JWT_ISSUER": values.ref("config.jwtIssuer", "https://growbin.kr"),
         "JWT_AUDIENCE": values.ref("config.jwtAudience", "growbin-app"),
         "S3_BUCKET": values.ref("config.s3Bucket", "growbin-images"),
-        "AWS_REGION": values.ref("config.awsRegion", "ap-northeast-2"),
+        # botocore reads AWS_DEFAULT_REGION, not AWS_REGION (which only other SDKs read)
+        "AWS_DEFAULT_REGION": values.ref("config.awsRegion", "ap-northeast-2"),
         "OPENAI_MODEL": values.ref("config.openaiModel", "gpt-4o"),
         "OPENAI_TIMEOUT": values.ref("config.openaiTimeout", "20"),
     }

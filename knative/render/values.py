@@ -1,9 +1,9 @@
 """What an operator may tune, declared once where an object uses it.
 
 An object holds a `Value` wherever an operator may change it. The plain manifests get its
-default; the Helm chart gets a bare `{{ .Values.path }}`, so the templates hold no logic and
-render faithfully without helm; values.yaml and values.schema.json are the `Values` the objects
-declared while they were built.
+default; the Helm chart gets a bare `{{ .Values.path }}`, so the templates hold no logic (the
+tests render them with real Helm and compare); values.yaml and values.schema.json are the
+`Values` the objects declared while they were built.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Access tokens: ES256 JWTs with a `kid`, so every function verifies with public keys alone.
 
-Only the auth functions hold the private key (JWT_PRIVATE_KEY); the others get the public
-key set (JWT_PUBLIC_KEYS, a JWKS), which may carry old keys while they rotate. In local mode a
+Only the functions that issue tokens (`uses` "signing") hold the private key (JWT_PRIVATE_KEY);
+the others get the public key set (JWT_PUBLIC_KEYS, a JWKS), which may carry old keys while
+they rotate. In local mode a
 key pair is made once under the data directory. Verification pins the algorithm, checks
 issuer, audience, expiry and not-before. Whether the token's login session is still alive is
 the sessions module's question (`sessions.authenticate`).
@@ -87,7 +88,7 @@ def _load_private_pem() -> bytes | None:
 
 @cache
 def signing_key() -> tuple[str, Any]:
-    """(kid, private key) for issuing; only the auth functions ever call this."""
+    """(kid, private key) for issuing; only the token issuers (`uses` "signing") call this."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     pem = _load_private_pem()

@@ -1,5 +1,5 @@
-"""Emitting CloudEvents: to K_SINK on the cluster (the Broker, injected by a SinkBinding), to the
-local broker when running under `growbin dev`.
+"""Emitting CloudEvents: to K_SINK on the cluster (the Broker's address, set in the emitters'
+manifests), to the local broker when running under `growbin dev`.
 
 A `@cloud_event` function's return value is discarded by functions-framework, so a stage that
 produces the next event emits it here, to the Broker at K_SINK (decided once per process), or
@@ -69,7 +69,14 @@ def make(
     subject: str | None = None,
     **extensions: str,
 ) -> CloudEvent:
-    attributes = {"type": event_type, "source": source, **extensions}
+    # Binary mode carries the body's type in Content-Type: without it a subscriber (and the
+    # SDK) cannot tell JSON from bytes. Every growbin event's data is JSON.
+    attributes = {
+        "type": event_type,
+        "source": source,
+        "datacontenttype": "application/json",
+        **extensions,
+    }
     if event_id:
         attributes["id"] = event_id
     if subject:

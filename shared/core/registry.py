@@ -133,7 +133,8 @@ class Function:
 REGISTRY: dict[str, Function] = {}
 
 # What a function may reach, for its NetworkPolicy egress and its Secrets.
-USES = frozenset({"db", "cache", "storage", "broker", "openai", "kakao", "oauth"})
+# "signing": issues tokens, so it gets the JWT private key (every other function only verifies).
+USES = frozenset({"db", "cache", "storage", "broker", "openai", "kakao", "oauth", "signing"})
 
 
 def _register(fn: Callable[..., Any], target: Callable[..., Any], **declared: Any) -> None:

@@ -73,7 +73,12 @@ VARIABLES = (
         "default",
         "names the RabbitMQ exchanges and queues; processes with the same name share the work",
     ),
-    Variable("K_SINK", None, "where functions emit events on the cluster (set by the SinkBinding)"),
+    Variable(
+        "K_SINK",
+        None,
+        "where functions emit events on the cluster (the Broker's address, set in the emitters' "
+        "manifests)",
+    ),
     Variable(
         "S3_TIMEOUT",
         "3",
@@ -84,13 +89,13 @@ VARIABLES = (
         "S3_BUCKET",
         None,
         "S3 bucket for images and reports; boto3's own variables (`AWS_ENDPOINT_URL`, "
-        "`AWS_REGION`, credentials) apply",
+        "`AWS_DEFAULT_REGION`, credentials) apply",
         "local directory store",
     ),
     Variable(
         "JWT_PRIVATE_KEY",
         None,
-        "PEM EC P-256 key; only the auth functions need it",
+        'PEM EC P-256 key; only the functions that issue tokens (`uses` "signing") get it',
         "made once in the data dir (local mode)",
     ),
     Variable(

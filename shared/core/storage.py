@@ -127,7 +127,8 @@ def s3_client() -> Any:
     # pooled connection or one 503; more would stack under the client's and broker's retries.
     # botocore's jittered backoff between them is under 50 ms (1 s when S3 says slow down), so
     # a hung S3 holds a call about 6 s, not minutes.
-    # boto3 honours AWS_ENDPOINT_URL, AWS_REGION and the credential chain by itself.
+    # boto3 honours AWS_ENDPOINT_URL, AWS_DEFAULT_REGION (not AWS_REGION) and the credential
+    # chain by itself.
     timeout = settings().s3_timeout
     return boto3.client(
         "s3",
