@@ -172,7 +172,8 @@ class Index:
     by_key: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     by_gram: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     text: dict[str, str] = field(default_factory=dict)  # guide id -> its normalized text
-    name_grams: dict[str, frozenset[str]] = field(default_factory=dict)  # guide id -> its name's
+    # guide id -> its name's letter pairs, for closeness: computed once, not per query
+    name_grams: dict[str, frozenset[str]] = field(default_factory=dict)
     categories: set[str] = field(default_factory=set)  # the representative guides' ids
     broken_glass: str | None = None
 
