@@ -68,6 +68,19 @@ def test_everyday_names_brands_slang_and_english(system):
     assert top("plastic bottle") == "음료 페트병"
     assert top("밧데리") == "전지"
     assert top("패트병") == "음료 페트병"
+    # The table covers the whole dictionary, not only the queries it was first written for:
+    # English as a foreign resident types it, brands used as the item's name, everyday names.
+    assert top("wine glass") == "와인잔"
+    assert top("pacifier") == "공갈젖꼭지"
+    assert top("쪽쪽이") == "공갈젖꼭지"
+    assert top("타이레놀") == "해열진통제"
+    assert top("부루스타") == "휴대용 가스버너"
+    assert top("호치키스") == "스테이플러"
+    assert top("다이슨") == "청소기"
+    assert top("post-it") == "점착식 메모지"
+    assert top("dumbbell") == "아령(덤벨)"
+    # No guide of its own: the category guide that names it (일반전기전자제품).
+    assert top("hair dryer") == "전기전자제품"
 
 
 def test_states_sizes_containers_and_sentences(system):
