@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.auth import sessions
 from shared.core import cache, storage
 from shared.core.errors import not_found
-from shared.core.registry import HOT, endpoints
+from shared.core.registry import HOT, MODEL_RESOURCES, endpoints
 from shared.core.validation import obj
 from shared.waste import corrections, jobs, pipeline, rules
 from shared.waste.messages import Uploaded
@@ -245,6 +245,7 @@ def _urls(job_id: str) -> dict[str, str]:
 def waste_analyze(request, user, body):
     """Start an analysis: a job and a presigned POST form for exactly one image."""
     jobs.check_upload(body["content_type"], body["content_length"])
+    pipeline.check_answerable(body.get("hint"))
     limit = (jobs.rate_limit_key(user.user_id), *ANALYZE_LIMIT)
     with cache.rate_limited(*limit, "too many analyses; try again later"):
         job = jobs.create(
@@ -264,8 +265,9 @@ def _complete(user, job_id: str):
 @http(
     "POST /api/v1/waste/upload-complete/{job_id}",
     responses={202: QUEUED},
-    errors=(409,),
+    errors=(409, 415),
     uses=("db", "cache", "storage"),
+    resources=MODEL_RESOURCES,  # decodes the upload to check it: up to 50 MP
     emits=(Uploaded.TYPE,),
 )
 def waste_upload_complete(request, user, job_id):
@@ -279,6 +281,7 @@ def waste_upload_complete(request, user, job_id):
     responses={202: QUEUED},
     errors=(404, 409),
     uses=("db", "cache", "storage"),
+    resources=MODEL_RESOURCES,
     emits=(Uploaded.TYPE,),
 )
 def waste_upload_complete_body(request, user, body):
