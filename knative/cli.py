@@ -15,13 +15,16 @@ def _dev(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from knative import local
+    from knative.server import ContractHandler
     from shared.core.settings import settings
 
     os.environ["PORT"] = str(args.port)
     settings.cache_clear()
     local.configure_logging()
     system = local.start()
-    server = make_server(args.host, args.port, system.app, threaded=True)
+    server = make_server(
+        args.host, args.port, system.app, threaded=True, request_handler=ContractHandler
+    )
     http = sum(f.kind == "http" for f in system.registry.values())
     print(
         f"growbin dev: {http} HTTP functions on http://{args.host}:{args.port}, "
