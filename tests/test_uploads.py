@@ -124,3 +124,50 @@ def test_check_reads_only_the_header_of_an_image_over_the_pixel_bound(monkeypatc
     monkeypatch.setattr(ImageFile.ImageFile, "load", decoded)
     with pytest.raises(images.UnreadableImage, match="pixels"):
         images.check(_png_header(8000, 7000), "image/png")
+
+
+def test_a_503_from_upload_complete_means_the_analysis_was_not_queued(api, system, monkeypatch):
+    """Recording "queued" fails after the event is out (Redis gone that instant): the answer
+    is 202, since the analysis runs; it was 503 while the job went on to complete."""
+    import redis
+
+    from shared.waste import jobs
+
+    client, headers = api
+    created = start(client, headers, hint="우유팩", data=MILK)
+    real = jobs.advance
+
+    def advance(job_id, stage):
+        if stage == "queued":
+            raise redis.ConnectionError("Redis went away")
+        return real(job_id, stage)
+
+    monkeypatch.setattr(jobs, "advance", advance)
+    assert _complete(client, headers, created["job_id"]).status_code == 202
+    assert system.broker.wait_idle(30)
+    result = client.get(f"/api/v1/waste/result/{created['job_id']}", headers=headers)
+    assert result.get_json()["status"] == "completed"
+
+
+def test_upload_complete_retried_after_a_failure_reads_the_forms_object(api, system, monkeypatch):
+    """The analysed copy was made, then the event could not be sent (503); a new upload through
+    the form before the retry is what gets analysed."""
+    from shared.waste import messages
+
+    client, headers = api
+    size = max(len(PHOTO), len(MILK))
+    body = {"content_type": "image/jpeg", "content_length": size, "hint": "우유팩"}
+    created = client.post("/api/v1/waste/analyze", json=body, headers=headers).get_json()
+    assert upload(client, created["upload"], MILK).status_code == 204
+
+    def broker_down(*_args, **_kwargs):
+        raise RuntimeError("the broker is away")
+
+    with monkeypatch.context() as outage:
+        outage.setattr(messages, "emit", broker_down)
+        assert _complete(client, headers, created["job_id"]).status_code == 500
+    assert upload(client, created["upload"], PHOTO).status_code == 204
+    assert _complete(client, headers, created["job_id"]).status_code == 202
+    assert system.broker.wait_idle(30)
+    result = client.get(f"/api/v1/waste/result/{created['job_id']}", headers=headers).get_json()
+    assert fetch(client, result["image_url"]).data == PHOTO

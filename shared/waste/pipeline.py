@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, select
 
 from shared.core import db, storage
-from shared.core.errors import ApiError
+from shared.core.errors import ApiError, log_event
 from shared.core.settings import settings
 from shared.waste import ai, answers, corrections, images, jobs, messages, rules
 from shared.waste.messages import Analyzed, Answered, Classified, Uploaded
@@ -73,7 +73,7 @@ def submit(job: dict[str, Any]) -> None:
         raise ApiError(409, "UPLOAD_EXPIRED", "this upload expired; start a new analysis")
     if job["status"] != "awaiting_upload":
         return
-    upload = job["image_key"]
+    upload = jobs.image_keys(job["image_key"])[0]  # the form's object, even on a retry
     jobs.check_uploaded(job, storage.head(upload))
     image = storage.read(upload)
     try:
@@ -89,7 +89,13 @@ def submit(job: dict[str, Any]) -> None:
     storage.put(analysed, image, job["content_type"])
     jobs.keep_analysed(job["id"], analysed)
     messages.emit(Uploaded(job["id"]), cause=job["id"])
-    jobs.advance(job["id"], "queued")
+    # The event is out: the analysis runs, and its first stage moves the job on. Failing to
+    # record "queued" here (Redis or the database gone this instant) must not tell the app
+    # that nothing happened: a 503 from upload-complete means the event was not sent.
+    try:
+        jobs.advance(job["id"], "queued")
+    except Exception as exc:
+        log_event("warning", "queued_not_recorded", job_id=job["id"], error=repr(exc))
 
 
 def _live_job(job_id: str) -> dict[str, Any] | None:
