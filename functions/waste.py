@@ -22,9 +22,20 @@ ANALYZE = obj(
             "minLength": 1,
             "maxLength": 100,
             "examples": list(jobs.CONTENT_TYPES),
+            "description": "one of " + ", ".join(jobs.CONTENT_TYPES) + "; any other is 415",
         },
-        "content_length": {"type": "integer", "minimum": 1, "examples": [123456]},
-        "hint": {"type": "string", "maxLength": 100},
+        "content_length": {
+            "type": "integer",
+            "minimum": 1,
+            "examples": [123456],
+            "description": f"bytes; more than {jobs.MAX_BYTES} is 413",
+        },
+        "hint": {
+            "type": "string",
+            "maxLength": 100,
+            "description": "the item's name; required (422 HINT_REQUIRED) while no vision "
+            "model is configured",
+        },
     },
     required=("content_type", "content_length"),
 )
