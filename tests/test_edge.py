@@ -172,3 +172,42 @@ def test_logout_answers_204_without_a_content_type(api):
     response = client.post("/api/v1/auth/logout", headers=headers)
     assert response.status_code == 204
     assert "Content-Type" not in response.headers and response.data == b""
+
+
+def test_an_unanswering_broker_ingress_is_a_503_within_seconds():
+    """On the cluster upload-complete emits to K_SINK: an ingress that accepts and never
+    answers, or answers 5xx, is 503 UNAVAILABLE within SEND_TIMEOUT, not 500 after 10 s."""
+    import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from shared.core import events
+    from shared.core.errors import ApiError
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers
+    began = time.monotonic()
+    with pytest.raises(ApiError) as refused:
+        events.HttpSink(f"http://127.0.0.1:{silent.getsockname()[1]}/")(events.make("t", {}))
+    assert refused.value.status == 503 and time.monotonic() - began < 6
+    silent.close()
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(502)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ApiError) as refused:
+            events.HttpSink(f"http://127.0.0.1:{server.server_port}/")(events.make("t", {}))
+        assert refused.value.status == 503 and refused.value.code == "UNAVAILABLE"
+    finally:
+        server.shutdown()
