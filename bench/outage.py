@@ -92,7 +92,7 @@ def _calls(client, headers, job_id):
         "login": lambda: client.post("/api/v1/auth/login/dev", json={"user": "bench-2"}),
         "analyze": lambda: client.post(
             "/api/v1/waste/analyze",
-            json={"content_type": "image/png", "content_length": 2048},
+            json={"content_type": "image/png", "content_length": 2048, "hint": "페트병"},
             headers=headers,
         ),
         "status": lambda: client.get(f"/api/v1/waste/status/{job_id}", headers=headers),

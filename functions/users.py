@@ -34,7 +34,11 @@ PROFILE_CHANGES = obj(
 HISTORY_QUERY = obj(
     {
         "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
-        "cursor": {"type": "string", "maxLength": 200},
+        "cursor": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "opaque: a `next_cursor` this API returned; any other value is 400",
+        },
     }
 )
 HISTORY = obj(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.auth import sessions
 from shared.core import cache, storage
 from shared.core.errors import not_found
-from shared.core.registry import HOT, endpoints
+from shared.core.registry import HOT, MODEL_RESOURCES, endpoints
 from shared.core.validation import obj
 from shared.waste import corrections, jobs, pipeline, rules
 from shared.waste.messages import Uploaded
@@ -22,9 +22,20 @@ ANALYZE = obj(
             "minLength": 1,
             "maxLength": 100,
             "examples": list(jobs.CONTENT_TYPES),
+            "description": "one of " + ", ".join(jobs.CONTENT_TYPES) + "; any other is 415",
         },
-        "content_length": {"type": "integer", "minimum": 1, "examples": [123456]},
-        "hint": {"type": "string", "maxLength": 100},
+        "content_length": {
+            "type": "integer",
+            "minimum": 1,
+            "examples": [123456],
+            "description": f"bytes; more than {jobs.MAX_BYTES} is 413",
+        },
+        "hint": {
+            "type": "string",
+            "maxLength": 100,
+            "description": "the item's name; required (422 HINT_REQUIRED) while no vision "
+            "model is configured",
+        },
     },
     required=("content_type", "content_length"),
 )
@@ -245,6 +256,7 @@ def _urls(job_id: str) -> dict[str, str]:
 def waste_analyze(request, user, body):
     """Start an analysis: a job and a presigned POST form for exactly one image."""
     jobs.check_upload(body["content_type"], body["content_length"])
+    pipeline.check_answerable(body.get("hint"))
     limit = (jobs.rate_limit_key(user.user_id), *ANALYZE_LIMIT)
     with cache.rate_limited(*limit, "too many analyses; try again later"):
         job = jobs.create(
@@ -264,8 +276,9 @@ def _complete(user, job_id: str):
 @http(
     "POST /api/v1/waste/upload-complete/{job_id}",
     responses={202: QUEUED},
-    errors=(409,),
+    errors=(409, 415),
     uses=("db", "cache", "storage"),
+    resources=MODEL_RESOURCES,  # decodes the upload to check it: up to 50 MP
     emits=(Uploaded.TYPE,),
 )
 def waste_upload_complete(request, user, job_id):
@@ -279,6 +292,7 @@ def waste_upload_complete(request, user, job_id):
     responses={202: QUEUED},
     errors=(404, 409),
     uses=("db", "cache", "storage"),
+    resources=MODEL_RESOURCES,
     emits=(Uploaded.TYPE,),
 )
 def waste_upload_complete_body(request, user, body):

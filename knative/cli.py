@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -15,13 +17,16 @@ def _dev(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from knative import local
+    from knative.server import ContractHandler
     from shared.core.settings import settings
 
     os.environ["PORT"] = str(args.port)
     settings.cache_clear()
     local.configure_logging()
     system = local.start()
-    server = make_server(args.host, args.port, system.app, threaded=True)
+    server = make_server(
+        args.host, args.port, system.app, threaded=True, request_handler=ContractHandler
+    )
     http = sum(f.kind == "http" for f in system.registry.values())
     print(
         f"growbin dev: {http} HTTP functions on http://{args.host}:{args.port}, "
@@ -38,10 +43,16 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
+class Refused(Exception):
+    """A mistake at the keyboard: `main` prints it as one line and exits 2."""
+
+
 def _pairs(items: list[str], sep: str) -> dict[str, str]:
     out = {}
     for item in items or []:
-        key, _, value = item.partition(sep)
+        key, found, value = item.partition(sep)
+        if not found or not key.strip():
+            raise Refused(f"{item!r} is not of the form name{sep}value")
         out[key.strip()] = value.strip()
     return out
 
@@ -50,9 +61,26 @@ def _data(raw: str | None) -> Any:
     if raw is None:
         return None
     if raw.startswith("@"):
-        with open(raw[1:], encoding="utf-8") as handle:
-            raw = handle.read()
-    return json.loads(raw)
+        try:
+            with open(raw[1:], encoding="utf-8") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise Refused(f"cannot read {raw[1:]}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise Refused(f"--data is not JSON: {exc}") from None
+
+
+class _Said(logging.Handler):
+    """The function's own log lines while it runs in-process: what it did."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -69,7 +97,11 @@ def _invoke(args: argparse.Namespace) -> int:
     headers = _pairs(args.header, ":")
     data = _data(args.data)
     if function.kind == "http":
-        path = function.path.format(**_pairs(args.param, "="))
+        params = _pairs(args.param, "=")
+        missing = [n for n in re.findall(r"\{(\w+)\}", function.path) if n not in params]
+        if missing:
+            raise Refused(f"{function.path} needs " + " ".join(f"--param {n}=..." for n in missing))
+        path = function.path.format(**params)
         method = function.method
         body = json.dumps(data).encode() if data is not None else None
         if body is not None:
@@ -87,7 +119,12 @@ def _invoke(args: argparse.Namespace) -> int:
     if args.local:
         from knative import local
 
+        said = _Said()
+        growbin_log = logging.getLogger("growbin")
+        level = growbin_log.level
         system = local.start(with_cron=False)
+        growbin_log.addHandler(said)
+        growbin_log.setLevel(logging.INFO)
         try:
             response = system.app.test_client().open(
                 path, method=method, headers=headers, data=body, query_string=query
@@ -95,19 +132,32 @@ def _invoke(args: argparse.Namespace) -> int:
             system.broker.wait_idle(args.wait)
             status, text = response.status_code, response.get_data(as_text=True)
         finally:
+            growbin_log.removeHandler(said)
+            growbin_log.setLevel(level)
             system.stop()
+        if function.kind == "event" and not text:
+            text = "\n".join(said.lines) or f"{function.name} ran and logged nothing"
     else:
         import requests
 
-        response = requests.request(
-            method,
-            args.url.rstrip("/") + path,
-            headers=headers,
-            data=body,
-            params=query,
-            timeout=args.wait,
-        )
+        try:
+            response = requests.request(
+                method,
+                args.url.rstrip("/") + path,
+                headers=headers,
+                data=body,
+                params=query,
+                timeout=args.wait,
+            )
+        except requests.ConnectionError:
+            raise Refused(
+                f"no server at {args.url}: start one with `./task dev`, or add --local"
+            ) from None
+        except requests.Timeout:
+            raise Refused(f"{args.url} did not answer within {args.wait:g} s") from None
         status, text = response.status_code, response.text
+        if function.kind == "event" and status < 400 and not text:
+            text = f"{function.name} handled the event; what it did is in the server's log"
     print(status)
     if text:
         print(text)
@@ -337,12 +387,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
+    except Refused as exc:
+        print(f"growbin {args.command}: {exc}", file=sys.stderr)
+        return 2
     except ImportError as exc:
         # The image ships the functions, the library and this CLI; dev and render need a checkout.
         if (exc.name or "").split(".")[0] not in {"knative", "eventing"}:
-            raise
+            print(f"growbin {args.command}: {exc}", file=sys.stderr)
+            return 1
         print(f"growbin {args.command}: runs from a checkout ({exc})", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line for the person at the keyboard; the log has the rest
+        print(f"growbin {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -68,9 +68,11 @@ ERROR_HEADERS = {
 
 
 def _error_statuses(function: Function) -> list[int]:
-    statuses = {500, 503, *function.errors}
+    statuses = {422, 500, 503, *function.errors}  # 422: a header holding a NUL character
+    if function.body is not None:
+        statuses |= {413, 415}
     if function.body is not None or function.query is not None:
-        statuses |= {400, 422}
+        statuses.add(400)
     if function.auth:
         statuses.add(401)
     if function.auth == "admin":

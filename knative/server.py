@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler
 
 from knative import dev, objects
 from shared.core.deployment import ALB_PATHS
@@ -93,3 +94,35 @@ def _failed(exc: Exception) -> Response:
         }.get(exc.code or 500, exc.description or code)
         return error_response(ApiError(exc.code or 500, code, message, headers=headers))
     return error_response(as_api_error(exc, request.path))
+
+
+# What the HTTP server itself refuses before the app sees the request (http.server's limits:
+# a request line or a header line over 64 KiB, more than 100 headers), by the contract's codes.
+_SERVER_CODES = {
+    400: "BAD_REQUEST",
+    414: "URI_TOO_LONG",
+    431: "REQUEST_HEADER_FIELDS_TOO_LARGE",
+    501: "NOT_IMPLEMENTED",
+    505: "HTTP_VERSION_NOT_SUPPORTED",
+}
+
+
+class ContractHandler(WSGIRequestHandler):
+    """The local server's request handler: its own refusals (414, 431) in the contract's JSON
+    error shape rather than http.server's HTML page."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        import json
+
+        text = message or self.responses.get(code, ("error",))[0]
+        error = {"code": _SERVER_CODES.get(code, "BAD_REQUEST"), "message": text}
+        body = json.dumps({"error": error}).encode()
+        self.log_error("code %d, message %s", code, text)
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code not in (204, 304):
+            self.wfile.write(body)

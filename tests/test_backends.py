@@ -11,6 +11,7 @@ import requests
 from conftest import reset_clients
 
 from shared.core import cache, events, storage
+from shared.core.errors import ApiError
 
 
 def test_the_object_store_is_a_directory_unless_a_bucket_is_set(env):
@@ -68,6 +69,10 @@ def test_emit_posts_binary_cloudevents_to_k_sink(k_sink):
     assert headers["ce-id"] == "e1" and headers["ce-type"] == "kr.growbin.test"
     assert headers["ce-subject"] == "s" and body == b'{"n": 1}'
     k_sink.status = 500
+    with pytest.raises(ApiError) as down:  # the broker is down behind its ingress: 503, retried
+        events.emit(events.make("kr.growbin.test", {}))
+    assert down.value.status == 503 and down.value.code == "UNAVAILABLE"
+    k_sink.status = 400
     with pytest.raises(requests.HTTPError):  # the broker refused: the stage fails and is retried
         events.emit(events.make("kr.growbin.test", {}))
 

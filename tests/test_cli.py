@@ -102,3 +102,42 @@ def test_grant_admin_sets_the_role_and_ends_the_sessions(env, capsys):
         sessions.rotate(refresh)
     assert main(["grant-admin", user["id"], "--revoke"]) == 0
     assert accounts.get(user["id"])["role"] == "user"
+
+
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["invoke", "auth_me", "--url", "http://127.0.0.1:9"], "no server at http://127.0.0.1:9"),
+        (["invoke", "waste_status", "--param", "job_id", "--local"], "not of the form name=value"),
+        (["invoke", "waste_status", "--local"], "--param job_id=..."),
+        (["invoke", "auth_login_dev", "--data", "{nope", "--local"], "--data is not JSON"),
+        (["invoke", "auth_login_dev", "--data", "@/no/such/file", "--local"], "cannot read"),
+    ],
+)
+def test_every_cli_error_is_one_clear_line_and_an_exit_code(env, capsys, argv, says):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith(f"growbin {argv[0]}: ") and says in line
+    assert "Traceback" not in captured.err
+
+
+def test_an_unexpected_failure_is_one_line_too(env, capsys, monkeypatch):
+    from shared.core import db
+
+    def broken() -> None:
+        raise RuntimeError("the database file is locked")
+
+    monkeypatch.setattr(db, "migrate", broken)
+    assert main(["migrate"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == "growbin migrate: RuntimeError: the database file is locked"
+
+
+def test_invoking_an_event_function_says_what_it_did(env, capsys):
+    assert main(["invoke", "cleanup_images", "--local"]) == 0
+    status, said = _out(capsys)
+    assert status == 204
+    logged = [json.loads(line) for line in said.splitlines()]
+    assert any(line["event"] == "cleanup_images" and "orphaned" in line for line in logged)

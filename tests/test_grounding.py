@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import login
-from test_waste import MILK, PHOTO, run
+from test_waste import MILK, PHOTO, run, start
 from test_waste import fake_model as fake_model  # a fixture, shared
 
 from shared.waste import answers, rules
@@ -118,3 +119,74 @@ def test_the_same_photo_gets_the_users_correction_next_time(system):
     assert other.get_json()["item"] == first.get_json()["item"]
     _, different = run(client, system, alice, hint="우유팩", data=MILK + b"\0")
     assert different.get_json()["item"] == first.get_json()["item"]
+
+
+def test_a_redelivered_classify_step_does_not_ask_the_model_again(system, fake_model):
+    """A classify step redelivered (the database down after the model answered) reads the
+    stored choice: the same answer, paid for once (issue 18)."""
+    from shared.waste import jobs, pipeline
+    from shared.waste.messages import Analyzed
+
+    client = system.app.test_client()
+    headers = login(client)
+    _describes(fake_model, "맥주병")
+    offered = [m["guide_id"] for m in rules.search("맥주병", limit=5)]
+    fake_model.answer("json", {"name": "맥주병", "tags": [], "confidence": 0.9})  # describe
+    fake_model.answer("json", {"guide_id": offered[1]})  # choose
+    job_id, response = run(client, system, headers)
+    assert response.get_json()["item"]["guide_id"] == offered[1]
+    job = jobs.get(me_id(client, headers), job_id)
+    tokens = job["model_tokens"]
+    description = pipeline._cached_description(job["image_sha256"], "gpt-4o")  # as analyzed
+    again = pipeline.classify(Analyzed(job_id, description, "model"))
+    assert again.guide_id == offered[1] and again.chosen_by == "model"
+    assert len(_choose_calls(fake_model)) == 1
+    assert jobs.get(me_id(client, headers), job_id)["model_tokens"] == tokens
+
+
+def me_id(client, headers) -> str:
+    return client.get("/api/v1/auth/me", headers=headers).get_json()["id"]
+
+
+def test_the_vision_answer_is_kept_before_a_later_step_fails(system, fake_model, monkeypatch):
+    """The database fails right after the model described the photo: the retry reads the
+    stored description instead of paying for the same photo again (issue 18)."""
+    from shared.waste import jobs, pipeline
+    from shared.waste.messages import Uploaded
+
+    client = system.app.test_client()
+    headers = login(client)
+    created = start(client, headers)
+    job_id = created["job_id"]
+    pipeline.submit(jobs.get(me_id(client, headers), job_id))
+    assert system.broker.wait_idle(30)
+
+    real = jobs.add_tokens
+    failures = iter([True])
+
+    def add_tokens(job, tokens):
+        if next(failures, False):
+            raise RuntimeError("the database went away")
+        real(job, tokens)
+
+    monkeypatch.setattr(jobs, "add_tokens", add_tokens)
+    with pipeline.db.transaction() as conn:  # a fresh photo hash: nothing cached yet
+        conn.execute(pipeline.vision_cache.delete())
+    before = len(_photo_calls(fake_model))
+    with pytest.raises(RuntimeError):
+        pipeline.analyze(Uploaded(job_id))
+    pipeline.analyze(Uploaded(job_id))  # the redelivery
+    assert len(_photo_calls(fake_model)) == before + 1
+
+
+def _photo_calls(fake) -> list[dict]:
+    return [
+        r
+        for r in fake.requests
+        if any(
+            isinstance(part, dict) and part.get("type") == "image_url"
+            for message in r["messages"]
+            if isinstance(message["content"], list)
+            for part in message["content"]
+        )
+    ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 
 import jsonschema
 import pytest
@@ -138,8 +138,18 @@ def test_query_strings_are_coerced_or_refused(data):
 
 @PROPERTIES
 @given(
-    at=st.datetimes(timezones=st.just(UTC) | st.timezones()),
-    job_id=st.text(min_size=1, max_size=40),
+    # What a stored row can hold: a time with a UTC equivalent (not within 14 hours of year 1
+    # or 9999's end) and an id without NUL or a lone surrogate; decode_cursor refuses the rest.
+    at=st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.just(UTC) | st.timezones(),
+    ),
+    job_id=st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        min_size=1,
+        max_size=40,
+    ),
 )
 def test_cursors_round_trip(at, job_id):
     from shared.waste.history import decode_cursor, encode_cursor

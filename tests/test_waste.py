@@ -234,13 +234,30 @@ def test_a_large_photo_is_sent_downscaled_and_upright(system, fake_model):
     ],
     ids=["truncated-heic", "empty-heic", "truncated-jpeg", "gif"],
 )
-def test_an_image_that_does_not_decode_fails_as_unreadable(
+def test_an_image_that_does_not_decode_is_refused_as_unreadable(
     system, fake_model, damage, content_type
 ):
+    """Refused at upload-complete, before any stage runs (the job waits for a new upload)."""
     client = system.app.test_client()
     headers = login(client)
     heic = _stored_sideways(Image.open(io.BytesIO(PHOTO)), "HEIF")
-    _, response = run(client, system, headers, data=damage(heic), content_type=content_type)
+    created = start(client, headers, data=damage(heic), content_type=content_type)
+    response = client.post(f"/api/v1/waste/upload-complete/{created['job_id']}", headers=headers)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "IMAGE_UNREADABLE" and "not a usable image" in error["message"]
+    assert system.broker.wait_idle(30)
+    assert [r for r in fake_model.requests if "response_format" in r] == []  # no call wasted
+
+
+def test_an_image_the_check_passes_but_the_stage_cannot_read_fails_the_job(
+    system, fake_model, monkeypatch
+):
+    """The analyze stage keeps its own refusal (an image stored before the upload check)."""
+    client = system.app.test_client()
+    headers = login(client)
+    monkeypatch.setattr(images, "check", lambda image, content_type: None)
+    _, response = run(client, system, headers, data=PHOTO[: len(PHOTO) // 2])
     error = response.get_json()["error"]
     assert error["code"] == "IMAGE_UNREADABLE" and "photo could not be read" in error["message"]
     assert [r for r in fake_model.requests if "response_format" in r] == []  # no call wasted
@@ -282,10 +299,22 @@ def test_transient_model_errors_are_retried_by_the_client(system, fake_model):
     assert response.get_json()["status"] == "completed"
 
 
-def test_no_model_and_no_hint_fails_with_how_to_fix_it(system):
+def test_no_model_and_no_hint_fails_with_how_to_fix_it(system, monkeypatch):
+    """A job made while a model was configured, run after it was removed: the stage fails it
+    with how to fix it (analyze itself refuses such a job up front: HINT_REQUIRED)."""
+    from shared.waste import ai
+
     client = system.app.test_client()
     headers = login(client)
-    _job_id, response = run(client, system, headers)
+    with monkeypatch.context() as configured:
+        configured.setattr(ai, "configured", lambda: True)
+        created = start(client, headers)
+    job_id = created["job_id"]
+    assert (
+        client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers).status_code == 202
+    )
+    assert system.broker.wait_idle(30)
+    response = client.get(f"/api/v1/waste/result/{job_id}", headers=headers)
     error = response.get_json()["error"]
     assert error["code"] == "VISION_UNAVAILABLE"
     assert "OPENAI_API_KEY" in error["message"] and "hint" in error["message"]
@@ -392,7 +421,9 @@ def test_bad_uploads_get_their_contract_errors(client):
     assert invalid.status_code == 422 and error_code(invalid) == "VALIDATION_FAILED"
 
     created = client.post(
-        analyze, json={"content_type": "image/jpeg", "content_length": 1000}, headers=headers
+        analyze,
+        json={"content_type": "image/jpeg", "content_length": 1000, "hint": "페트병"},
+        headers=headers,
     ).get_json()
     job_id = created["job_id"]
     missing = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
@@ -428,7 +459,7 @@ def test_analyze_is_rate_limited_per_user(client, monkeypatch):
 
     monkeypatch.setattr(functions.waste, "ANALYZE_LIMIT", (2, 60))
     headers, other = login(client, "busy"), login(client, "calm")
-    body = {"content_type": "image/jpeg", "content_length": 100}
+    body = {"content_type": "image/jpeg", "content_length": 100, "hint": "페트병"}
     codes = [
         client.post("/api/v1/waste/analyze", json=body, headers=headers).status_code
         for _ in range(3)

@@ -108,6 +108,9 @@ class Memory:
         return True
 
 
+POOL_SPARE = 4  # connections beyond the request threads
+
+
 @cache
 def client() -> Client:
     """The cache, decided once per process: Redis at REDIS_URL, else in this process."""
@@ -118,8 +121,14 @@ def client() -> Client:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(
+    # One connection per request thread, and a few for the threads besides (the local broker's
+    # deliveries): redis-py's default pool refuses the 101st concurrent caller with "Too many
+    # connections", a 503 while Redis is healthy. A blocking pool makes a caller beyond it
+    # wait for a free connection, up to one socket timeout, before that 503.
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=settings().threads + POOL_SPARE,
+        timeout=2,
         decode_responses=True,
         socket_timeout=2,
         socket_connect_timeout=2,
@@ -129,6 +138,7 @@ def client() -> Client:
         # is answered 503 after one socket timeout; a dropped connection is retried once.
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def get_json(key: str) -> Any:

@@ -89,7 +89,9 @@ def engine() -> Engine:
         url,
         pool_pre_ping=True,  # a connection that died while pooled is replaced, not handed out
         pool_size=10,
-        max_overflow=10,
+        # every request thread may hold a connection at once (THREADS is 32 for model-bound
+        # functions): beyond pool_size they are opened on demand and closed when returned
+        max_overflow=max(10, settings().threads),
         pool_timeout=timeout,  # waiting for a free connection is waiting for the database too
         connect_args={"connect_timeout": max(2, round(timeout))},  # libpq's minimum is 2 s
     )

@@ -15,9 +15,13 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
+from shared.core.errors import unavailable
 from shared.core.settings import settings
 
 SOURCE = "/growbin"
+# (connect, answer) seconds for the Broker's ingress: a request waiting on an emit (upload-complete)
+# gets its 503 within a few seconds of an outage, not after the client has given up.
+SEND_TIMEOUT = (2.0, 4.0)
 
 # Where events go: the local broker's `publish`, or `HttpSink`.
 Sink = Callable[[CloudEvent], object]
@@ -35,7 +39,12 @@ class HttpSink:
         from cloudevents.conversion import to_binary
 
         headers, body = to_binary(event)
-        response = requests.post(self.url, headers=headers, data=body, timeout=10)
+        try:
+            response = requests.post(self.url, headers=headers, data=body, timeout=SEND_TIMEOUT)
+        except (requests.ConnectionError, requests.Timeout):
+            raise unavailable("the event broker is unavailable, try again shortly") from None
+        if response.status_code >= 500:  # the ingress is up, RabbitMQ behind it is not
+            raise unavailable("the event broker is unavailable, try again shortly")
         response.raise_for_status()  # the broker did not take it: fail, so we are retried
 
 

@@ -183,13 +183,52 @@ def _shape(result: Any, status: int):
     if result is None:
         from flask import Response
 
-        return Response(status=204)
+        empty = Response(status=204)
+        del empty.headers["Content-Type"]  # no content, so no type (Flask's default is HTML)
+        return empty
     if isinstance(result, tuple):
         body, status, *rest = result
         return json_response(body, status, rest[0] if rest else None)
     if isinstance(result, dict | list):
         return json_response(result, status)
     return result  # already a Response
+
+
+# A JSON body's bound: the largest any endpoint takes (a profile's preferences) many times over.
+JSON_BODY_LIMIT = 1024 * 1024
+
+
+def _check_edge(request, path_params: dict[str, str]) -> None:
+    """Text no store can hold (NUL) ends here, the same on PostgreSQL and SQLite: an id with
+    one names nothing (404); a header with one is 422 (query and body: validation.py)."""
+    if any("\x00" in value for value in path_params.values()):
+        raise ApiError(404, "NOT_FOUND", f"no resource at {request.path!r}")
+    for name, value in request.headers.items():
+        if "\x00" in value:
+            from shared.core.errors import validation_failed
+
+            raise validation_failed({f"header.{name}": "must not contain NUL characters"})
+
+
+def _json_bytes(request) -> bytes:
+    """A JSON endpoint's body, read at most to JSON_BODY_LIMIT: a declared length over it and a
+    chunked body that runs past it are both 413 (never cut short and read as malformed JSON).
+    A body that is not JSON (text, XML, a form, no type at all) is 415."""
+    limit = f"a JSON body is at most {JSON_BODY_LIMIT} bytes"
+    too_large = ApiError(413, "PAYLOAD_TOO_LARGE", limit)
+    if (request.content_length or 0) > JSON_BODY_LIMIT:
+        raise too_large
+    data = request.stream.read(JSON_BODY_LIMIT + 1)
+    if len(data) > JSON_BODY_LIMIT:
+        raise too_large
+    mimetype = request.mimetype
+    if data.strip() and not (mimetype == "application/json" or mimetype.endswith("+json")):
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"send the body as application/json, not {mimetype or 'without a Content-Type'}",
+        )
+    return data
 
 
 def http(
@@ -235,6 +274,7 @@ def http(
                         headers={"Allow": method},
                     )
                 kwargs: dict[str, Any] = dict(match.groupdict())
+                _check_edge(request, kwargs)
                 if local_only:
                     from shared.core.settings import settings
 
@@ -247,7 +287,7 @@ def http(
                 if body is not None:
                     from shared.core.validation import json_body
 
-                    kwargs["body"] = json_body(request.get_data(cache=True), body)
+                    kwargs["body"] = json_body(_json_bytes(request), body)
                 if query is not None:
                     from shared.core.validation import query_args
 

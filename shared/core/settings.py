@@ -44,6 +44,13 @@ VARIABLES = (
     ),
     Variable("PORT", "8080", "the dev server's port (`growbin dev --port` too)"),
     Variable(
+        "THREADS",
+        None,
+        "request threads per process (gunicorn's, set by the manifests); sizes the Redis and "
+        "database pools so every thread can hold a connection",
+        "functions-framework's: CPUs x 4",
+    ),
+    Variable(
         "GROWBIN_PUBLIC_URL",
         None,
         "how clients reach this deployment; local upload forms point here",
@@ -166,6 +173,7 @@ class Settings:
     database_url: str
     database_timeout: float
     redis_url: str | None
+    threads: int
     broker_url: str | None
     broker_name: str
     k_sink: str | None
@@ -230,6 +238,7 @@ def settings() -> Settings:
         database_url=_env("DATABASE_URL") or f"sqlite:///{data_dir / 'growbin.db'}",
         database_timeout=float(_env("DATABASE_TIMEOUT")),
         redis_url=_env("REDIS_URL"),
+        threads=int(_env("THREADS") or (os.cpu_count() or 1) * 4),
         broker_url=_env("BROKER_URL"),
         broker_name=_env("BROKER_NAME"),
         k_sink=_env("K_SINK"),

@@ -8,6 +8,7 @@ to compile one), keeping cold starts free of the work.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import fastjsonschema
@@ -64,8 +65,51 @@ def check(schema: dict[str, Any], data: Any) -> Any:
         raise validation_failed({field: message}) from None
 
 
+class _Unstorable(ValueError):
+    """A JSON number no store or response can hold (NaN, Infinity, 1e400)."""
+
+
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    raise _Unstorable(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):  # "1e400": valid JSON, but Infinity once parsed
+        raise _Unstorable(f"{text} is out of range for a number")
+    return value
+
+
+def unstorable(data: Any, where: str = "") -> str | None:
+    """The field (dotted) of the first text, key or value, holding a NUL character, or None.
+
+    PostgreSQL text cannot hold NUL (psycopg raises DataError) while SQLite stores it: refusing
+    it at the edge answers the same on both backends.
+    """
+    if isinstance(data, str):
+        return (where or "body") if "\x00" in data else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{where}.{key}" if where else str(key)
+            if "\x00" in str(key):
+                return name
+            found = unstorable(value, name)
+            if found:
+                return found
+    if isinstance(data, list):
+        for index, value in enumerate(data):
+            found = unstorable(value, f"{where}.{index}" if where else str(index))
+            if found:
+                return found
+    return None
+
+
+def storable(data: Any, where: str = "") -> Any:
+    """`data`, if it holds no NUL character; else 422 naming the field."""
+    field = unstorable(data, where)
+    if field:
+        raise validation_failed({field: "must not contain NUL characters"})
+    return data
 
 
 def json_body(raw: bytes, schema: dict[str, Any]) -> Any:
@@ -73,17 +117,20 @@ def json_body(raw: bytes, schema: dict[str, Any]) -> Any:
 
     Only what can be stored and sent back is accepted: Python's parser also takes NaN and
     Infinity, lone surrogates ("\\ud800") and nesting deep enough to exhaust the stack, none of
-    which PostgreSQL, UTF-8 or a JSON response can carry.
+    which PostgreSQL, UTF-8 or a JSON response can carry (400). A number too large for a float
+    (1e400) and a NUL character are well-formed JSON that no store holds: 422.
     """
     if not raw.strip():
         data: Any = {}
     else:
         try:
-            data = json.loads(raw, parse_constant=_no_constant)
+            data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
             json.dumps(data, ensure_ascii=False).encode()
+        except _Unstorable as exc:
+            raise validation_failed({"body": str(exc)}) from None
         except (UnicodeError, ValueError, RecursionError) as exc:  # JSONDecodeError: ValueError
             raise bad_request(f"malformed JSON: {exc}") from None
-    return check(schema, data)
+    return check(schema, storable(data))
 
 
 def accepts_empty_body(schema: dict[str, Any]) -> bool:
@@ -97,6 +144,7 @@ def accepts_empty_body(schema: dict[str, Any]) -> bool:
 
 def query_args(args: dict[str, str], schema: dict[str, Any]) -> dict[str, Any]:
     """Coerce query strings to the schema's scalar types, then validate."""
+    storable(args)
     props = schema.get("properties", {})
     data: dict[str, Any] = {}
     for name, raw in args.items():

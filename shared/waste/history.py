@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,9 +38,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         stamp, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         at = datetime.fromisoformat(stamp)
-    except (ValueError, UnicodeError, binascii.Error):
+        if at.tzinfo is None:  # ours always carry an offset; a naive time cannot be compared
+            raise ValueError(stamp)
+        # The stores compare in UTC: an offset that moves the time before year 1 or after
+        # 9999 (0001-01-01T00:00:00+14:00) overflows there, so it is refused here.
+        at = at.astimezone(UTC)
+    except (ValueError, UnicodeError, binascii.Error, OverflowError):
         raise invalid from None
-    if at.tzinfo is None:  # ours always carry an offset; a naive time cannot be compared
+    if "\x00" in job_id:  # the stores cannot hold it; no id of ours has one
         raise invalid
     return at, job_id
 

@@ -44,25 +44,66 @@ def _read_heif_too() -> None:
     register_heif_opener()
 
 
-def for_vision(image: bytes) -> tuple[bytes, str]:
-    """(bytes, content type) to send: the original when the model reads it as it is, else a
-    JPEG within MAX_SIDE, turned upright by its EXIF orientation. The content type is read
-    from the bytes, not taken from what the upload declared."""
-    from PIL import ExifTags, Image
+# Everything a decoder may raise on bytes it cannot read: Pillow's OSError (unidentified,
+# truncated), libheif's errors as pillow-heif maps them.
+_UNREADABLE = (OSError, EOFError, ValueError, SyntaxError, RuntimeError)
+# The formats each accepted content type may hold (MPO: a JPEG with a second frame).
+DECLARED = {
+    "image/jpeg": ("JPEG", "MPO"),
+    "image/png": ("PNG",),
+    "image/webp": ("WEBP",),
+    "image/heic": ("HEIF",),
+}
+
+
+class NotDeclaredType(UnreadableImage):
+    """The bytes are an image, but not of the type the upload declared."""
+
+
+def _open(image: bytes) -> PIL.Image.Image:
+    """The image with its header read and nothing decoded; refused when it is no image we
+    take or has more pixels than MAX_PIXELS (a decompression bomb is refused unopened)."""
+    from PIL import Image
 
     _read_heif_too()
-    # Everything a decoder may raise on bytes it cannot read: Pillow's OSError (unidentified,
-    # truncated) and DecompressionBombError, libheif's errors as pillow-heif maps them.
-    unreadable = (OSError, EOFError, ValueError, SyntaxError, RuntimeError)
     try:
         picture = Image.open(io.BytesIO(image), formats=FORMATS)  # reads the header only
-    except (*unreadable, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own bound, above ours
+        raise UnreadableImage(f"it has too many pixels ({exc})") from exc
+    except _UNREADABLE as exc:
         raise UnreadableImage("it is not a JPEG, PNG, WEBP or HEIC image") from exc
     width, height = picture.size
     if width * height > MAX_PIXELS:
         raise UnreadableImage(
             f"it has {width}x{height} pixels, more than {MAX_PIXELS // 1_000_000} megapixels"
         )
+    return picture
+
+
+def check(image: bytes, content_type: str) -> None:
+    """That the bytes are a whole image of the declared type, within MAX_PIXELS: checked when
+    the upload completes, whether or not a model will look at it, since the stored image is
+    served back as that type. The pixel count is read from the header before anything is
+    decoded; the decode (at 1/8 scale for a JPEG) finds a truncated or damaged file."""
+    picture = _open(image)
+    if picture.format not in DECLARED.get(content_type, ()):
+        raise NotDeclaredType(f"it is a {picture.format} image, not {content_type}")
+    try:
+        with _decoding:
+            picture.draft(None, (MAX_SIDE // 8, MAX_SIDE // 8))
+            picture.load()
+    except _UNREADABLE as exc:
+        raise UnreadableImage(f"its {picture.format} data is damaged ({str(exc).strip()})") from exc
+
+
+def for_vision(image: bytes) -> tuple[bytes, str]:
+    """(bytes, content type) to send: the original when the model reads it as it is, else a
+    JPEG within MAX_SIDE, turned upright by its EXIF orientation. The content type is read
+    from the bytes, not taken from what the upload declared."""
+    from PIL import ExifTags
+
+    picture = _open(image)
+    width, height = picture.size
     content_type = SENT_AS_IS.get(picture.format or "")
     try:
         upright = picture.getexif().get(ExifTags.Base.Orientation, 1) == 1
@@ -72,7 +113,7 @@ def for_vision(image: bytes) -> tuple[bytes, str]:
             return image, content_type
         with _decoding:
             return _as_small_jpeg(picture), "image/jpeg"
-    except unreadable as exc:
+    except _UNREADABLE as exc:
         raise UnreadableImage(f"its {picture.format} data is damaged ({str(exc).strip()})") from exc
 
 

@@ -124,9 +124,25 @@ def image_key(user_id: str, job_id: str) -> str:
     return f"{IMAGE_PREFIX}{user_id}/{job_id}"
 
 
+# The analysed copy's suffix. The upload form writes `image_key`; at upload-complete the checked
+# bytes are copied beside it and the job points at the copy: no form can write that key, so
+# what was analysed is what is stored and served, whatever is uploaded through the form later.
+ANALYSED = ".analysed"
+
+
+def analysed_key(key: str) -> str:
+    return key.removesuffix(ANALYSED) + ANALYSED
+
+
+def image_keys(key: str) -> list[str]:
+    """Both objects a job may have stored: the upload and its analysed copy."""
+    upload = key.removesuffix(ANALYSED)
+    return [upload, upload + ANALYSED]
+
+
 def image_job(key: str) -> str:
-    """The job an image key belongs to: `image_key` read backwards."""
-    return key.rsplit("/", 1)[-1]
+    """The job an image key belongs to (upload or analysed copy): `image_key` read backwards."""
+    return key.rsplit("/", 1)[-1].removesuffix(ANALYSED)
 
 
 def create(user_id: str, content_type: str, content_length: int, hint: str | None) -> dict:
@@ -159,6 +175,12 @@ def get(user_id: str, job_id: str) -> dict[str, Any]:
     if row is None or row.user_id != user_id:
         raise not_found("job")
     return dict(row._mapping)
+
+
+def keep_analysed(job_id: str, key: str) -> None:
+    """The job's image is now its analysed copy (`analysed_key`)."""
+    with db.transaction() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(image_key=key))
 
 
 def check_uploaded(job: dict[str, Any], stored: dict[str, Any] | None) -> None:
@@ -333,7 +355,9 @@ def save_result(job_id: str, body: dict[str, Any]) -> None:
     """Persist the finished result (idempotent), cache it 7 days, complete the job."""
     body = {**body, "completed_at": rfc3339(db.now())}
     with db.transaction() as conn:
-        job = conn.execute(select(jobs.c.user_id).where(jobs.c.id == job_id)).first()
+        job = conn.execute(
+            select(jobs.c.user_id, jobs.c.image_key).where(jobs.c.id == job_id)
+        ).first()
         if job is None:
             return  # the job was deleted with its user while it ran
         db.upsert(
@@ -353,7 +377,7 @@ def save_result(job_id: str, body: dict[str, Any]) -> None:
             keys=["job_id"],
         )  # a replay keeps the first result, completed_at included
         saved = conn.execute(select(results.c.body).where(results.c.job_id == job_id)).scalar()
-    cached = {**saved, "user_id": job.user_id, "image_key": image_key(job.user_id, job_id)}
+    cached = {**saved, "user_id": job.user_id, "image_key": job.image_key}
     cache.set_json(_result_key(job_id), cached, RESULT_TTL)
     advance(job_id, "done")
 

@@ -14,18 +14,32 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, Table, select
+from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, select
 
 from shared.core import db, storage
-from shared.core.errors import ApiError
+from shared.core.errors import ApiError, log_event
 from shared.core.settings import settings
 from shared.waste import ai, answers, corrections, images, jobs, messages, rules
 from shared.waste.messages import Analyzed, Answered, Classified, Uploaded
 
 ALTERNATIVES = 3
 CANDIDATES = 5  # what the model chooses from, and the user when unsure
+
+# The model's choice among a job's candidates, asked once per job and question: a classify
+# step redelivered after a later failure (the database down while it emitted) reads the
+# answer it paid for instead of asking again.
+model_choices = Table(
+    "model_choices",
+    db.metadata,
+    Column("job_id", String(36), ForeignKey(jobs.jobs.c.id, ondelete="CASCADE"), primary_key=True),
+    Column("question", String(64), primary_key=True),  # sha256 of the description and candidates
+    Column("guide_id", String(40)),  # None: the model said none of them fits
+    Column("tokens", Integer, nullable=False),
+    Column("created_at", db.UtcDateTime, nullable=False),
+)
 
 vision_cache = Table(
     "vision_cache",
@@ -37,16 +51,51 @@ vision_cache = Table(
 )
 
 
+def check_answerable(hint: str | None) -> None:
+    """Refuse an analysis nothing could answer before it costs an upload: with no vision model
+    configured, only a hint is read. 422 HINT_REQUIRED tells the app to ask for the item's name
+    (the analyze stage still fails a job whose model went away after it was created)."""
+    if not ai.configured() and not (hint or "").strip():
+        raise ApiError(
+            422,
+            "HINT_REQUIRED",
+            'no vision model is configured here: send a hint such as "페트병" with the photo',
+            {"fields": {"hint": "required while no vision model is configured"}},
+        )
+
+
 def submit(job: dict[str, Any]) -> None:
-    """Queue an uploaded job: the image must be there as declared. Submitting again changes
-    nothing: the uploaded event has one id per job, so one analysis runs."""
+    """Queue an uploaded job: the image must be there, a whole image of the declared type
+    within the pixel bound (else 415 or 422 IMAGE_UNREADABLE, and the job stays awaiting its
+    upload: a new upload through the same form, then upload-complete again). Submitting again
+    changes nothing: the uploaded event has one id per job, so one analysis runs."""
     if job["status"] == "failed" and job["queued_at"] is None:
         raise ApiError(409, "UPLOAD_EXPIRED", "this upload expired; start a new analysis")
     if job["status"] != "awaiting_upload":
         return
-    jobs.check_uploaded(job, storage.head(job["image_key"]))
+    upload = jobs.image_keys(job["image_key"])[0]  # the form's object, even on a retry
+    jobs.check_uploaded(job, storage.head(upload))
+    image = storage.read(upload)
+    try:
+        images.check(image, job["content_type"])
+    except images.NotDeclaredType as exc:
+        message = f"the upload is not the declared type: {exc}"
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", message) from None
+    except images.UnreadableImage as exc:
+        message = f"the upload is not a usable image: {exc}"
+        raise ApiError(422, "IMAGE_UNREADABLE", message) from None
+    # The bytes just checked become the job's image under a key no upload form can write.
+    analysed = jobs.analysed_key(upload)
+    storage.put(analysed, image, job["content_type"])
+    jobs.keep_analysed(job["id"], analysed)
     messages.emit(Uploaded(job["id"]), cause=job["id"])
-    jobs.advance(job["id"], "queued")
+    # The event is out: the analysis runs, and its first stage moves the job on. Failing to
+    # record "queued" here (Redis or the database gone this instant) must not tell the app
+    # that nothing happened: a 503 from upload-complete means the event was not sent.
+    try:
+        jobs.advance(job["id"], "queued")
+    except Exception as exc:
+        log_event("warning", "queued_not_recorded", job_id=job["id"], error=repr(exc))
 
 
 def _live_job(job_id: str) -> dict[str, Any] | None:
@@ -119,9 +168,10 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
         except ai.ModelError as exc:
             jobs.fail(job["id"], exc.code, exc.message)
             return None
-        jobs.add_tokens(job["id"], answer.tokens)
         description = answer.value
+        # Remembered before anything else can fail: a redelivery reads it, never pays again.
         _remember_description(sha256, model, description)
+        jobs.add_tokens(job["id"], answer.tokens)
         source = "model"
     jobs.record_vision(job["id"], sha256, source)
     return Analyzed(job["id"], description, source)
@@ -220,14 +270,41 @@ def _model_choice(
 ) -> tuple[dict[str, Any], bool, str]:
     """The model picks one of the dictionary's candidates for what it saw, or says none fits
     (then the user confirms). A failing model leaves the search's own answer and confidence.
-    Returns the guide's match, whether it is sure, and who chose it."""
+    An answer is stored with the job (`model_choices`) before anything else can fail, so a
+    redelivery does not ask again. Returns the guide's match, whether it is sure, and who
+    chose it."""
     offered = [answers.candidate(rules.guide(m["guide_id"])) for m in matches]
-    try:
-        answer = ai.choose(description, offered)
-    except ai.ModelError:
-        return best, sure, "search"
-    jobs.add_tokens(job_id, answer.tokens)
-    picked = next((m for m in matches if m["guide_id"] == answer.value), None)
+    asked = [description, [m["guide_id"] for m in matches]]
+    question = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
+    with db.engine().connect() as conn:
+        row = conn.execute(
+            select(model_choices.c.guide_id).where(
+                model_choices.c.job_id == job_id, model_choices.c.question == question
+            )
+        ).first()
+    if row is not None:
+        chosen = row.guide_id
+    else:
+        try:
+            answer = ai.choose(description, offered)
+        except ai.ModelError:  # not remembered: the next try may get an answer
+            return best, sure, "search"
+        chosen = answer.value
+        with db.transaction() as conn:
+            db.upsert(
+                conn,
+                model_choices,
+                {
+                    "job_id": job_id,
+                    "question": question,
+                    "guide_id": chosen,
+                    "tokens": answer.tokens,
+                    "created_at": db.now(),
+                },
+                keys=["job_id", "question"],
+            )
+        jobs.add_tokens(job_id, answer.tokens)
+    picked = next((m for m in matches if m["guide_id"] == chosen), None)
     return (picked, True, "model") if picked else (best, False, "search")
 
 

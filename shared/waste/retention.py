@@ -29,7 +29,7 @@ def sweep(deadline: timedelta = jobs.DEADLINE) -> list[str]:
 
 
 def _drop_images(rows: list[Any]) -> None:
-    storage.delete([row.image_key for row in rows])
+    storage.delete([key for row in rows for key in jobs.image_keys(row.image_key)])
     jobs.forget([row.id for row in rows])  # cached results must stop offering the image
 
 

@@ -1,0 +1,48 @@
+"""Connection pools sized from the server's concurrency (issue 18): a burst of requests waits
+for a connection rather than being told the cache is unavailable while Redis is healthy."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import reset_clients
+
+from shared.core import cache, settings
+
+
+def test_threads_defaults_to_functions_frameworks_own(env):
+    import os
+
+    assert settings.settings().threads == (os.cpu_count() or 1) * 4
+    env.setenv("THREADS", "32")
+    reset_clients()
+    assert settings.settings().threads == 32
+
+
+def test_the_redis_pool_holds_a_connection_per_thread_and_makes_the_rest_wait(env):
+    import redis
+
+    env.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # never connected to here
+    env.setenv("THREADS", "32")
+    reset_clients()
+    pool = cache.client().connection_pool
+    assert isinstance(pool, redis.BlockingConnectionPool)
+    assert pool.max_connections == 32 + cache.POOL_SPARE
+    assert pool.timeout == 2
+    kwargs = pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 2 and kwargs["retry"].get_retries() == 1
+
+
+def test_more_callers_than_connections_all_get_an_answer(services):
+    """On the real Redis: 60 callers at once through a pool of THREADS + spare connections."""
+    services.setenv("THREADS", "2")
+    reset_clients()
+    client = cache.client()
+    client.set("burst", "ok")
+
+    def call(_: int) -> str | None:
+        return client.get("burst")
+
+    with ThreadPoolExecutor(60) as pool:
+        answers = list(pool.map(call, range(600)))
+    assert answers == ["ok"] * 600
