@@ -55,7 +55,9 @@ from shared.core.settings import settings
 # Deliveries a dispatcher never finished (it died each time) before RabbitMQ gives up on one:
 # a crash loop ends in the dead letters instead of going round forever.
 DELIVERY_LIMIT = 10
-PUBLISH_PATIENCE = 20.0  # seconds a publisher keeps reconnecting before it reports failure
+PUBLISH_PATIENCE = 4.0  # seconds a publisher keeps reconnecting before it reports failure:
+# a request that emits (upload-complete) answers 503 within that, its job still awaiting upload;
+# a stage that emits fails its delivery, which the dispatcher retries with the Trigger's backoff
 CLOSE_PATIENCE = 10.0  # seconds close() lets running handlers finish and ack
 RECONNECT_DELAY = (0.2, 3.0)  # first and longest pause between reconnection attempts
 DEAD_LETTER_PREFETCH = 4

@@ -90,8 +90,8 @@ class Caller:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-# The app holds no state of its own: settings, database and broker sink are the `system`
-# fixture's, fresh for each operation.
+# The app holds no state of its own: settings, database and broker sink are the `system_on`
+# fixture's, fresh for each operation and backend.
 APP = create_app(load_all())
 schema = schemathesis.openapi.from_wsgi(
     OPENAPI_PATH, APP, config=schemathesis.Config.from_dict(CONFIG)
@@ -99,7 +99,9 @@ schema = schemathesis.openapi.from_wsgi(
 
 
 @pytest.fixture
-def caller(system):
+def caller(system_on):
+    """On the embedded default and, where their URLs are set, on PostgreSQL and Redis: text a
+    store cannot hold (NUL) fails differently on each."""
     return Caller(APP.test_client())
 
 

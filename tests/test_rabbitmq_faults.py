@@ -230,3 +230,57 @@ def test_rabbitmq_restarts_with_events_in_flight_and_nothing_is_lost(fault, capl
 
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def test_upload_complete_during_a_rabbitmq_outage_is_a_prompt_503_and_nothing_happened(
+    rabbitmq, services
+):
+    """The broker unreachable (RabbitMQ down: connections refused and reset): upload-complete
+    answers 503 within the publisher's patience, the job still awaits its upload, and
+    completing it after the outage runs the analysis. (A RabbitMQ that accepts and never
+    answers still holds a publish until the connection's heartbeat gives up: README.)"""
+    from conftest import login, reset_clients
+    from faults import proxied
+    from test_batch import me
+    from test_waste import MILK, start
+
+    from eventing.rabbitmq import PUBLISH_PATIENCE
+    from knative import local
+    from shared.waste import jobs
+
+    proxy = proxied(os.environ["BROKER_URL"])
+    services.setenv("BROKER_URL", proxy.url(os.environ["BROKER_URL"]))
+    reset_clients()
+    system = local.start(time_scale=0.01, with_cron=False, with_bins=False)
+    rabbitmq.track(system.broker)
+    try:
+        client = system.app.test_client()
+        headers = login(client)
+        for fault in (proxy.cut,):
+            job_id = start(client, headers, hint="우유팩", data=MILK)["job_id"]
+            fault()
+            began = time.monotonic()
+            response = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
+            waited = time.monotonic() - began
+            proxy.restore()
+            outcome = f"{response.status_code} in {waited:.1f} s"
+            print(f"\nupload-complete with RabbitMQ {fault.__name__}: {outcome}")
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert waited < PUBLISH_PATIENCE + 5
+            assert jobs.get(me(client, headers), job_id)["status"] == "awaiting_upload"
+            again = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
+            assert again.status_code == 202, again.get_data(as_text=True)
+            _wait_until(
+                lambda job_id=job_id: (
+                    client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()[
+                        "status"
+                    ]
+                    == "completed"
+                ),
+                30,
+                "the analysis after the outage",
+            )
+    finally:
+        proxy.restore()
+        system.stop()
+        proxy.stop()
