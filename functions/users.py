@@ -11,11 +11,21 @@ from shared.waste import history
 
 http = endpoints(authenticate=sessions.authenticate)
 
+DISTRICT = {
+    "type": ["string", "null"],
+    "description": "canonical 시도 + 시군구, e.g. 서울특별시 강남구 (a 일반구 is its city: 수원시 "
+    "장안구 -> 경기도 수원시)",
+}
+DISTRICT_CODE = {
+    "type": ["string", "null"],
+    "description": "the district's 개방자치단체코드, where the data has one",
+}
 PROFILE = obj(
     {
         "id": {"type": "string"},
         "nickname": {"type": "string"},
-        "district": {"type": ["string", "null"]},
+        "district": DISTRICT,
+        "district_code": DISTRICT_CODE,
         "language": {"type": "string"},
         "preferences": {"type": "object"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -25,7 +35,13 @@ PROFILE = obj(
 PROFILE_CHANGES = obj(
     {
         "nickname": {"type": "string", "minLength": 1, "maxLength": 30},
-        "district": {"type": ["string", "null"], "maxLength": 40, "examples": ["강남구"]},
+        "district": {
+            "type": ["string", "null"],
+            "maxLength": 40,
+            "examples": ["강남구", "서울 강남구", "수원시 장안구"],
+            "description": "any unambiguous form; stored canonical; ambiguous (중구) -> 422 "
+            "with details.choices",
+        },
         "language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Z]{2})?$"},
         "preferences": {"type": "object", "maxProperties": 32},
     },
@@ -84,11 +100,21 @@ STATS = obj(
     ),
 )
 SCHEDULE_QUERY = obj(
-    {"district": {"type": "string", "minLength": 1, "maxLength": 40, "examples": ["강남구"]}}
+    {
+        "district": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 40,
+            "examples": ["강남구", "서울특별시 중구"],
+            "description": "any unambiguous form (default: the profile's); ambiguous -> 422 "
+            "with details.choices",
+        }
+    }
 )
 SCHEDULE = obj(
     {
-        "district": {"type": "string"},
+        "district": {"type": "string", "description": DISTRICT["description"]},
+        "district_code": DISTRICT_CODE,
         "source": {"type": "string"},
         "areas": {"type": "array", "items": {"type": "object"}},
     },
@@ -147,7 +173,13 @@ def users_schedule(request, user, query):
             "set a district in the profile or ask for one",
             {"fields": {"district": "required when the profile has none"}},
         )
-    areas = schedules.for_district(district)
+    place = schedules.resolve(district)
+    areas = schedules.for_district(place)
     if not areas:
-        raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {district}")
-    return {"district": district, "source": schedules.source(), "areas": areas}
+        raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {place.name}")
+    return {
+        "district": place.name,
+        "district_code": place.code,
+        "source": schedules.source(),
+        "areas": areas,
+    }

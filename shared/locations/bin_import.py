@@ -35,7 +35,7 @@ from typing import Any
 
 from shared.core import datasets
 from shared.core.errors import log_event
-from shared.locations import bins, geo, kakao_local
+from shared.locations import bins, districts, geo, kakao_local
 
 FOLDER = "locations"  # inside the datasets folder
 # The team's word on each public file: which ones growbin imports, and what they cannot say
@@ -71,30 +71,6 @@ SEOUL_DISTRICTS = {
     "gangnam": "강남구",
     "songpa": "송파구",
     "gangdong": "강동구",
-}
-# 시도 as addresses and files shorten or used to name them -> the name in use today.
-CITY_NAMES = {
-    "서울": "서울특별시",
-    "서울시": "서울특별시",
-    "부산": "부산광역시",
-    "대구": "대구광역시",
-    "인천": "인천광역시",
-    "광주": "광주광역시",
-    "대전": "대전광역시",
-    "울산": "울산광역시",
-    "세종": "세종특별자치시",
-    "경기": "경기도",
-    "강원": "강원특별자치도",
-    "강원도": "강원특별자치도",
-    "충북": "충청북도",
-    "충남": "충청남도",
-    "전북": "전북특별자치도",
-    "전라북도": "전북특별자치도",
-    "전남": "전라남도",
-    "경북": "경상북도",
-    "경남": "경상남도",
-    "제주": "제주특별자치도",
-    "제주도": "제주특별자치도",
 }
 # First address tokens that name a province or metropolitan city, in full or short.
 PROVINCE = re.compile(
@@ -265,14 +241,6 @@ def coordinates(lat_text: str, lng_text: str) -> tuple[float, float] | str:
     if geo.in_korea(lng, lat):
         return "swapped_coordinates"
     return "outside_korea"
-
-
-def city_name(name: str | None) -> str | None:
-    """The 시도 as it is called today: "서울" and "서울시" -> 서울특별시, "강원도" ->
-    강원특별자치도; names it does not know are kept as given."""
-    if not name:
-        return None
-    return CITY_NAMES.get(name, name)
 
 
 def split_address(address: str) -> tuple[str | None, str | None]:
@@ -577,7 +545,7 @@ def _register_bin(
     raw_address = _row_address(row, roles)
     detail = _cell(row, roles, "detail")
     own_city, own_district = split_address(raw_address)
-    city = city_name(_cell(row, roles, "city") or own_city or file_city)
+    city = districts.province_name(_cell(row, roles, "city") or own_city or file_city)
     district = _cell(row, roles, "district") or own_district or file_district
     place_name = _cell(row, roles, "place_name")
     base = _cell(
@@ -656,7 +624,7 @@ def parse_keco(
                 "type": bin_type,
                 "name": name,
                 "address": address,
-                "city": city_name(city),
+                "city": districts.province_name(city),
                 "district": district or _clean(record.get("positnRgnNm")) or None,
                 "location_detail": _clean(record.get("positnPstnAddExpln")) or None,
                 "lat": found[0],
