@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from shared.auth import sessions
 from shared.core import cache, storage
-from shared.core.errors import not_found
+from shared.core.errors import ApiError, not_found
 from shared.core.registry import HOT, endpoints
 from shared.core.validation import obj
-from shared.waste import corrections, jobs, pipeline, rules
+from shared.locations import districts
+from shared.users import profiles
+from shared.waste import corrections, fees, jobs, pipeline, rules
 from shared.waste.messages import Uploaded
 
 http = endpoints(authenticate=sessions.authenticate)
@@ -335,3 +337,98 @@ def waste_item(request, user, guide_id):
     if guide is None:
         raise not_found("guide")
     return rules.detail(guide)
+
+
+DISTRICT_PARAM = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 40,
+    "examples": ["강남구", "서울특별시 중구"],
+    "description": "any unambiguous form (default: the profile's); ambiguous -> 422 with "
+    "details.choices; a district the data does not cover -> 404",
+}
+FEES_QUERY = obj(
+    {
+        "district": DISTRICT_PARAM,
+        "q": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "description": "item name, matched forgivingly (쇼파 -> 소파); all items without it",
+        },
+    }
+)
+WHERE = {
+    "district": {"type": "string", "description": "canonical 시도 + 시군구"},
+    "district_code": {"type": ["string", "null"], "description": "the data's 제공기관코드"},
+    "data_date": {"type": ["string", "null"], "description": "the newest 데이터기준일자 shown"},
+}
+FEES = obj(
+    {
+        **WHERE,
+        "items": {
+            "type": "array",
+            "items": obj(
+                {
+                    "name": {"type": "string"},
+                    "category": {"type": ["string", "null"]},
+                    "size": {"type": ["string", "null"]},
+                    "fee_krw": {"type": "integer", "description": "0 where the data says 무료"},
+                },
+                required=("name", "category", "size", "fee_krw"),
+            ),
+        },
+    },
+    required=("district", "items", "data_date"),
+)
+BAGS_QUERY = obj({"district": DISTRICT_PARAM})
+BAGS = obj(
+    {
+        **WHERE,
+        "bags": {
+            "type": "array",
+            "items": obj(
+                {
+                    "use": {"type": ["string", "null"], "description": "생활쓰레기, 음식물쓰레기"},
+                    "kind": {"type": ["string", "null"], "description": "규격봉투, 재사용규격봉투"},
+                    "method": {"type": ["string", "null"], "description": "소각용, 매립용"},
+                    "target": {"type": ["string", "null"], "description": "가정용, 사업장용"},
+                    "prices": {
+                        "type": "object",
+                        "description": 'won per bag by litre size ("10", "1.5")',
+                        "additionalProperties": {"type": "integer"},
+                    },
+                },
+                required=("use", "kind", "target", "prices"),
+            ),
+        },
+    },
+    required=("district", "bags", "data_date"),
+)
+
+
+def _district(user, query, known, what: str) -> districts.District:
+    """The asked-for district (else the profile's) among those the data covers."""
+    text = query.get("district") or profiles.get(user.user_id)["district"]
+    if not text:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            "set a district in the profile or ask for one",
+            {"fields": {"district": "required when the profile has none"}},
+        )
+    missing = ApiError(404, "NOT_FOUND", f"no {what} for {text}")
+    return districts.lookup(text, known, missing)
+
+
+@http("GET /api/v1/waste/fees", query=FEES_QUERY, responses={200: FEES}, errors=(404,))
+def waste_fees(request, user, query):
+    """Bulky-waste collection fees in a district, for an item or all of them, with the date."""
+    district = _district(user, query, fees.fee_districts(), "bulky-waste fees")
+    return fees.fees_for(district, query.get("q"))
+
+
+@http("GET /api/v1/waste/bags", query=BAGS_QUERY, responses={200: BAGS}, errors=(404,))
+def waste_bags(request, user, query):
+    """Volume-rate bag prices in a district (household and food waste), with the date."""
+    return fees.bags_for(_district(user, query, fees.bag_districts(), "bag prices"))

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shared.core.errors import ApiError, validation_failed
+
 # 시도 as addresses and files shorten or used to name them -> the name in use today.
 PROVINCE_NAMES = {
     "서울": "서울특별시",
@@ -124,3 +126,20 @@ def resolve(text: str, known: Iterable[District]) -> District:
     if len(found) > 1:
         raise Ambiguous(text, sorted(d.name for d in found))
     return found.pop()
+
+
+def lookup(
+    text: str, known: Iterable[District], missing: ApiError | None = None, field: str = "district"
+) -> District:
+    """resolve() for an endpoint: an ambiguous name is 422 with the choices in details; an
+    unknown one is `missing` (say, a 404 for data that covers only some districts), else 422."""
+    try:
+        return resolve(text, known)
+    except Ambiguous as exc:
+        error = validation_failed({field: f"ambiguous: say which of {', '.join(exc.choices)}"})
+        error.details["choices"] = exc.choices
+        raise error from None
+    except Unknown:
+        raise missing or validation_failed(
+            {field: f"no 시군구 named {text!r} in the data"}
+        ) from None

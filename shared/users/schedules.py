@@ -19,7 +19,6 @@ from sqlalchemy import JSON, Column, Integer, String, Table, delete, insert, sel
 from sqlalchemy.engine import Connection
 
 from shared.core import datasets, db
-from shared.core.errors import validation_failed
 from shared.locations import districts
 from shared.locations.districts import District
 
@@ -135,19 +134,10 @@ def known_districts() -> list[District]:
     return datasets.current(TABLE, load)
 
 
-def resolve(text: str, field: str = "district") -> District:
+def resolve(text: str) -> District:
     """The canonical district `text` names; 422 naming the choices when several answer, or
     saying none does."""
-    try:
-        return districts.resolve(text, known_districts())
-    except districts.Ambiguous as exc:
-        error = validation_failed({field: f"ambiguous: say which of {', '.join(exc.choices)}"})
-        error.details["choices"] = exc.choices
-        raise error from None
-    except districts.Unknown:
-        raise validation_failed(
-            {field: "not a 시군구 in the national disposal schedule data"}
-        ) from None
+    return districts.lookup(text, known_districts())
 
 
 def for_district(district: District) -> list[dict[str, Any]]:
