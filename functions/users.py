@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from flask import Response
+
 from shared.auth import sessions
 from shared.core.errors import ApiError
 from shared.core.registry import endpoints
 from shared.core.validation import obj
-from shared.users import profiles, schedules
+from shared.users import calendar, profiles, schedules
 from shared.waste import history
 
 http = endpoints(authenticate=sessions.authenticate)
@@ -165,15 +167,7 @@ def users_stats(request, user):
 )
 def users_schedule(request, user, query):
     """When household, food and recyclable waste go out in a district (default: the user's)."""
-    district = query.get("district") or profiles.get(user.user_id)["district"]
-    if not district:
-        raise ApiError(
-            422,
-            "VALIDATION_FAILED",
-            "set a district in the profile or ask for one",
-            {"fields": {"district": "required when the profile has none"}},
-        )
-    place = schedules.resolve(district)
+    place = _district(user, query)
     areas = schedules.for_district(place)
     if not areas:
         raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {place.name}")
@@ -183,3 +177,30 @@ def users_schedule(request, user, query):
         "source": schedules.source(),
         "areas": areas,
     }
+
+
+def _district(user, query):
+    """The asked-for district, else the profile's, resolved (422 when neither or ambiguous)."""
+    district = query.get("district") or profiles.get(user.user_id)["district"]
+    if not district:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            "set a district in the profile or ask for one",
+            {"fields": {"district": "required when the profile has none"}},
+        )
+    return schedules.resolve(district)
+
+
+@http(
+    "GET /api/v1/users/schedule.ics",
+    query=SCHEDULE_QUERY,
+    responses={200: {"x-media-type": "text/calendar", "type": "string"}},
+    errors=(404,),
+)
+def users_schedule_ics(request, user, query):
+    """The district's schedule as an RFC 5545 calendar: a weekly series per area and kind."""
+    place = _district(user, query)
+    if not schedules.for_district(place):
+        raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {place.name}")
+    return Response(calendar.for_district(place), content_type="text/calendar; charset=utf-8")
