@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-from icalendar import Calendar, Event
 
 from shared.locations.districts import District
 from shared.users import schedules
+
+if TYPE_CHECKING:
+    from icalendar import Event
 
 SEOUL = ZoneInfo("Asia/Seoul")
 WEEKDAYS = {"월": "MO", "화": "TU", "수": "WE", "목": "TH", "금": "FR", "토": "SA", "일": "SU"}
@@ -68,6 +69,8 @@ def _event(
         anchor = date.fromisoformat(area.get("data_date") or "")
     except ValueError:
         anchor = FALLBACK_START
+    from icalendar import Event  # on first use: a cold start of users functions skips it
+
     first = _first_on_or_after(anchor, days)
     begin, end = _time(plan.get("from")), _time(plan.get("until"))
     event = Event()
@@ -106,6 +109,8 @@ def _event(
 
 def for_district(district: District) -> bytes:
     """The district's calendar as RFC 5545 text, with the VTIMEZONE its times refer to."""
+    from icalendar import Calendar
+
     calendar = Calendar()
     calendar.add("prodid", "-//growbin//waste schedule//KO")
     calendar.add("version", "2.0")
