@@ -8,7 +8,7 @@ from shared.core.errors import ApiError, not_found
 from shared.core.registry import HOT, endpoints
 from shared.core.validation import obj
 from shared.locations import districts
-from shared.users import profiles
+from shared.users import profiles, where
 from shared.waste import corrections, fees, jobs, pipeline, rules
 from shared.waste.messages import Uploaded
 
@@ -112,6 +112,48 @@ CANDIDATE = obj(
     },
     required=("guide_id", "name", "category", "summary"),
 )
+NULLABLE_TEXT = {"type": ["string", "null"]}
+WHERE_HERE = obj(
+    {
+        "district": {"type": "string", "description": "canonical 시도 + 시군구"},
+        "district_code": NULLABLE_TEXT,
+        "collection": {
+            "type": ["object", "null"],
+            "description": "when the item's kind goes out; null when the data has none or the "
+            "district's areas differ",
+            "properties": {
+                "days": {"type": "array", "items": {"type": "string"}},
+                "hours": NULLABLE_TEXT,
+                "place": NULLABLE_TEXT,
+            },
+        },
+        "drop_off": {
+            "type": ["object", "null"],
+            "description": "the nearest point (nearby's item shape) that takes the item's type, "
+            "within 3 km of lat/lng; null without lat/lng or without such a point",
+        },
+        "bag": {
+            "type": ["object", "null"],
+            "properties": {
+                "kind": {"type": "string"},
+                "prices": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+        },
+        "fees": {
+            "type": ["array", "null"],
+            "description": "bulky-waste fee rows for the item (대형폐기물 only)",
+            "items": {"type": "object"},
+        },
+        "data_dates": {"type": "object"},
+    },
+    required=("district", "collection", "drop_off", "bag", "fees", "data_dates"),
+)
+RESULT_QUERY = obj(
+    {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lng": {"type": "number", "minimum": -180, "maximum": 180},
+    }
+)
 RESULT = {
     "oneOf": [
         obj(
@@ -142,6 +184,7 @@ RESULT = {
                     "user pick one (POST .../confirm); `feedback` asks rather than states",
                 },
                 "candidates": {"type": "array", "maxItems": 5, "items": CANDIDATE},
+                "where": WHERE_HERE,
             },
             required=(
                 "job_id",
@@ -297,17 +340,23 @@ def waste_status(request, user, job_id):
 
 @http(
     "GET /api/v1/waste/result/{job_id}",
+    query=RESULT_QUERY,
     responses={200: RESULT, 202: STATUS},
     uses=("db", "cache", "storage"),
 )
-def waste_result(request, user, job_id):
-    """The answer when finished (or why it failed); the status body while running."""
+def waste_result(request, user, job_id, query):
+    """The answer when finished (or why it failed); the status body while running. With the
+    user's district known (lat/lng, else the profile), it says where: `where`."""
     view = jobs.status(user.user_id, job_id)
     if view["status"] == "failed":
         return {"job_id": job_id, "status": "failed", "error": view["error"]}
     body = jobs.result(user.user_id, job_id) if view["status"] == "completed" else None
     if body is None:
         return view, 202, jobs.retry_after(view) or {"Retry-After": "1"}
+    lat, lng = query.get("lat"), query.get("lng")
+    district = where.district_for(profiles.get(user.user_id)["district"], lat, lng)
+    if district is not None:
+        body = {**body, "where": where.answer(district, body, lat, lng)}
     return _with_image_url(body)
 
 
