@@ -373,15 +373,20 @@ def _head(text: str, rows: int = 10) -> Iterator[tuple[int, list[str]]]:
         yield item
 
 
-def item_types(text: str) -> list[str]:
-    """The types a free-text item cell names, in the order it names them."""
+@cache  # a file repeats a handful of item texts over thousands of rows
+def _item_types(text: str) -> tuple[str, ...]:
     lowered = text.lower()
     found = []
     for kind, clues in ITEM_CLUES:
         at = min((i for c in clues if (i := lowered.find(c)) >= 0), default=-1)
         if at >= 0:
             found.append((at, kind))
-    return [kind for _at, kind in sorted(found)]
+    return tuple(kind for _at, kind in sorted(found))
+
+
+def item_types(text: str) -> list[str]:
+    """The types a free-text item cell names, in the order it names them."""
+    return list(_item_types(text))
 
 
 def register_type(path: Path, header: list[str], text: str, has_items: bool) -> str | None:
@@ -405,7 +410,8 @@ def register_type(path: Path, header: list[str], text: str, has_items: bool) -> 
 
 
 def _register_rows(text: str, records: list[dict[str, Any]] | None):
-    """(header, [(where, cells)], lines before the header) of a register, CSV or JSON."""
+    """(header, [(where, cells)], lines before the header) of a register, CSV or JSON. Cells
+    come with their whitespace collapsed, once, as every reader of them wants."""
     if records is not None:
         header = list(records[0])
         rows = [(f"item {n}", [_clean(r.get(h)) for h in header]) for n, r in enumerate(records, 1)]
@@ -414,7 +420,8 @@ def _register_rows(text: str, records: list[dict[str, Any]] | None):
     for before, (_line, cells) in enumerate(rows_iter):
         if {"lat", "lng"} <= set(_roles(cells)):
             header = [c.strip().lstrip("\ufeff") for c in cells]
-            return header, [(f"line {line}", row) for line, row in rows_iter], before
+            rows = [(f"line {line}", [_clean(c) for c in row]) for line, row in rows_iter]
+            return header, rows, before
     raise BinFileError("no header row with latitude and longitude columns")
 
 
@@ -442,7 +449,7 @@ def parse_register(
 
 def _cell(row: list[str], roles: dict[str, int], role: str) -> str:
     index = roles.get(role)
-    return _clean(row[index]) if index is not None and index < len(row) else ""
+    return row[index] if index is not None and index < len(row) else ""
 
 
 def _row_address(row: list[str], roles: dict[str, int]) -> str:
@@ -509,7 +516,7 @@ def _read_register(
     seen: Counter = Counter()
     for where, row in rows:
         report.rows_read += 1
-        if not any(_clean(c) for c in row):
+        if not any(row):
             report.skip("blank_row", where)
             continue
         lat, lng = _cell(row, roles, "lat"), _cell(row, roles, "lng")
