@@ -489,3 +489,14 @@ def test_the_daily_import_runs_from_its_ping_once_per_event(system):
     system.broker.publish(event)  # delivered again: the same event changes nothing
     assert system.broker.wait_idle(60)
     assert {k: s["imported_at"] for k, s in _datasets().items()} == first
+
+
+def test_a_file_imported_by_an_older_importer_is_imported_again(database):
+    path = REGISTERS / "bins_jongno.csv"
+    bin_import.import_file(path)
+    assert bin_import.import_file(path, only_if_changed=True).unchanged
+    state = bins.dataset_state("seoul_clothing_bins/bins_jongno.csv")
+    bins.store_report(state["key"], {**state["report"], "version": bin_import.VERSION - 1})
+    again = bin_import.import_file(path, only_if_changed=True)
+    assert not again.unchanged and again.version == bin_import.VERSION
+    assert {row["city"] for row in _rows(again.dataset).values()} == {"서울특별시"}

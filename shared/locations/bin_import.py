@@ -42,6 +42,9 @@ FOLDER = "locations"  # inside the datasets folder
 # about themselves (title, publisher, date, attribution).
 MANIFEST = Path(__file__).with_name("datasets.json")
 EXAMPLES = 5  # examples kept per skip reason
+# What the importer makes of a file; raised when it reads files differently (2: 시도, what a
+# point accepts, merging), so a file imported by an older version is imported again.
+VERSION = 2
 
 SEOUL = "서울특별시"
 # The 25 districts of Seoul, for files that name them only in their file name (bins_mapo.csv).
@@ -157,6 +160,7 @@ class Report:
     without_coordinates: int = 0
     removed: int = 0
     merged: int = 0  # points that are one point with another dataset's (a few metres, same type)
+    version: int = VERSION
     coverage: dict[str, dict[str, int]] = field(default_factory=dict)  # "시도 시군구" -> type -> n
     geocoding: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -749,6 +753,7 @@ def import_file(
         if (
             state
             and state["sha256"] == digest
+            and state["report"].get("version") == VERSION
             and (state["kind"] != "street" or state["geocoder"] or not kakao_local.configured())
         ):
             names = {f.name for f in fields(Report)}  # a report stored by an older version
