@@ -27,6 +27,12 @@ A_BIN = {  # what every answer says of a bin
     "id": {"type": "string"},
     "name": {"type": "string"},
     "type": {"type": "string", "enum": list(bins.TYPES)},
+    "accepts": {
+        "type": "array",
+        "items": {"type": "string", "enum": list(bins.TYPES)},
+        "description": "every type the point takes (a battery-and-lamp box: both); `type` is "
+        "the first; nearby's `type` filter matches any of them",
+    },
     "address": TEXT_OR_NULL,
 }
 NEARBY_ITEM = obj(
@@ -37,7 +43,7 @@ NEARBY_ITEM = obj(
         "distance_m": {"type": "number"},
         "source": {"type": "string", "description": "the dataset, or kakao_local"},
     },
-    required=("id", "name", "type", "address", "lat", "lng", "distance_m", "source"),
+    required=("id", "name", "type", "accepts", "address", "lat", "lng", "distance_m", "source"),
 )
 NEARBY = obj(
     {"items": {"type": "array", "items": NEARBY_ITEM}, "count": {"type": "integer"}},
@@ -48,7 +54,8 @@ BIN = obj(
         **A_BIN,
         "lat": {"type": ["number", "null"], "description": "null until the address is geocoded"},
         "lng": {"type": ["number", "null"]},
-        "district": TEXT_OR_NULL,
+        "city": {**TEXT_OR_NULL, "description": "시도, e.g. 서울특별시"},
+        "district": {**TEXT_OR_NULL, "description": "시군구 as the source names it"},
         "location_detail": TEXT_OR_NULL,
         "opening_hours": {
             "type": ["object", "null"],
@@ -68,9 +75,28 @@ BIN = obj(
             },
             required=("dataset", "title", "publisher", "date", "attribution", "row"),
         ),
+        "merged_into": {
+            **TEXT_OR_NULL,
+            "description": "the id of another source's newer copy of this same point, which "
+            "nearby shows instead of this one",
+        },
+        "also_in": {
+            "type": "array",
+            "description": "other sources' rows that are this same point (a few metres away, "
+            "same type); this one holds the newer data",
+            "items": obj(
+                {
+                    "id": {"type": "string"},
+                    "dataset": {"type": "string"},
+                    "title": {"type": "string"},
+                    "date": TEXT_OR_NULL,
+                },
+                required=("id", "dataset", "title", "date"),
+            ),
+        },
         "updated_at": {"type": ["string", "null"], "format": "date-time"},
     },
-    required=("id", "name", "type", "address", "lat", "lng", "source"),
+    required=("id", "name", "type", "accepts", "address", "lat", "lng", "source"),
 )
 NAVIGATION_QUERY = obj(
     {

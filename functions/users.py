@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from flask import Response
+
 from shared.auth import sessions
 from shared.core.errors import ApiError
 from shared.core.registry import endpoints
 from shared.core.validation import obj
-from shared.users import profiles, schedules
+from shared.users import calendar, profiles, schedules
 from shared.waste import history
 
 http = endpoints(authenticate=sessions.authenticate)
 
+DISTRICT = {
+    "type": ["string", "null"],
+    "description": "canonical 시도 + 시군구, e.g. 서울특별시 강남구 (a 일반구 is its city: 수원시 "
+    "장안구 -> 경기도 수원시)",
+}
+DISTRICT_CODE = {
+    "type": ["string", "null"],
+    "description": "the district's 개방자치단체코드, where the data has one",
+}
 PROFILE = obj(
     {
         "id": {"type": "string"},
         "nickname": {"type": "string"},
-        "district": {"type": ["string", "null"]},
+        "district": DISTRICT,
+        "district_code": DISTRICT_CODE,
         "language": {"type": "string"},
         "preferences": {"type": "object"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -25,7 +37,13 @@ PROFILE = obj(
 PROFILE_CHANGES = obj(
     {
         "nickname": {"type": "string", "minLength": 1, "maxLength": 30},
-        "district": {"type": ["string", "null"], "maxLength": 40, "examples": ["강남구"]},
+        "district": {
+            "type": ["string", "null"],
+            "maxLength": 40,
+            "examples": ["강남구", "서울 강남구", "수원시 장안구"],
+            "description": "any unambiguous form; stored canonical; ambiguous (중구) -> 422 "
+            "with details.choices",
+        },
         "language": {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Z]{2})?$"},
         "preferences": {"type": "object", "maxProperties": 32},
     },
@@ -88,11 +106,21 @@ STATS = obj(
     ),
 )
 SCHEDULE_QUERY = obj(
-    {"district": {"type": "string", "minLength": 1, "maxLength": 40, "examples": ["강남구"]}}
+    {
+        "district": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 40,
+            "examples": ["강남구", "서울특별시 중구"],
+            "description": "any unambiguous form (default: the profile's); ambiguous -> 422 "
+            "with details.choices",
+        }
+    }
 )
 SCHEDULE = obj(
     {
-        "district": {"type": "string"},
+        "district": {"type": "string", "description": DISTRICT["description"]},
+        "district_code": DISTRICT_CODE,
         "source": {"type": "string"},
         "areas": {"type": "array", "items": {"type": "object"}},
     },
@@ -143,6 +171,20 @@ def users_stats(request, user):
 )
 def users_schedule(request, user, query):
     """When household, food and recyclable waste go out in a district (default: the user's)."""
+    place = _district(user, query)
+    areas = schedules.for_district(place)
+    if not areas:
+        raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {place.name}")
+    return {
+        "district": place.name,
+        "district_code": place.code,
+        "source": schedules.source(),
+        "areas": areas,
+    }
+
+
+def _district(user, query):
+    """The asked-for district, else the profile's, resolved (422 when neither or ambiguous)."""
     district = query.get("district") or profiles.get(user.user_id)["district"]
     if not district:
         raise ApiError(
@@ -151,7 +193,18 @@ def users_schedule(request, user, query):
             "set a district in the profile or ask for one",
             {"fields": {"district": "required when the profile has none"}},
         )
-    areas = schedules.for_district(district)
-    if not areas:
-        raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {district}")
-    return {"district": district, "source": schedules.source(), "areas": areas}
+    return schedules.resolve(district)
+
+
+@http(
+    "GET /api/v1/users/schedule.ics",
+    query=SCHEDULE_QUERY,
+    responses={200: {"x-media-type": "text/calendar", "type": "string"}},
+    errors=(404,),
+)
+def users_schedule_ics(request, user, query):
+    """The district's schedule as an RFC 5545 calendar: a weekly series per area and kind."""
+    place = _district(user, query)
+    if not schedules.for_district(place):
+        raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {place.name}")
+    return Response(calendar.for_district(place), content_type="text/calendar; charset=utf-8")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from shared.auth import sessions
 from shared.core import cache, storage
-from shared.core.errors import not_found
+from shared.core.errors import ApiError, not_found
 from shared.core.registry import HOT, MODEL_RESOURCES, endpoints
 from shared.core.validation import obj
-from shared.waste import corrections, jobs, pipeline, rules
+from shared.locations import districts
+from shared.users import profiles, where
+from shared.waste import corrections, fees, jobs, pipeline, rules
 from shared.waste.messages import Uploaded
 
 http = endpoints(authenticate=sessions.authenticate)
@@ -121,6 +123,48 @@ CANDIDATE = obj(
     },
     required=("guide_id", "name", "category", "summary"),
 )
+NULLABLE_TEXT = {"type": ["string", "null"]}
+WHERE_HERE = obj(
+    {
+        "district": {"type": "string", "description": "canonical 시도 + 시군구"},
+        "district_code": NULLABLE_TEXT,
+        "collection": {
+            "type": ["object", "null"],
+            "description": "when the item's kind goes out; null when the data has none or the "
+            "district's areas differ",
+            "properties": {
+                "days": {"type": "array", "items": {"type": "string"}},
+                "hours": NULLABLE_TEXT,
+                "place": NULLABLE_TEXT,
+            },
+        },
+        "drop_off": {
+            "type": ["object", "null"],
+            "description": "the nearest point (nearby's item shape) that takes the item's type, "
+            "within 3 km of lat/lng; null without lat/lng or without such a point",
+        },
+        "bag": {
+            "type": ["object", "null"],
+            "properties": {
+                "kind": {"type": "string"},
+                "prices": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+        },
+        "fees": {
+            "type": ["array", "null"],
+            "description": "bulky-waste fee rows for the item (대형폐기물 only)",
+            "items": {"type": "object"},
+        },
+        "data_dates": {"type": "object"},
+    },
+    required=("district", "collection", "drop_off", "bag", "fees", "data_dates"),
+)
+RESULT_QUERY = obj(
+    {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lng": {"type": "number", "minimum": -180, "maximum": 180},
+    }
+)
 RESULT = {
     "oneOf": [
         obj(
@@ -151,6 +195,7 @@ RESULT = {
                     "user pick one (POST .../confirm); `feedback` asks rather than states",
                 },
                 "candidates": {"type": "array", "maxItems": 5, "items": CANDIDATE},
+                "where": WHERE_HERE,
             },
             required=(
                 "job_id",
@@ -309,17 +354,23 @@ def waste_status(request, user, job_id):
 
 @http(
     "GET /api/v1/waste/result/{job_id}",
+    query=RESULT_QUERY,
     responses={200: RESULT, 202: STATUS},
     uses=("db", "cache", "storage"),
 )
-def waste_result(request, user, job_id):
-    """The answer when finished (or why it failed); the status body while running."""
+def waste_result(request, user, job_id, query):
+    """The answer when finished (or why it failed); the status body while running. With the
+    user's district known (lat/lng, else the profile), it says where: `where`."""
     view = jobs.status(user.user_id, job_id)
     if view["status"] == "failed":
         return {"job_id": job_id, "status": "failed", "error": view["error"]}
     body = jobs.result(user.user_id, job_id) if view["status"] == "completed" else None
     if body is None:
         return view, 202, jobs.retry_after(view) or {"Retry-After": "1"}
+    lat, lng = query.get("lat"), query.get("lng")
+    district = where.district_for(profiles.get(user.user_id)["district"], lat, lng)
+    if district is not None:
+        body = {**body, "where": where.answer(district, body, lat, lng)}
     return _with_image_url(body)
 
 
@@ -349,3 +400,98 @@ def waste_item(request, user, guide_id):
     if guide is None:
         raise not_found("guide")
     return rules.detail(guide)
+
+
+DISTRICT_PARAM = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 40,
+    "examples": ["강남구", "서울특별시 중구"],
+    "description": "any unambiguous form (default: the profile's); ambiguous -> 422 with "
+    "details.choices; a district the data does not cover -> 404",
+}
+FEES_QUERY = obj(
+    {
+        "district": DISTRICT_PARAM,
+        "q": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "description": "item name, matched forgivingly (쇼파 -> 소파); all items without it",
+        },
+    }
+)
+WHERE = {
+    "district": {"type": "string", "description": "canonical 시도 + 시군구"},
+    "district_code": {"type": ["string", "null"], "description": "the data's 제공기관코드"},
+    "data_date": {"type": ["string", "null"], "description": "the newest 데이터기준일자 shown"},
+}
+FEES = obj(
+    {
+        **WHERE,
+        "items": {
+            "type": "array",
+            "items": obj(
+                {
+                    "name": {"type": "string"},
+                    "category": {"type": ["string", "null"]},
+                    "size": {"type": ["string", "null"]},
+                    "fee_krw": {"type": "integer", "description": "0 where the data says 무료"},
+                },
+                required=("name", "category", "size", "fee_krw"),
+            ),
+        },
+    },
+    required=("district", "items", "data_date"),
+)
+BAGS_QUERY = obj({"district": DISTRICT_PARAM})
+BAGS = obj(
+    {
+        **WHERE,
+        "bags": {
+            "type": "array",
+            "items": obj(
+                {
+                    "use": {"type": ["string", "null"], "description": "생활쓰레기, 음식물쓰레기"},
+                    "kind": {"type": ["string", "null"], "description": "규격봉투, 재사용규격봉투"},
+                    "method": {"type": ["string", "null"], "description": "소각용, 매립용"},
+                    "target": {"type": ["string", "null"], "description": "가정용, 사업장용"},
+                    "prices": {
+                        "type": "object",
+                        "description": 'won per bag by litre size ("10", "1.5")',
+                        "additionalProperties": {"type": "integer"},
+                    },
+                },
+                required=("use", "kind", "target", "prices"),
+            ),
+        },
+    },
+    required=("district", "bags", "data_date"),
+)
+
+
+def _district(user, query, known, what: str) -> districts.District:
+    """The asked-for district (else the profile's) among those the data covers."""
+    text = query.get("district") or profiles.get(user.user_id)["district"]
+    if not text:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            "set a district in the profile or ask for one",
+            {"fields": {"district": "required when the profile has none"}},
+        )
+    missing = ApiError(404, "NOT_FOUND", f"no {what} for {text}")
+    return districts.lookup(text, known, missing)
+
+
+@http("GET /api/v1/waste/fees", query=FEES_QUERY, responses={200: FEES}, errors=(404,))
+def waste_fees(request, user, query):
+    """Bulky-waste collection fees in a district, for an item or all of them, with the date."""
+    district = _district(user, query, fees.fee_districts(), "bulky-waste fees")
+    return fees.fees_for(district, query.get("q"))
+
+
+@http("GET /api/v1/waste/bags", query=BAGS_QUERY, responses={200: BAGS}, errors=(404,))
+def waste_bags(request, user, query):
+    """Volume-rate bag prices in a district (household and food waste), with the date."""
+    return fees.bags_for(_district(user, query, fees.bag_districts(), "bag prices"))

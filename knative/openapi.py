@@ -112,7 +112,10 @@ def _operation(function: Function) -> dict[str, Any]:
     for status, schema in sorted(function.responses.items()):
         response: dict[str, Any] = {"description": REASONS.get(status, str(status))}
         if schema is not None:
-            response["content"] = {"application/json": {"schema": schema}}
+            # A body other than JSON says its media type ("x-media-type": "text/calendar").
+            media = schema.get("x-media-type", "application/json")
+            shown = {k: v for k, v in schema.items() if k != "x-media-type"}
+            response["content"] = {media: {"schema": shown}}
         operation["responses"][str(status)] = response
     for status in _error_statuses(function):
         response = {

@@ -14,6 +14,7 @@ URLs those tests skip locally; with CI=true a missing or unreachable service fai
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -99,6 +100,38 @@ def env(monkeypatch, tmp_path):
     reset_clients()
     yield monkeypatch
     reset_clients()
+
+
+@pytest.fixture(scope="session")
+def _public_bins_import(tmp_path_factory):
+    """Every public bin file imported once per session into an SQLite file: the national
+    files take seconds, too many to repeat per test. Tests get a copy (`public_bins`)."""
+    from shared.core import db
+    from shared.locations import bin_import
+
+    folder = tmp_path_factory.mktemp("public-bins")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CONFIG_VARS:
+            patch.delenv(name, raising=False)
+        patch.setenv("GROWBIN_DATA_DIR", str(folder))
+        reset_clients()
+        db.migrate()
+        started = time.perf_counter()
+        reports = bin_import.import_public(only_if_changed=False)
+        seconds = time.perf_counter() - started
+        reset_clients()
+    return folder / "growbin.db", {r.dataset: r for r in reports}, seconds
+
+
+@pytest.fixture
+def public_bins(env, _public_bins_import, tmp_path):
+    """This test's database holds every public bin file, as `growbin import` leaves it; the
+    value is the import's reports by dataset."""
+    database, reports, _seconds = _public_bins_import
+    (tmp_path / "data").mkdir(exist_ok=True)
+    shutil.copyfile(database, tmp_path / "data" / "growbin.db")
+    reset_clients()
+    return reports
 
 
 def _require(name: str) -> str:

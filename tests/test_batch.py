@@ -92,7 +92,7 @@ def test_analytics_daily_replaces_its_day(system, yesterday_jobs):
     assert figures["total"] == 3 and figures["completed"] == 2 and figures["failed"] == 1
     assert figures["completion_rate"] == round(2 / 3, 4)
     assert figures["by_category"] == {"종이팩 일반팩": 1, "무색페트병": 1}
-    assert figures["by_district"] == {"강남구": 3}
+    assert figures["by_district"] == {"서울특별시 강남구": 3}  # the profile stores it canonical
     assert figures["failure_reasons"] == {"ITEM_NOT_RECOGNIZED": 1}
     assert figures["hint_only"] == 3 and figures["model_calls"] == 0
     total = figures["stage_latency"]["queued->done"]

@@ -80,20 +80,32 @@ EXPECTED = {
         6365,
         {"cigarette_bin": 480, "unknown_bin_kind": 4},
     ),
+    # National standard data (cp949): every row has 시도명/시군구명 and its own item text.
+    "national_standard/battery_lamp_boxes.csv": (805, 805, {}),
+    "national_standard/clothing_bins.csv": (10503, 9532, {"missing_coordinates": 971}),
+    "national_standard/medicine_boxes.csv": (6741, 6741, {}),
+    "national_standard/public_trash_cans.csv": (3517, 3326, {"unknown_bin_kind": 191}),  # 기타
+    "national_standard/recycling_centers.csv": (183, 182, {"closed": 1}),  # (운영중단)
+    "seoul_battery_boxes/eunpyeong.csv": (240, 240, {}),
+    "seoul_battery_boxes/gwanak.csv": (220, 220, {}),
+    "seoul_clothing_bins_more/bins_junggu.csv": (184, 184, {}),
+    "seoul_clothing_bins_more/bins_nowon.csv": (297, 297, {}),
 }
+# Bins written: one per imported row, but six street rows hold two (일반+재활용).
+BINS = sum(imported for _read, imported, _skipped in EXPECTED.values()) + 6
 
 
 # As published: most district registers are cp949, two came re-saved as UTF-8 with a BOM.
 ENCODINGS = {
     d: "utf-8-sig" if d.endswith(("dongjak.csv", "gangdong.csv")) else "cp949"
     for d in EXPECTED
-    if d.startswith("seoul_clothing")
+    if d.startswith(("seoul_clothing_bins/", "national_standard/"))
 }
-CLOTHING = sum(v[1] for k, v in EXPECTED.items() if k.startswith("seoul_clothing"))  # 9,975
+CLOTHING = sum(v[1] for k, v in EXPECTED.items() if k.startswith("seoul_clothing_bins/"))
 
 
-def test_bundled_import_report(database):
-    reports = {r.dataset: r for r in bin_import.import_public()}
+def test_bundled_import_report(public_bins):
+    reports = public_bins
     assert set(reports) == set(EXPECTED)
     for dataset, (read, imported, skipped) in EXPECTED.items():
         report = reports[dataset]
@@ -104,7 +116,7 @@ def test_bundled_import_report(database):
             assert report.examples[reason][0].startswith(("line ", "item "))
         assert report.encoding == ENCODINGS.get(dataset, "utf-8"), dataset
 
-    clothing = [r for d, r in reports.items() if d.startswith("seoul_clothing")]
+    clothing = [r for d, r in reports.items() if d.startswith("seoul_clothing_bins/")]
     assert {r.kind for r in clothing} == {"register"}
     assert all(r.types == ["clothing"] for r in clothing)
     assert sum(r.imported for r in clothing) == CLOTHING
@@ -117,8 +129,8 @@ def test_bundled_import_report(database):
     assert street.types == ["general", "recycling"]
     assert street.bins == 6371 and street.without_coordinates == 6371
     assert street.geocoding["pending"] == street.geocoding["addresses"] == 3549
-    assert _count() == CLOTHING + 395 + 6371
-    assert _count("general") + _count("recycling") == 6371
+    assert _count() == BINS
+    assert _count("general") + _count("recycling") == 6371 + 3326
 
     gangseo = reports["seoul_clothing_bins/bins_gangseo.csv"]
     assert "lat=위도" in gangseo.notes[0]
@@ -453,7 +465,7 @@ def test_local_start_imports_the_bundled_data_once(env):
     system = local.start(with_cron=False)
     system.stop()
     first = {k: s["imported_at"] for k, s in _datasets().items()}
-    assert len(first) == len(EXPECTED) and _count() == CLOTHING + 395 + 6371
+    assert len(first) == len(EXPECTED) and _count() == BINS
     system = local.start(with_cron=False)
     system.stop()
     assert {k: s["imported_at"] for k, s in _datasets().items()} == first
@@ -473,7 +485,18 @@ def test_the_daily_import_runs_from_its_ping_once_per_event(system):
     assert system.broker.publish(event) == 1
     assert system.broker.wait_idle(60)
     first = {k: s["imported_at"] for k, s in _datasets().items()}
-    assert len(first) == len(EXPECTED) and _count() == CLOTHING + 395 + 6371
+    assert len(first) == len(EXPECTED) and _count() == BINS
     system.broker.publish(event)  # delivered again: the same event changes nothing
     assert system.broker.wait_idle(60)
     assert {k: s["imported_at"] for k, s in _datasets().items()} == first
+
+
+def test_a_file_imported_by_an_older_importer_is_imported_again(database):
+    path = REGISTERS / "bins_jongno.csv"
+    bin_import.import_file(path)
+    assert bin_import.import_file(path, only_if_changed=True).unchanged
+    state = bins.dataset_state("seoul_clothing_bins/bins_jongno.csv")
+    bins.store_report(state["key"], {**state["report"], "version": bin_import.VERSION - 1})
+    again = bin_import.import_file(path, only_if_changed=True)
+    assert not again.unchanged and again.version == bin_import.VERSION
+    assert {row["city"] for row in _rows(again.dataset).values()} == {"서울특별시"}

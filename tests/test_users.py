@@ -34,7 +34,7 @@ def test_profile_reads_and_updates_with_validation(client):
         },
     )
     assert changed.status_code == 200, changed.get_json()
-    assert changed.get_json()["district"] == "강남구"
+    assert changed.get_json()["district"] == "서울특별시 강남구"  # stored canonical
     assert client.get("/api/v1/users/profile", headers=headers).get_json()["nickname"] == "미나"
     assert (
         client.put(
@@ -79,7 +79,54 @@ def test_district_schedule_from_the_mois_table(client):
     assert error_code(client.get("/api/v1/users/schedule", headers=headers)) == "VALIDATION_FAILED"
     client.put("/api/v1/users/profile", headers=headers, json={"district": "강남구"})
     own = client.get("/api/v1/users/schedule", headers=headers).get_json()
-    assert own["district"] == "강남구" and own["areas"]
+    assert own["district"] == "서울특별시 강남구" and own["areas"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "canonical"),
+    [
+        ("강남구", "서울특별시 강남구"),
+        ("서울 강남구", "서울특별시 강남구"),
+        ("서울특별시   강남구", "서울특별시 강남구"),
+        ("수원시 장안구", "경기도 수원시"),  # a 일반구 is its city: the city keeps the schedule
+        ("장안구", "경기도 수원시"),
+        ("경기 수원시", "경기도 수원시"),
+        ("부산 중구", "부산광역시 중구"),
+        ("강원도 고성군", "강원특별자치도 고성군"),  # named as it is today
+    ],
+)
+def test_a_district_in_any_unambiguous_form_is_stored_canonical(client, typed, canonical):
+    headers = login(client)
+    changed = client.put("/api/v1/users/profile", headers=headers, json={"district": typed})
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["district"] == canonical
+    assert changed.get_json()["district_code"]
+    schedule = client.get("/api/v1/users/schedule", headers=headers).get_json()
+    assert schedule["district"] == canonical
+    assert {(a["province"], a["district"]) for a in schedule["areas"]} == {
+        tuple(canonical.split(" ", 1))
+    }
+
+
+def test_an_ambiguous_district_is_422_with_the_choices(client):
+    headers = login(client)
+    for where in ("profile", "schedule"):
+        if where == "profile":
+            response = client.put(
+                "/api/v1/users/profile", headers=headers, json={"district": "중구"}
+            )
+        else:
+            response = client.get("/api/v1/users/schedule?district=중구", headers=headers)
+        assert response.status_code == 422, where
+        details = response.get_json()["error"]["details"]
+        assert "서울특별시 중구" in details["choices"] and "부산광역시 중구" in details["choices"]
+        assert len(details["choices"]) == 6 and "district" in details["fields"]
+    response = client.get("/api/v1/users/schedule?district=고성군", headers=headers)
+    assert response.get_json()["error"]["details"]["choices"] == [
+        "강원특별자치도 고성군",
+        "경상남도 고성군",
+    ]
+    assert client.get("/api/v1/users/profile", headers=headers).get_json()["district"] is None
 
 
 def _queued_jobs(user_id: str, count: int, start_at: datetime) -> list[str]:

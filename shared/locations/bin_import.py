@@ -35,13 +35,16 @@ from typing import Any
 
 from shared.core import datasets
 from shared.core.errors import log_event
-from shared.locations import bins, geo, kakao_local
+from shared.locations import bins, districts, geo, kakao_local
 
 FOLDER = "locations"  # inside the datasets folder
 # The team's word on each public file: which ones growbin imports, and what they cannot say
 # about themselves (title, publisher, date, attribution).
 MANIFEST = Path(__file__).with_name("datasets.json")
 EXAMPLES = 5  # examples kept per skip reason
+# What the importer makes of a file; raised when it reads files differently (2: 시도, what a
+# point accepts, merging), so a file imported by an older version is imported again.
+VERSION = 2
 
 SEOUL = "서울특별시"
 # The 25 districts of Seoul, for files that name them only in their file name (bins_mapo.csv).
@@ -83,10 +86,14 @@ PROVINCE = re.compile(
 EXACT_ROLES = (
     ("lat", re.compile(r"^(위도|latitude|lat|y좌표|y좌표값|y)$")),
     ("lng", re.compile(r"^(경도|longitude|lng|lon|long|x좌표|x좌표값|x)$")),
+    ("city", re.compile(r"^(시도|시도명|광역시도|광역시도명)$")),
     ("district", re.compile(r"^(구|자치구|시군구|구명|시군구명)$")),
+    ("items", re.compile(r"^(유형|종류|품목|수거품목)$")),
     ("seq", re.compile(r"^(연번|순번|번호|no)$")),
 )
 CONTAINS_ROLES = (
+    ("items", re.compile(r"(수거품목|휴지통종류|쓰레기통종류|취급품목|수거대상)")),
+    ("place_name", re.compile(r"(설치장소명|센터명|시설명|장소명|수거함명)")),
     ("road_address", re.compile(r"도로명")),
     ("lot_address", re.compile(r"지번")),
     ("detail", re.compile(r"(상세|세부)(위치|주소|장소)")),
@@ -101,7 +108,20 @@ TYPE_CLUES = (
     ("clothing", ("의류", "헌옷", "clothing", "clothes")),
     ("battery", ("건전지", "배터리", "battery")),
     ("lamp", ("형광등", "lamp")),
+    ("medicine", ("의약품", "medicine")),
 )
+# Words of a free-text item column ("형광등+건전지", "폐형광등+폐LED+폐전지류",
+# "일반쓰레기+재활용쓰" cut short) and the type each says a point takes.
+ITEM_CLUES = (
+    ("battery", ("전지", "배터리", "battery")),
+    ("lamp", ("형광", "led", "램프", "조명", "lamp")),
+    ("medicine", ("의약품", "약품", "medicine")),
+    ("clothing", ("의류", "헌옷", "clothing")),
+    ("small_appliance", ("소형가전", "소형전자", "소형 가전")),
+    ("general", ("일반쓰레기", "일반", "general")),
+    ("recycling", ("재활용", "플라스틱", "캔", "종이", "고철", "병류", "폐지", "recycl")),
+)
+CLOSED = re.compile(r"\((운영)?(중단|폐쇄|휴업)\)")  # "통영시 재활용품 상설판매장(운영중단)"
 
 KECO_FIELDS = {"positnSn", "positnNm", "positnPstnLat", "positnPstnLot"}
 KECO_HOURS = (
@@ -139,6 +159,9 @@ class Report:
     bins: int = 0  # bins written: a row may hold two (일반쓰레기+재활용쓰레기)
     without_coordinates: int = 0
     removed: int = 0
+    merged: int = 0  # points that are one point with another dataset's (a few metres, same type)
+    version: int = VERSION
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)  # "시도 시군구" -> type -> n
     geocoding: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     unchanged: bool = False
@@ -317,9 +340,34 @@ def detect(text: str) -> tuple[str, Any]:
         if {"lat", "lng"} <= set(_roles(cells)):
             return "register", None
     first = next(_csv_rows(text), (0, []))[1]
+    unplaced = _coordinate_like(text)
+    if unplaced:
+        name, sample = unplaced
+        raise BinFileError(
+            f"cannot place column {name!r} (values like {sample!r}): it looks like coordinates "
+            "but is neither a latitude nor a longitude column; give them a column each"
+        )
     raise BinFileError(
         f"cannot tell what this file holds: no latitude/longitude columns among {first}"
     )
+
+
+POINT_TEXT = re.compile(r"-?\d{1,3}\.\d+\s*[,; ]\s*-?\d{1,3}\.\d+")
+POINT_HEADER = re.compile(r"(좌표|coord|gps|point|geom)", re.IGNORECASE)
+
+
+def _coordinate_like(text: str) -> tuple[str, str] | None:
+    """The first column that holds coordinates in a form no role takes ("37.56, 126.97" in
+    one cell, or a header saying 좌표/coordinates), with a sample value."""
+    rows = [cells for _line, cells in _head(text, 6)]
+    if not rows:
+        return None
+    header, body = rows[0], rows[1:]
+    for index, name in enumerate(header):
+        values = [r[index] for r in body if index < len(r) and r[index].strip()]
+        if any(POINT_TEXT.fullmatch(v.strip()) for v in values) or POINT_HEADER.search(name):
+            return name.strip().lstrip("\ufeff"), values[0] if values else ""
+    return None
 
 
 def _head(text: str, rows: int = 10) -> Iterator[tuple[int, list[str]]]:
@@ -329,19 +377,45 @@ def _head(text: str, rows: int = 10) -> Iterator[tuple[int, list[str]]]:
         yield item
 
 
-def register_type(path: Path, header: list[str], text: str) -> str:
-    """What kind of bins a register lists, from its name, then header, then content."""
-    for haystack in (dataset_key(path).lower(), " ".join(header).lower(), text.lower()):
+@cache  # a file repeats a handful of item texts over thousands of rows
+def _item_types(text: str) -> tuple[str, ...]:
+    lowered = text.lower()
+    found = []
+    for kind, clues in ITEM_CLUES:
+        at = min((i for c in clues if (i := lowered.find(c)) >= 0), default=-1)
+        if at >= 0:
+            found.append((at, kind))
+    return tuple(kind for _at, kind in sorted(found))
+
+
+def item_types(text: str) -> list[str]:
+    """The types a free-text item cell names, in the order it names them."""
+    return list(_item_types(text))
+
+
+def register_type(path: Path, header: list[str], text: str, has_items: bool) -> str | None:
+    """What kind of bins a register lists: the manifest's word, else its name, header and
+    content. A file with an item column may list several kinds: it needs no single one."""
+    stated = _known(dataset_key(path)).get("type")
+    if stated:
+        return stated
+    places = (dataset_key(path).lower(),)
+    if not has_items:
+        places += (" ".join(header).lower(), text.lower())
+    for haystack in places:
         found = {t for t, clues in TYPE_CLUES if any(c in haystack for c in clues)}
         if len(found) == 1:
             return found.pop()
         if len(found) > 1:
             break
+    if has_items:
+        return None
     raise BinFileError("cannot tell which bins this register lists: say --type")
 
 
 def _register_rows(text: str, records: list[dict[str, Any]] | None):
-    """(header, [(where, cells)], lines before the header) of a register, CSV or JSON."""
+    """(header, [(where, cells)], lines before the header) of a register, CSV or JSON. Cells
+    come with their whitespace collapsed, once, as every reader of them wants."""
     if records is not None:
         header = list(records[0])
         rows = [(f"item {n}", [_clean(r.get(h)) for h in header]) for n, r in enumerate(records, 1)]
@@ -350,7 +424,8 @@ def _register_rows(text: str, records: list[dict[str, Any]] | None):
     for before, (_line, cells) in enumerate(rows_iter):
         if {"lat", "lng"} <= set(_roles(cells)):
             header = [c.strip().lstrip("\ufeff") for c in cells]
-            return header, [(f"line {line}", row) for line, row in rows_iter], before
+            rows = [(f"line {line}", [_clean(c) for c in row]) for line, row in rows_iter]
+            return header, rows, before
     raise BinFileError("no header row with latitude and longitude columns")
 
 
@@ -366,17 +441,19 @@ def parse_register(
     header, rows, before = _register_rows(text, records)
     if before:
         report.notes.append(f"{before} line(s) before the header row ignored")
-    bin_type = bin_type or register_type(path, header, text)
-    report.types = [bin_type]
     roles = _place_columns(header, rows, report)
+    bin_type = bin_type or register_type(path, header, text, "items" in roles)
     place = _file_place(path, rows, roles)
     out = _read_register(header, rows, roles, bin_type, place, report)
-    return out, _register_meta(path, place, bin_type, out)
+    report.types = sorted({t for b in out for t in b["accepts"]}, key=bins.TYPES.index)
+    if bin_type and bin_type not in report.types:
+        report.types.insert(0, bin_type)
+    return out, _register_meta(path, place, [bin_type] if bin_type else report.types, out)
 
 
 def _cell(row: list[str], roles: dict[str, int], role: str) -> str:
     index = roles.get(role)
-    return _clean(row[index]) if index is not None and index < len(row) else ""
+    return row[index] if index is not None and index < len(row) else ""
 
 
 def _row_address(row: list[str], roles: dict[str, int]) -> str:
@@ -433,16 +510,17 @@ def _read_register(
     header: list[str],
     rows: list,
     roles: dict[str, int],
-    bin_type: str,
+    bin_type: str | None,
     place: tuple[str | None, str | None],
     report: Report,
 ) -> list[dict[str, Any]]:
-    """One bin per row with a place in Korea; every other row is counted under its reason."""
+    """One bin per row with a place in Korea that takes a known kind of waste; every other row
+    is counted under its reason."""
     out: list[dict[str, Any]] = []
     seen: Counter = Counter()
     for where, row in rows:
         report.rows_read += 1
-        if not any(_clean(c) for c in row):
+        if not any(row):
             report.skip("blank_row", where)
             continue
         lat, lng = _cell(row, roles, "lat"), _cell(row, roles, "lng")
@@ -450,7 +528,15 @@ def _read_register(
         if isinstance(found, str):
             report.skip(found, where, f"{lat!r}, {lng!r}")
             continue
-        out.append(_register_bin(header, row, roles, bin_type, place, found, seen))
+        if CLOSED.search(_cell(row, roles, "place_name")):
+            report.skip("closed", where, _cell(row, roles, "place_name"))
+            continue
+        items = _cell(row, roles, "items")
+        accepts = list(dict.fromkeys(([bin_type] if bin_type else []) + item_types(items)))
+        if not accepts:
+            report.skip("unknown_bin_kind", where, repr(items))
+            continue
+        out.append(_register_bin(header, row, roles, accepts, place, found, seen))
         report.imported += 1
     return out
 
@@ -459,28 +545,39 @@ def _register_bin(
     header: list[str],
     row: list[str],
     roles: dict[str, int],
-    bin_type: str,
+    accepts: list[str],
     place: tuple[str | None, str | None],
     found: tuple[float, float],
     seen: Counter,
 ) -> dict[str, Any]:
-    """The bin a row describes, keeping every cell the source gave under `properties`."""
+    """The bin a row describes, keeping every cell the source gave under `properties`. Its
+    type is the file's, else the first its item cell names; `accepts` is all of them."""
     file_city, file_district = place
     raw_address = _row_address(row, roles)
     detail = _cell(row, roles, "detail")
-    city, district = split_address(raw_address)
-    district = district or _cell(row, roles, "district") or file_district
-    base = _cell(row, roles, "manage_id") or f"{raw_address}|{detail}|{_cell(row, roles, 'dong')}"
-    label = bins.LABELS[bin_type]
+    own_city, own_district = split_address(raw_address)
+    city = districts.province_name(_cell(row, roles, "city") or own_city or file_city)
+    district = _cell(row, roles, "district") or own_district or file_district
+    place_name = _cell(row, roles, "place_name")
+    base = _cell(
+        row, roles, "manage_id"
+    ) or f"{raw_address}|{detail}|{_cell(row, roles, 'dong')}" + (
+        f"|{place_name}" if place_name else ""
+    )
+    label = bins.LABELS[accepts[0]]
+    items = _cell(row, roles, "items")
     return {
         "source_id": _unique(seen, base),
-        "type": bin_type,
-        "name": f"{label} ({detail})" if detail else label,
-        "address": full_address(raw_address, city or file_city, district),
+        "type": accepts[0],
+        "accepts": accepts,
+        "name": place_name or (f"{label} ({detail})" if detail else label),
+        "address": full_address(raw_address, city, district),
+        "city": city,
         "district": district,
         "location_detail": detail or None,
         "lat": found[0],
         "lng": found[1],
+        "accepted_items": [p.strip() for p in re.split(r"[+·,/]", items) if p.strip()],
         "phone": _cell(row, roles, "phone") or None,
         "source_date": parse_date(_cell(row, roles, "date")),
         "properties": {h: v for h, v in zip(header, row, strict=False) if h.strip()},
@@ -488,13 +585,13 @@ def _register_bin(
 
 
 def _register_meta(
-    path: Path, place: tuple[str | None, str | None], bin_type: str, out: list[dict[str, Any]]
+    path: Path, place: tuple[str | None, str | None], types: list[str], out: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Title, publisher and date of a register the manifest does not know."""
     named = " ".join(p for p in place if p)
     dates = [b["source_date"] for b in out if b["source_date"]]
     return {
-        "title": f"{named}_{bins.LABELS[bin_type]} 현황" if named else path.stem,
+        "title": f"{named}_{'·'.join(bins.LABELS[t] for t in types)} 현황" if named else path.stem,
         "publisher": named or None,
         "date": max(dates) if dates else None,
     }
@@ -527,7 +624,7 @@ def parse_keco(
         road = "" if road == "없음" else road
         lot_city, _lot_district = split_address(lot)
         address = full_address(road, lot_city, None) if road else (lot or None)
-        _city, district = split_address(address or "")
+        city, district = split_address(address or "")
         hours = {day: _clean(record.get(column)) or None for day, column in KECO_HOURS}
         items = [line.strip() for line in record.get("clctItemCn", "").splitlines() if line.strip()]
         name = _clean(record.get("positnNm")) or bins.LABELS[bin_type]
@@ -538,6 +635,7 @@ def parse_keco(
                 "type": bin_type,
                 "name": name,
                 "address": address,
+                "city": districts.province_name(city),
                 "district": district or _clean(record.get("positnRgnNm")) or None,
                 "location_detail": _clean(record.get("positnPstnAddExpln")) or None,
                 "lat": found[0],
@@ -594,6 +692,7 @@ def parse_street(
                     "type": bin_kind,
                     "name": f"{label} ({detail})" if detail else label,
                     "address": full_address(raw_address, city, district),
+                    "city": city,
                     "district": district,
                     "location_detail": detail or place_kind or None,
                     "lat": None,
@@ -636,9 +735,15 @@ def _geocode(records: list[dict[str, Any]], report: Report) -> None:
 # ---- importing ----------------------------------------------------------------------------
 
 
-def import_file(path: str | Path, bin_type: str | None = None, only_if_changed: bool = False):
+def import_file(
+    path: str | Path,
+    bin_type: str | None = None,
+    only_if_changed: bool = False,
+    merge: bool = True,
+):
     """Import one file; with `only_if_changed`, a file imported before as it is now is left
-    alone (a street file is retried once a Kakao key appears)."""
+    alone (a street file is retried once a Kakao key appears). `merge` runs the pass that
+    makes two sources' copies of one point one point (import_public runs it once at the end)."""
     path = Path(path)
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
@@ -648,6 +753,7 @@ def import_file(path: str | Path, bin_type: str | None = None, only_if_changed: 
         if (
             state
             and state["sha256"] == digest
+            and state["report"].get("version") == VERSION
             and (state["kind"] != "street" or state["geocoder"] or not kakao_local.configured())
         ):
             names = {f.name for f in fields(Report)}  # a report stored by an older version
@@ -665,6 +771,7 @@ def import_file(path: str | Path, bin_type: str | None = None, only_if_changed: 
         out, meta = parse_register(path, text, records, report, bin_type)
     report.bins = len(out)
     report.without_coordinates = sum(r["lat"] is None for r in out)
+    report.coverage = _coverage(out)
     known = _known(report.dataset)
     dataset = {
         "key": report.dataset,
@@ -678,6 +785,9 @@ def import_file(path: str | Path, bin_type: str | None = None, only_if_changed: 
         "report": report.as_dict(),
     }
     report.removed = bins.save_dataset(dataset, out, report.types)
+    if merge:
+        bins.merge_duplicates()
+        _record_merged(report)
     log_event(
         "info",
         "bins_imported",
@@ -686,8 +796,28 @@ def import_file(path: str | Path, bin_type: str | None = None, only_if_changed: 
         imported=report.imported,
         skipped=report.skipped,
         removed=report.removed,
+        merged=report.merged,
     )
     return report
+
+
+def _coverage(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Points with coordinates per "시도 시군구" and each type they accept, as the file places
+    them."""
+    table: dict[str, Counter] = {}
+    for record in records:
+        if record["lat"] is None:
+            continue
+        place = " ".join(p for p in (record.get("city"), record.get("district")) if p)
+        table.setdefault(place or "(unknown)", Counter()).update(
+            record.get("accepts") or [record["type"]]
+        )
+    return {place: dict(counts) for place, counts in sorted(table.items())}
+
+
+def _record_merged(report: Report) -> None:
+    report.merged = bins.merged_count(report.dataset)
+    bins.store_report(report.dataset, report.as_dict())
 
 
 def summary(report: Report) -> str:
@@ -697,15 +827,17 @@ def summary(report: Report) -> str:
     skipped = sum(report.skipped.values())
     lines = [
         f"{report.dataset}: {report.kind} ({report.encoding}), {'/'.join(report.types)}: "
-        f"read {report.rows_read}, imported {report.imported}, skipped {skipped}; "
-        f"{report.bins} bins, {report.without_coordinates} without coordinates, "
-        f"{report.removed} removed"
+        f"read {report.rows_read}, imported {report.imported}, merged {report.merged}, "
+        f"skipped {skipped}; {report.bins} bins, {report.without_coordinates} without "
+        f"coordinates, {report.removed} removed"
     ]
     for reason, n in sorted(report.skipped.items(), key=lambda kv: -kv[1]):
         lines.append(f"  skipped {n} x {reason}, e.g. " + "; ".join(report.examples[reason]))
     if report.geocoding:
         lines.append("  geocoding: " + ", ".join(f"{k} {v}" for k, v in report.geocoding.items()))
     lines.extend(f"  note: {note}" for note in report.notes)
+    for place, counts in report.coverage.items():
+        lines.append(f"  coverage {place}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
     return "\n".join(lines)
 
 
@@ -721,5 +853,14 @@ def public_files() -> list[Path]:
 
 
 def import_public(only_if_changed: bool = True) -> list[Report]:
-    """Every bin file the manifest names; unchanged files are skipped by default."""
-    return [import_file(path, only_if_changed=only_if_changed) for path in public_files()]
+    """Every bin file the manifest names; unchanged files are skipped by default. The merge
+    pass runs once, after the last file, when any changed."""
+    reports = [
+        import_file(path, only_if_changed=only_if_changed, merge=False) for path in public_files()
+    ]
+    if any(not r.unchanged for r in reports):
+        bins.merge_duplicates()
+        for report in reports:
+            if not report.unchanged:
+                _record_merged(report)
+    return reports

@@ -50,13 +50,24 @@ from shared.core.batching import chunked
 from shared.core.times import rfc3339
 from shared.locations import geo, kakao_local
 
-TYPES = ("clothing", "recycling", "general", "battery", "lamp", "recycle_center")
+TYPES = (
+    "clothing",
+    "recycling",
+    "general",
+    "battery",
+    "lamp",
+    "medicine",
+    "small_appliance",
+    "recycle_center",
+)
 LABELS = {  # what a bin is called on the street and on the map
     "clothing": "의류수거함",
     "recycling": "재활용 쓰레기통",
     "general": "일반 쓰레기통",
     "battery": "폐건전지 수거함",
     "lamp": "폐형광등 수거함",
+    "medicine": "폐의약품 수거함",
+    "small_appliance": "소형가전 수거함",
     "recycle_center": "재활용 수거 거점",
 }
 BAND_DEG = 0.01  # latitude band height of the area index
@@ -66,6 +77,10 @@ MARGIN = 1.1  # ... to where the density seen promises `limit` bins, this much f
 WIDEN = 4.0  # at most this much per step
 PLACE_MATCH_M = 60.0  # a Kakao place this close to one of our sites is that site
 PLACE_NAME_MATCH_M = 300.0  # ... or this close with the same name
+MERGE_M = 10.0  # two sources' points of one type this close are one point (a few metres:
+# coordinates of one box differ by geocoder and rounding, while neighbouring boxes of one
+# register stand 30 m or more apart)
+_MERGE_CELL = 0.0002  # grid cell of the merge pass, in degrees (about 22 m north-south)
 
 bin_datasets = Table(
     "bin_datasets",
@@ -96,7 +111,8 @@ bins = Table(
     Column("type", String(20), nullable=False),
     Column("name", Text, nullable=False),
     Column("address", Text),
-    Column("district", String(40)),
+    Column("city", String(40)),  # 시도, e.g. 서울특별시
+    Column("district", String(40)),  # 시군구 as the source names it
     Column("location_detail", Text),
     Column("lat", Double),
     Column("lng", Double),
@@ -106,11 +122,22 @@ bins = Table(
     Column("phone", Text),
     Column("source_date", String(10)),
     Column("properties", JSON, nullable=False),  # the source row as published
+    Column("accepts", Text),  # the types it takes, space-padded: " battery lamp "
+    Column("merged_into", String(16)),  # the newer point of another source it is
     Column("updated_at", db.UtcDateTime, nullable=False),
     UniqueConstraint("dataset", "source_id"),
     Index("ix_bins_band_lng_lat", "band", "lng", "lat"),
-    Index("ix_bins_type_band_lng_lat", "type", "band", "lng", "lat"),
+    Index("ix_bins_merged_into", "merged_into"),
 )
+
+
+def accepts_text(types: Iterable[str]) -> str:
+    """The stored form of a set of types: found by LIKE '% type %' on any database."""
+    return " " + " ".join(sorted(set(types), key=TYPES.index)) + " "
+
+
+def accepts_list(text: str | None, primary: str) -> list[str]:
+    return text.split() if text else [primary]
 
 
 def bin_id(dataset: str, source_id: str) -> str:
@@ -130,15 +157,18 @@ def _area_statement(typed: bool, beyond: bool = False) -> Select:
     """Bins inside a bounding box, through the area index: one index range per latitude band.
     `beyond` leaves out those inside a smaller box read before, so widening fetches only the
     new ring (SQLite drops the others on the index entry alone, PostgreSQL on the row; neither
-    sends them again). Built once; each search only binds its values (statement building
-    costs more than the query itself)."""
+    sends them again). A type is matched against what a point accepts (a battery-and-lamp box
+    answers both), on the rows the area index found. A point that is another source's point
+    too (merged) answers once, as the newer one. Built once; each search only binds its values
+    (statement building costs more than the query itself)."""
     conditions = [
         bins.c.band.in_(bindparam("bands", expanding=True)),
         bins.c.lng.between(bindparam("min_lng"), bindparam("max_lng")),
         bins.c.lat.between(bindparam("min_lat"), bindparam("max_lat")),
+        bins.c.merged_into.is_(None),
     ]
     if typed:
-        conditions.insert(0, bins.c.type == bindparam("type"))
+        conditions.append(bins.c.accepts.like(bindparam("accepts")))
     if beyond:
         read = and_(
             bins.c.lng.between(bindparam("read_min_lng"), bindparam("read_max_lng")),
@@ -147,7 +177,7 @@ def _area_statement(typed: bool, beyond: bool = False) -> Select:
         conditions.append(not_(read))
     # In the order nearest() unpacks them.
     columns = (bins.c.id, bins.c.name, bins.c.type, bins.c.address, bins.c.lat, bins.c.lng)
-    return select(*columns, bins.c.dataset).where(*conditions)
+    return select(*columns, bins.c.dataset, bins.c.accepts).where(*conditions)
 
 
 def _area_params(box: geo.Box, bin_type: str | None, read: geo.Box | None = None) -> dict[str, Any]:
@@ -156,7 +186,7 @@ def _area_params(box: geo.Box, bin_type: str | None, read: geo.Box | None = None
         **box._asdict(),
     }
     if bin_type:
-        params["type"] = bin_type
+        params["accepts"] = f"% {bin_type} %"
     if read:
         params.update({f"read_{bound}": value for bound, value in read._asdict().items()})
     return params
@@ -180,7 +210,7 @@ def nearest(
             statement = _area_statement(bool(bin_type), read is not None)
             for row in conn.execute(statement, _area_params(box, bin_type, read)).all():
                 # Unpacked, not row.lat: a Row's attribute lookup costs more than the distance.
-                bin_id, _name, _type, _address, bin_lat, bin_lng, _source = row
+                bin_id, _name, _type, _address, bin_lat, bin_lng, _source, _accepts = row
                 seen.append((geo.haversine_m(lat, lng, bin_lat, bin_lng), bin_id, row))
             read = box
             within = sum(1 for distance, _id, _row in seen if distance <= reach)
@@ -205,8 +235,10 @@ def nearest(
             "lng": bin_lng,
             "distance_m": distance,
             "source": source,
+            "accepts": accepts_list(accepts, kind),
         }
-        for distance, _id, (bin_id, name, kind, address, bin_lat, bin_lng, source) in found[:limit]
+        for distance, _id, row in found[:limit]
+        for bin_id, name, kind, address, bin_lat, bin_lng, source, accepts in (row,)
     ]
 
 
@@ -220,7 +252,10 @@ def nearby(
         if places:
             ours = nearest(lat, lng, radius_m + PLACE_NAME_MATCH_M, "recycle_center", 1000)
             found = merge_places(found, places, ours)[:limit]
-    return [{**item, "distance_m": round(item["distance_m"], 1)} for item in found]
+    return [
+        {"accepts": [item["type"]], **item, "distance_m": round(item["distance_m"], 1)}
+        for item in found
+    ]
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -254,7 +289,8 @@ def merge_places(
 def get(bin_id_: str) -> dict[str, Any] | None:
     """Everything its source knows about one bin, or None."""
     if bin_id_.startswith(kakao_local.PLACE_PREFIX):
-        return kakao_local.place(bin_id_)
+        place = kakao_local.place(bin_id_)
+        return {"accepts": [place["type"]], **place} if place else None
     query = (
         select(
             bins,
@@ -270,9 +306,12 @@ def get(bin_id_: str) -> dict[str, Any] | None:
         row = conn.execute(query).mappings().first()
     if row is None:
         return None
-    own = ("id", "name", "type", "address", "lat", "lng", "district", "location_detail")
+    own = ("id", "name", "type", "address", "lat", "lng", "city", "district", "location_detail")
     return {
         **{k: row[k] for k in own},
+        "accepts": accepts_list(row["accepts"], row["type"]),
+        "merged_into": row["merged_into"],
+        "also_in": _also_in(row["id"]),
         "opening_hours": row["opening_hours"],
         "accepted_items": row["accepted_items"] or [],
         "phone": row["phone"],
@@ -288,6 +327,21 @@ def get(bin_id_: str) -> dict[str, Any] | None:
     }
 
 
+def _also_in(bin_id_: str) -> list[dict[str, Any]]:
+    """The other sources' rows that are this same point (merged into it)."""
+    query = (
+        select(bins.c.id, bins.c.dataset, bin_datasets.c.title, bins.c.source_date)
+        .join(bin_datasets, bin_datasets.c.key == bins.c.dataset)
+        .where(bins.c.merged_into == bin_id_)
+        .order_by(bins.c.dataset, bins.c.id)
+    )
+    with db.engine().connect() as conn:
+        return [
+            {"id": r.id, "dataset": r.dataset, "title": r.title, "date": r.source_date}
+            for r in conn.execute(query)
+        ]
+
+
 # ---- writing an import --------------------------------------------------------------------
 
 _COLUMNS = (
@@ -296,6 +350,7 @@ _COLUMNS = (
     "type",
     "name",
     "address",
+    "city",
     "district",
     "location_detail",
     "opening_hours",
@@ -332,6 +387,7 @@ def save_dataset(
         lat = record.get("lat")
         row = {c: record.get(c) for c in _COLUMNS}
         row.update(
+            accepts=accepts_text(record.get("accepts") or [record["type"]]),
             id=bin_id(dataset["key"], record["source_id"]),
             dataset=dataset["key"],
             lat=lat,
@@ -363,6 +419,95 @@ def save_dataset(
                 .values(report={**dataset["report"], "removed": len(stale)})
             )
     return len(stale)
+
+
+def merge_duplicates() -> int:
+    """Mark every point that another dataset's newer point of the same type stands within
+    MERGE_M of as merged into it; returns how many points are merged. One pass over all
+    points with coordinates, newest data first, on a grid, so each point is compared with the
+    few kept points of its own and the neighbouring cells only. Points of one dataset never
+    merge with each other: a register's true repeats are separate boxes."""
+    query = select(
+        bins.c.id,
+        bins.c.dataset,
+        bins.c.type,
+        bins.c.lat,
+        bins.c.lng,
+        func.coalesce(bins.c.source_date, bin_datasets.c.date, "").label("date"),
+        bins.c.merged_into,
+    ).join(bin_datasets, bin_datasets.c.key == bins.c.dataset)
+    with db.engine().connect() as conn:
+        rows = conn.execute(query.where(bins.c.lat.is_not(None))).all()
+    rows.sort(key=lambda r: (r.date, r.dataset, r.id), reverse=True)
+    kept: dict[tuple[str, int, int], list[Row]] = {}
+    changes = []
+    merged = 0
+    for row in rows:
+        cell_lat, cell_lng = math.floor(row.lat / _MERGE_CELL), math.floor(row.lng / _MERGE_CELL)
+        target, best = None, MERGE_M
+        for d_lat in (-1, 0, 1):
+            for d_lng in (-1, 0, 1):
+                for other in kept.get((row.type, cell_lat + d_lat, cell_lng + d_lng), ()):
+                    if other.dataset == row.dataset:
+                        continue
+                    gap = geo.haversine_m(row.lat, row.lng, other.lat, other.lng)
+                    if gap <= best:
+                        target, best = other.id, gap
+        if target is None:
+            kept.setdefault((row.type, cell_lat, cell_lng), []).append(row)
+        else:
+            merged += 1
+        if target != row.merged_into:
+            changes.append({"bin": row.id, "into": target})
+    if changes:
+        statement = (
+            update(bins).where(bins.c.id == bindparam("bin")).values(merged_into=bindparam("into"))
+        )
+        with db.transaction() as conn:
+            for chunk in chunked(changes, 1000):
+                conn.execute(statement, chunk)
+    return merged
+
+
+def coverage(dataset: str | None = None) -> dict[str, dict[str, int]]:
+    """Points with coordinates per "시도 시군구" and each type they accept (a battery-and-lamp
+    box counts under both; merged points once), all datasets or one."""
+    query = (
+        select(bins.c.city, bins.c.district, bins.c.accepts, func.count())
+        .where(bins.c.lat.is_not(None), bins.c.merged_into.is_(None))
+        .group_by(bins.c.city, bins.c.district, bins.c.accepts)
+    )
+    if dataset:
+        query = query.where(bins.c.dataset == dataset)
+    table: dict[str, dict[str, int]] = {}
+    with db.engine().connect() as conn:
+        for city, district, accepts, n in conn.execute(query):
+            place = " ".join(p for p in (city, district) if p) or "(unknown)"
+            counts = table.setdefault(place, {})
+            for kind in (accepts or "").split():
+                counts[kind] = counts.get(kind, 0) + n
+    return dict(sorted(table.items()))
+
+
+def merged_count(dataset: str) -> int:
+    """A dataset's points that are one point with another dataset's (either way round)."""
+    other = bins.alias("other")
+    into_other = select(func.count()).where(
+        bins.c.dataset == dataset, bins.c.merged_into.is_not(None)
+    )
+    absorbed = (
+        select(func.count(func.distinct(bins.c.id)))
+        .select_from(bins.join(other, other.c.merged_into == bins.c.id))
+        .where(bins.c.dataset == dataset)
+    )
+    with db.engine().connect() as conn:
+        return conn.execute(into_other).scalar_one() + conn.execute(absorbed).scalar_one()
+
+
+def store_report(key: str, report: dict[str, Any]) -> None:
+    """Keep a dataset's report as completed after the import (the merge pass's counts)."""
+    with db.transaction() as conn:
+        conn.execute(update(bin_datasets).where(bin_datasets.c.key == key).values(report=report))
 
 
 def dataset_state(key: str) -> dict[str, Any] | None:

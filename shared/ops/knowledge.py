@@ -14,7 +14,7 @@ from shared.core import datasets
 from shared.core.errors import log_event
 from shared.locations import bin_import
 from shared.users import schedules
-from shared.waste import dictionary
+from shared.waste import dictionary, fees
 
 # What answers need: without these the service runs but cannot say how anything goes out.
 ESSENTIAL = (*dictionary.FILES, schedules.TABLE)
@@ -25,7 +25,8 @@ def run(only_if_changed: bool = True, with_bins: bool = True) -> list[dict[str, 
     there."""
     reports = dictionary.import_all(only_if_changed)
     reports.append(schedules.import_table(only_if_changed))
-    if with_bins:
+    if with_bins:  # the per-place data (bins, fees, bag prices): tests import what they need
+        reports += fees.import_all(only_if_changed)
         reports += [r.as_dict() for r in bin_import.import_public(only_if_changed)]
     for report in reports:
         if not report.get("unchanged"):

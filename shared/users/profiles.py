@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from shared.auth import accounts, sessions
-from shared.core.errors import not_found, validation_failed
+from shared.core.errors import ApiError, not_found, validation_failed
 from shared.core.times import rfc3339
 from shared.users import schedules
 from shared.waste import jobs
@@ -25,10 +25,22 @@ def view(user: dict[str, Any]) -> dict[str, Any]:
         "id": user["id"],
         "nickname": user["nickname"],
         "district": user["district"],
+        "district_code": _code(user["district"]),
         "language": user["language"],
         "preferences": user["preferences"] or {},
         "created_at": rfc3339(user["created_at"]),
     }
+
+
+def _code(district: str | None) -> str | None:
+    """The stored district's official code, when the data has one (a name stored before
+    districts were canonical is resolved the same way)."""
+    if not district:
+        return None
+    try:
+        return schedules.resolve(district).code
+    except ApiError:
+        return None
 
 
 def get(user_id: str) -> dict[str, Any]:
@@ -49,9 +61,9 @@ def update_profile(user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         values["nickname"] = nickname
     if "district" in changes:
         district = changes["district"]
-        if district is not None and not schedules.known(district):
-            problems["district"] = "not a 시군구 name in the national disposal schedule data"
-        values["district"] = district.strip() if district else None
+        # Stored canonical ("서울특별시 강남구"); ambiguous or unknown: 422 at once, with the
+        # choices in details.
+        values["district"] = schedules.resolve(district).name if district is not None else None
     if "language" in changes:
         values["language"] = changes["language"]
     if "preferences" in changes:

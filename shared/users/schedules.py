@@ -3,9 +3,9 @@
 전국생활쓰레기배출정보 (행정안전부) lists, per municipality and management area, the weekdays
 and hours for household, food and recyclable waste, the non-collection days and the
 department to call. `growbin import` reads it as published (cp949) from the datasets folder
-into the database; functions read it from there, built once per edition in each process. A
-district is a 시군구 name ("강남구"); names shared by several provinces ("중구") can be
-qualified with the province ("서울특별시 중구").
+into the database; functions read it from there, built once per edition in each process. Its
+시도명/시군구명 pairs (with the 개방자치단체코드) are the districts growbin knows: any form a
+person types is resolved to one of them by shared.locations.districts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from sqlalchemy import JSON, Column, Integer, String, Table, delete, insert, sel
 from sqlalchemy.engine import Connection
 
 from shared.core import datasets, db
+from shared.locations import districts
+from shared.locations.districts import District
 
 TABLE = "schedules/mois_household_waste_disposal_info.csv"
 SOURCE = "행정안전부 전국생활쓰레기배출정보 표준데이터 (data.go.kr 15075534)"
@@ -61,6 +63,7 @@ def _area(row: dict[str, str]) -> dict[str, Any]:
         "department": row["관리부서명"] or None,
         "phone": row["관리부서전화번호"] or None,
         "data_date": row["데이터기준일자"] or None,
+        "district_code": row.get("개방자치단체코드") or None,
     }
 
 
@@ -114,10 +117,29 @@ def source() -> str:
     return datasets.current(TABLE, load)
 
 
-def known(district: str) -> bool:
-    return district.strip() in _table()
+def known_districts() -> list[District]:
+    """Every 시도 + 시군구 of the table, with its code where a row states one."""
+
+    def load() -> list[District]:
+        found: dict[tuple[str, str], str | None] = {}
+        for key, areas in _table().items():
+            if " " not in key:
+                continue
+            province, name = key.split(" ", 1)
+            found[(province, name)] = next(
+                (a.get("district_code") for a in areas if a.get("district_code")), None
+            )
+        return [District(p, d, code) for (p, d), code in sorted(found.items())]
+
+    return datasets.current(TABLE, load)
 
 
-def for_district(district: str) -> list[dict[str, Any]]:
+def resolve(text: str) -> District:
+    """The canonical district `text` names; 422 naming the choices when several answer, or
+    saying none does."""
+    return districts.lookup(text, known_districts())
+
+
+def for_district(district: District) -> list[dict[str, Any]]:
     """Every management area of the district, as the mobile app shows a schedule."""
-    return _table().get(district.strip(), [])
+    return _table().get(district.name, [])
