@@ -22,6 +22,7 @@ from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text, delete
 from sqlalchemy.engine import Connection
 
 from shared.core import datasets, db
+from shared.core.batching import chunked
 from shared.locations import districts
 from shared.locations.districts import District
 from shared.waste.retrieval import edit_distance, grams, jamo, normalize
@@ -102,8 +103,8 @@ def _store_fees(conn: Connection, data: bytes) -> dict[str, Any]:
             }
         )
     conn.execute(delete(bulky_fees))
-    for start in range(0, len(rows), 2000):
-        conn.execute(insert(bulky_fees), rows[start : start + 2000])
+    for chunk in chunked(rows, 2000):
+        conn.execute(insert(bulky_fees), chunk)
     edition = max(dates) if dates else None
     return {
         "read": len(records),
