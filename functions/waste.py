@@ -136,6 +136,12 @@ WHERE_HERE = obj(
                 "days": {"type": "array", "items": {"type": "string"}},
                 "hours": NULLABLE_TEXT,
                 "place": NULLABLE_TEXT,
+                "next": {
+                    "type": ["string", "null"],
+                    "format": "date",
+                    "description": "the next date (Korea time) it goes out: today while the "
+                    "window is open",
+                },
             },
         },
         "drop_off": {

@@ -80,3 +80,16 @@ def test_bulky_waste_has_its_fees_and_general_waste_its_bag(job):
         if b["use"] == "생활쓰레기" and b["kind"] == "규격봉투" and "가정" in b["target"]
     )
     assert where["bag"]["prices"] == household["prices"] and where["data_dates"]["bags"]
+
+
+def test_the_next_collection_date_follows_the_weekdays_and_the_window():
+    from datetime import datetime
+
+    from shared.users.where import KST, next_collection
+
+    thursday_8am = datetime(2026, 12, 3, 8, 0, tzinfo=KST)  # a Thursday
+    assert next_collection(("목",), "06:00-09:00", thursday_8am).isoformat() == "2026-12-03"
+    assert next_collection(("목",), "06:00-07:00", thursday_8am).isoformat() == "2026-12-10"
+    assert next_collection(("월", "금"), None, thursday_8am).isoformat() == "2026-12-04"
+    assert next_collection(("목",), "20:00-06:00", thursday_8am).isoformat() == "2026-12-03"
+    assert next_collection(("기타",), "06:00-09:00", thursday_8am) is None

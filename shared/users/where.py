@@ -1,18 +1,21 @@
 """The answer where you stand: what a completed result means in the user's district.
 
 A result says how an item goes out in general; this adds, for one district, when its kind is
-collected (days, hours, place), the nearest drop-off point that takes it (battery -> a battery
-box, medicine -> a medicine box, clothing -> a clothing bin), the bag to use and its prices,
-and the bulky-waste fees for it. The district is where the app says the user stands (the
-district of the nearest point with a known district, within DISTRICT_REACH_M of `lat`/`lng`),
-else the profile's. Every fact the data does not hold for that district is null: a guess about
+collected (days, hours, place, and the next date), the nearest drop-off point that takes it
+(battery -> a battery box, medicine -> a medicine box, clothing -> a clothing bin), the bag to
+use and its prices, and the bulky-waste fees for it. The district is where the app says the
+user stands (the district of the nearest point with a known district, within DISTRICT_REACH_M
+of `lat`/`lng`), else the profile's. Every fact the data does not hold for that district is null: a guess about
 someone's own street is worse than saying nothing.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from shared.core import db
 from shared.core.errors import ApiError
 from shared.locations import bins
 from shared.locations.districts import District
@@ -34,6 +37,8 @@ DROP_OFF = (
     ("전기전자", "small_appliance"),
 )
 BAG_USE = {"household": "생활쓰레기", "food": "음식물쓰레기"}
+KST = ZoneInfo("Asia/Seoul")
+WEEKDAYS = "월화수목금토일"  # as the schedule table writes them, Monday first
 
 
 def _meaning(table: tuple[tuple[str, str], ...], *names: str | None) -> str | None:
@@ -86,7 +91,44 @@ def _collection(district: District, kind: str | None) -> dict[str, Any] | None:
     if len(answers) != 1:
         return None
     days, hours, place = answers.pop()
-    return {"days": list(days), "hours": hours, "place": place}
+    now = db.now().astimezone(KST)
+    upcoming = next_collection(days, hours, now)
+    return {
+        "days": list(days),
+        "hours": hours,
+        "place": place,
+        "next": upcoming.isoformat() if upcoming else None,
+    }
+
+
+def next_collection(days: tuple[str, ...], hours: str | None, now: datetime) -> date | None:
+    """The next date (Korea time) the kind goes out: today while its window is still open,
+    else the next of its weekdays; None when the days are not weekdays ("기타")."""
+    weekdays = {WEEKDAYS.index(d) for d in days if d and d in WEEKDAYS}
+    if not weekdays:
+        return None
+    closes = _closing(hours)
+    for ahead in range(8):
+        day = now.date() + timedelta(days=ahead)
+        if day.weekday() not in weekdays:
+            continue
+        if ahead == 0 and closes is not None and now.time() >= closes:
+            continue  # today's window has passed
+        return day
+    return None
+
+
+def _closing(hours: str | None) -> time | None:
+    """When a same-day window ("06:00-09:00") closes; None when it runs past midnight or is
+    not stated (then today still counts)."""
+    if not hours or "-" not in hours:
+        return None
+    start, _, end = hours.partition("-")
+    try:
+        opens, closes = time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+    except ValueError:
+        return None
+    return closes if closes > opens else None
 
 
 def _drop_off(point_type: str | None, lat: float | None, lng: float | None):
