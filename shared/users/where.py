@@ -5,8 +5,8 @@ collected (days, hours, place, and the next date), the nearest drop-off point th
 (battery -> a battery box, medicine -> a medicine box, clothing -> a clothing bin), the bag to
 use and its prices, and the bulky-waste fees for it. The district is where the app says the
 user stands (the district of the nearest point with a known district, within DISTRICT_REACH_M
-of `lat`/`lng`), else the profile's. Every fact the data does not hold for that district is null: a guess about
-someone's own street is worse than saying nothing.
+of `lat`/`lng`), else the profile's. Every fact the data does not hold for that district is
+null: a guess about someone's own street is worse than saying nothing.
 """
 
 from __future__ import annotations
