@@ -330,7 +330,7 @@ def test_an_account_is_never_half_deleted_behind_a_204(outage, fault):
     start(client, headers)
     user = me(client, headers)
     images = storage.list_keys(jobs.image_key(user, ""))
-    assert len(images) == 2
+    assert len(images) == 3  # the analysed job's upload and its checked copy, the new upload
     history = _history(client, headers)
 
     with storage_failing(proxy, fault):
