@@ -308,6 +308,7 @@ def waste_analyze(request, user, body):
     """Start an analysis: a job and a presigned POST form for exactly one image."""
     jobs.check_upload(body["content_type"], body["content_length"])
     pipeline.check_answerable(body.get("hint"))
+    pipeline.check_budget(body.get("hint"))
     limit = (jobs.rate_limit_key(user.user_id), *ANALYZE_LIMIT)
     with cache.rate_limited(*limit, "too many analyses; try again later"):
         job = jobs.create(
