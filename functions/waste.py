@@ -302,6 +302,11 @@ def _urls(job_id: str) -> dict[str, str]:
     body=ANALYZE,
     responses={201: ANALYZE_CREATED},
     errors=(413, 415, 429),
+    error_notes={
+        503: "MODEL_BUDGET_EXHAUSTED: the deployment's model budget (tokens per minute or day) "
+        "is spent; Retry-After says when its window frees up. Sent with a hint, the analysis "
+        "is accepted and answered from the hint alone"
+    },
     uses=("db", "cache", "storage"),
 )
 def waste_analyze(request, user, body):

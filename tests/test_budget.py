@@ -209,6 +209,20 @@ def test_processes_sharing_redis_count_every_token(env, tmp_path):
         redis.wait(10)
 
 
+def test_the_contract_names_the_refusal_on_analyze_only(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    analyze = document["paths"]["/api/v1/waste/analyze"]["post"]["responses"]["503"]
+    assert "MODEL_BUDGET_EXHAUSTED" in analyze["description"]
+    assert "Retry-After" in analyze["headers"]
+    others = [
+        operation["responses"]["503"]["description"]
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+        if path != "/api/v1/waste/analyze"
+    ]
+    assert others and not any("MODEL_BUDGET" in text for text in others)
+
+
 def test_a_job_read_from_its_hint_asks_nothing_when_the_budget_frees_up_midway(
     env, fake_model, system, monkeypatch
 ):
