@@ -302,12 +302,18 @@ def _urls(job_id: str) -> dict[str, str]:
     body=ANALYZE,
     responses={201: ANALYZE_CREATED},
     errors=(413, 415, 429),
+    error_notes={
+        503: "MODEL_BUDGET_EXHAUSTED: the deployment's model budget (tokens per minute or day) "
+        "is spent; Retry-After says when its window frees up. Sent with a hint, the analysis "
+        "is accepted and answered from the hint alone"
+    },
     uses=("db", "cache", "storage"),
 )
 def waste_analyze(request, user, body):
     """Start an analysis: a job and a presigned POST form for exactly one image."""
     jobs.check_upload(body["content_type"], body["content_length"])
     pipeline.check_answerable(body.get("hint"))
+    pipeline.check_budget(body.get("hint"))
     limit = (jobs.rate_limit_key(user.user_id), *ANALYZE_LIMIT)
     with cache.rate_limited(*limit, "too many analyses; try again later"):
         job = jobs.create(

@@ -118,8 +118,10 @@ def _operation(function: Function) -> dict[str, Any]:
             response["content"] = {media: {"schema": shown}}
         operation["responses"][str(status)] = response
     for status in _error_statuses(function):
+        reason = REASONS.get(status, "error")
+        note = function.error_notes.get(status)
         response = {
-            "description": REASONS.get(status, "error"),
+            "description": f"{reason}; {note}" if note else reason,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         if status in ERROR_HEADERS:

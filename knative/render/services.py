@@ -195,6 +195,9 @@ def config_objects(values: Values) -> list[dict[str, Any]]:
         "AWS_DEFAULT_REGION": values.ref("config.awsRegion", "ap-northeast-2"),
         "OPENAI_MODEL": values.ref("config.openaiModel", "gpt-4o"),
         "OPENAI_TIMEOUT": values.ref("config.openaiTimeout", "20"),
+        # The model budget, shared by every pod through Redis; 0: no limit.
+        "MODEL_TOKENS_PER_MINUTE": values.ref("config.modelTokensPerMinute", "0"),
+        "MODEL_TOKENS_PER_DAY": values.ref("config.modelTokensPerDay", "0"),
     }
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(CONFIG), "data": settings},

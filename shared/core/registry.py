@@ -104,6 +104,7 @@ class Function:
     query: dict[str, Any] | None = None
     responses: dict[int, dict[str, Any] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = ()  # error statuses beyond the ones every route can answer
+    error_notes: dict[int, str] = field(default_factory=dict)  # a status's codes special here
     filter: dict[str, str] = field(default_factory=dict)  # Trigger filter.attributes
     schedule: str | None = None  # cron, for PingSource-fired functions
     delivery: Delivery = Delivery()
@@ -239,6 +240,7 @@ def http(
     query: dict[str, Any] | None = None,
     responses: dict[int, dict[str, Any] | None] | None = None,
     errors: tuple[int, ...] = (),
+    error_notes: dict[int, str] | None = None,
     scaling: Scaling = STANDARD,
     resources: Resources = Resources(),
     uses: tuple[str, ...] = ("db", "cache"),
@@ -308,6 +310,7 @@ def http(
             query=query,
             responses=responses,
             errors=errors,
+            error_notes=error_notes or {},
             scaling=scaling,
             resources=resources,
             uses=frozenset(uses),

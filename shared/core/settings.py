@@ -119,6 +119,20 @@ VARIABLES = (
     Variable("OPENAI_MODEL", "gpt-4o", "the vision model"),
     Variable("OPENAI_TIMEOUT", "20", "seconds per model call"),
     Variable(
+        "MODEL_TOKENS_PER_MINUTE",
+        None,
+        "the deployment's model budget per UTC minute, counted in the cache from every call's "
+        "usage: past it, analyses that need the model are refused (503 "
+        "`MODEL_BUDGET_EXHAUSTED`) or answered from their hint",
+        "no limit (also `0`, the Helm chart's default)",
+    ),
+    Variable(
+        "MODEL_TOKENS_PER_DAY",
+        None,
+        "the same, per UTC day",
+        "no limit (also `0`)",
+    ),
+    Variable(
         "IMAGE_RETENTION_DAYS",
         "30",
         "images of finished analyses older than this are deleted by `cleanup_images`",
@@ -188,6 +202,8 @@ class Settings:
     openai_base_url: str | None
     openai_model: str
     openai_timeout: float
+    model_tokens_per_minute: int | None
+    model_tokens_per_day: int | None
     kakao_rest_api_key: str | None
     image_retention_days: int
     kakao_client_id: str | None
@@ -253,6 +269,8 @@ def settings() -> Settings:
         openai_base_url=_env("OPENAI_BASE_URL"),
         openai_model=_env("OPENAI_MODEL"),
         openai_timeout=float(_env("OPENAI_TIMEOUT")),
+        model_tokens_per_minute=int(_env("MODEL_TOKENS_PER_MINUTE") or 0) or None,
+        model_tokens_per_day=int(_env("MODEL_TOKENS_PER_DAY") or 0) or None,
         kakao_rest_api_key=_env("KAKAO_REST_API_KEY"),
         image_retention_days=int(_env("IMAGE_RETENTION_DAYS")),
         kakao_client_id=_env("KAKAO_CLIENT_ID") or _env("KAKAO_REST_API_KEY"),

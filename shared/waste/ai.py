@@ -8,7 +8,8 @@ the official steps in a friendly voice, never adding rules of its own. Each call
 tokens it used, so a job's cost is recorded. The `openai` client is imported on first use
 only (it costs most of a cold start). Timeouts, retries with backoff on 429/5xx (the client's
 own) and a bounded token budget keep a slow model from holding a job hostage; failures come
-out as `ModelError` with the job's failure code.
+out as `ModelError` with the job's failure code. Every call counts against the deployment's
+budget (budget.py), and none is made while it is spent.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from functools import cache
 from typing import Any
 
 from shared.core.settings import settings
-from shared.waste import dictionary
+from shared.waste import budget, dictionary
 
 MAX_DESCRIBE_TOKENS = 300
 MAX_CHOOSE_TOKENS = 60  # {"guide_id": "item-guide-0123"} and no more
@@ -81,9 +82,17 @@ def _describe_prompt(hint: str | None) -> list[dict[str, Any]]:
 
 
 def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> tuple[str, int]:
-    """The answer's text and the tokens it cost (prompt and completion)."""
+    """The answer's text and the tokens it cost (prompt and completion), counted against the
+    deployment's budget; no call at all while that budget is spent."""
     import openai
 
+    spent = budget.exhausted()
+    if spent is not None:
+        raise ModelError(
+            budget.CODE,
+            f"the model budget per {spent.window} is spent ({spent.used} of {spent.limit} "
+            f"tokens); it frees up in {spent.retry_after} s",
+        )
     options: dict[str, Any] = {"response_format": {"type": "json_object"}} if json_mode else {}
     try:
         response = _client().chat.completions.create(
@@ -106,6 +115,7 @@ def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> t
     if not response.choices or not response.choices[0].message.content:
         raise ModelError("VISION_FAILED", "the model returned no answer")
     tokens = response.usage.total_tokens if response.usage else 0
+    budget.spend(tokens)
     return response.choices[0].message.content, tokens
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, select
 from shared.core import db, storage
 from shared.core.errors import ApiError, log_event
 from shared.core.settings import settings
-from shared.waste import ai, answers, corrections, images, jobs, messages, rules
+from shared.waste import ai, answers, budget, corrections, images, jobs, messages, rules
 from shared.waste.messages import Analyzed, Answered, Classified, Uploaded
 
 ALTERNATIVES = 3
@@ -61,6 +61,24 @@ def check_answerable(hint: str | None) -> None:
             "HINT_REQUIRED",
             'no vision model is configured here: send a hint such as "페트병" with the photo',
             {"fields": {"hint": "required while no vision model is configured"}},
+        )
+
+
+def check_budget(hint: str | None) -> None:
+    """Refuse an analysis that needs the model while the deployment's model budget is spent:
+    503 MODEL_BUDGET_EXHAUSTED, Retry-After when the window frees up. With a hint it is
+    accepted and answered from the hint alone."""
+    if not ai.configured() or (hint or "").strip():
+        return
+    spent = budget.exhausted()
+    if spent is not None:
+        raise ApiError(
+            503,
+            budget.CODE,
+            f"the model budget per {spent.window} is spent; try again later, or send a hint "
+            'such as "페트병" to be answered without the model',
+            {"window": spent.window},
+            headers={"Retry-After": str(spent.retry_after)},
         )
 
 
@@ -136,8 +154,9 @@ def _remember_description(sha256: str, model: str, description: dict[str, Any]) 
 
 def analyze(uploaded: Uploaded) -> Analyzed | None:
     """What the item is: from the vision model (cached by the stored image's hash, before any
-    conversion), or the user's hint. The hash is kept either way: a user's correction of this
-    photo is found by it."""
+    conversion), or the user's hint (no model configured, or its budget spent: without a hint
+    the job then fails with MODEL_BUDGET_EXHAUSTED). The hash is kept either way: a user's
+    correction of this photo is found by it."""
     job = _live_job(uploaded.job_id)
     if job is None:
         return None
@@ -166,6 +185,9 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
             jobs.fail(job["id"], "IMAGE_UNREADABLE", f"the photo could not be read: {exc}")
             return None
         except ai.ModelError as exc:
+            if exc.code == budget.CODE and job["hint"]:  # no model to spare: the hint answers
+                jobs.record_vision(job["id"], sha256, "hint")
+                return Analyzed(job["id"], _hint_description(job["hint"]), "hint")
             jobs.fail(job["id"], exc.code, exc.message)
             return None
         description = answer.value
@@ -327,8 +349,9 @@ def feedback(classified: Classified) -> Answered | None:
         text = answers.question(classified.detected_name or guide["name"])
     else:
         text = answers.sentence(guide["name"], parts["category"], steps)
-        if ai.configured():
-            # On a model failure the template says the same, less warmly: the answer must
+        if ai.configured() and job["vision_source"] != "hint":
+            # A job read from its hint makes no model call (the budget was spent). On a
+            # model failure the template says the same, less warmly: the answer must
             # not wait.
             with contextlib.suppress(ai.ModelError):
                 phrased = ai.phrase(guide["name"], steps, cautions)
