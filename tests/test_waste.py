@@ -454,6 +454,44 @@ def test_another_users_job_is_not_found(client):
     assert client.get("/api/v1/waste/status/nope", headers=alice).status_code == 404
 
 
+class CountingCache:
+    """The cache, counting the commands sent to it: on Redis each is a round trip."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        command = getattr(self.inner, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return command(*args, **kwargs)
+
+        return counted
+
+
+def test_a_status_poll_is_one_cache_round_trip(client, monkeypatch):
+    from shared.core import cache
+
+    headers = login(client)
+    job_id = start(client, headers, hint="페트병")["job_id"]
+    for path in (f"/api/v1/waste/status/{job_id}", f"/api/v1/waste/result/{job_id}"):
+        assert client.get(path, headers=headers).status_code in (200, 202)  # both now cached
+        counting = CountingCache(cache.client())
+        monkeypatch.setattr(cache, "client", lambda counting=counting: counting)
+        response = client.get(path, headers=headers)
+        monkeypatch.undo()
+        assert response.get_json()["status"] == "awaiting_upload"
+        assert counting.calls == ["mget"], path
+    # The shared read still refuses an ended session and another user's job.
+    bob = login(client, "bob")
+    assert client.get(f"/api/v1/waste/status/{job_id}", headers=bob).status_code == 404
+    client.post("/api/v1/auth/logout", headers=headers)
+    response = client.get(f"/api/v1/waste/status/{job_id}", headers=headers)
+    assert response.status_code == 401
+
+
 def test_analyze_is_rate_limited_per_user(client, monkeypatch):
     import functions.waste
 

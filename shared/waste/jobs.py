@@ -9,6 +9,7 @@ that sits queued or processing past its deadline is failed with TIMED_OUT when n
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -213,7 +214,8 @@ def status_view(job: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _status_key(job_id: str) -> str:
+def status_key(job_id: str) -> str:
+    """Where the poller's view of the job is cached: status routes read it with their caller."""
     return f"job:{job_id}:status"
 
 
@@ -228,7 +230,7 @@ def rate_limit_key(user_id: str) -> str:
 def _cache_status(job: dict[str, Any]) -> None:
     """Publish the row's view to the pollers; the user's stats are stale from now on."""
     cache.set_json(
-        _status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
+        status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
     )
     cache.client().delete(stats_key(job["user_id"]))
 
@@ -268,7 +270,7 @@ def advance(job_id: str, stage: str) -> bool:
         # Nothing to move: a redelivery, maybe of a step whose view never reached the cache
         # (Redis failed after the database took it). Drop the view; the next poll reads the
         # row. Dropping, not rewriting, cannot put an older view over a newer one.
-        cache.client().delete(_status_key(job_id))
+        cache.client().delete(status_key(job_id))
     return bool(moved)
 
 
@@ -311,9 +313,10 @@ def _overdue(view: dict[str, Any]) -> bool:
     return db.now() - parse_rfc3339(view["updated_at"]) > DEADLINE
 
 
-def status(user_id: str, job_id: str) -> dict[str, Any]:
-    """The poller's view: from the cache when it has it, else from the row (and cached)."""
-    view = cache.get_json(_status_key(job_id))
+def status(user_id: str, job_id: str, cached: str | None = None) -> dict[str, Any]:
+    """The poller's view: from the cache when it has it, else from the row (and cached).
+    `cached` is the view as read from the cache already (at `status_key`), when it was."""
+    view = json.loads(cached) if cached is not None else cache.get_json(status_key(job_id))
     if view is None:
         job = get(user_id, job_id)
         _cache_status(job)
@@ -428,7 +431,7 @@ def result(user_id: str, job_id: str) -> dict[str, Any] | None:
 
 def forget(job_ids: list[str]) -> None:
     """Drop the cached status and result of these jobs (their rows are going away)."""
-    keys = [key for job_id in job_ids for key in (_status_key(job_id), _result_key(job_id))]
+    keys = [key for job_id in job_ids for key in (status_key(job_id), _result_key(job_id))]
     for chunk in chunked(keys, 500):
         cache.client().delete(*chunk)
 
