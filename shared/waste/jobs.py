@@ -235,8 +235,9 @@ def _cache_status(job: dict[str, Any]) -> None:
     cache.client().delete(stats_key(job["user_id"]))
 
 
-def advance(job_id: str, stage: str) -> bool:
-    """Move a job forward to `stage`; False (and no change) if it is there or beyond already."""
+def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
+    """Move a job forward to `stage` (no change if it is there or beyond already, or failed);
+    whether it moved, and the row as it is now, read in the same transaction."""
     status, progress = STAGES[stage]
     now = db.now()
     values: dict[str, Any] = {
@@ -264,22 +265,41 @@ def advance(job_id: str, stage: str) -> bool:
                 keys=["job_id", "stage"],
             )
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-    if moved and row is not None:
-        _cache_status(dict(row._mapping))
+    job = dict(row._mapping) if row is not None else None
+    if moved and job is not None:
+        _cache_status(job)
     elif not moved:
         # Nothing to move: a redelivery, maybe of a step whose view never reached the cache
         # (Redis failed after the database took it). Drop the view; the next poll reads the
         # row. Dropping, not rewriting, cannot put an older view over a newer one.
         cache.client().delete(status_key(job_id))
-    return bool(moved)
+    return bool(moved), job
 
 
-def record_vision(job_id: str, image_sha256: str | None, source: str) -> None:
+def advance(job_id: str, stage: str) -> bool:
+    """Move a job forward to `stage`; False (and no change) if it is there or beyond already."""
+    return _move(job_id, stage)[0]
+
+
+def enter(job_id: str, stage: str) -> dict[str, Any] | None:
+    """The job as a pipeline stage starts on it, moved forward to `stage` in the transaction
+    that reads it (one database round trip where a read and then a write were two); None when
+    the job is gone or has failed: the stage has nothing to do."""
+    job = _move(job_id, stage)[1]
+    return job if job is not None and job["status"] != "failed" else None
+
+
+def record_vision(job_id: str, image_sha256: str | None, source: str, tokens: int = 0) -> None:
+    """What the analysis saw the image as, and what the model call cost (in one write)."""
     with db.transaction() as conn:
         conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)
-            .values(image_sha256=image_sha256, vision_source=source)
+            .values(
+                image_sha256=image_sha256,
+                vision_source=source,
+                model_tokens=jobs.c.model_tokens + tokens,
+            )
         )
 
 
