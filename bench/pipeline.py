@@ -24,7 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-PHOTO = (ROOT / "tests" / "data" / "images" / "plastic" / "plastic1.jpg").read_bytes()
+from conftest import IMAGES  # noqa: E402  (tests/ is on the path from here on)
+
+PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
 
 
 def percentile(values: list[float], q: float) -> float:

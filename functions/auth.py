@@ -7,7 +7,7 @@ from shared.core.errors import unauthenticated
 from shared.core.registry import HOT, endpoints
 from shared.core.validation import obj
 
-http = endpoints(authenticate=sessions.authenticate)
+http = endpoints(authenticate=sessions.caller)
 
 USER = obj(
     {

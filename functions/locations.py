@@ -8,7 +8,7 @@ from shared.core.registry import endpoints
 from shared.core.validation import obj
 from shared.locations import bins, navigation
 
-http = endpoints(authenticate=sessions.authenticate)
+http = endpoints(authenticate=sessions.caller)
 
 LAT = {"type": "number", "minimum": -90, "maximum": 90}
 LNG = {"type": "number", "minimum": -180, "maximum": 180}

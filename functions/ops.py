@@ -9,7 +9,7 @@ from shared.core.registry import endpoints
 from shared.core.validation import obj
 from shared.ops import reports
 
-http = endpoints(authenticate=sessions.authenticate)
+http = endpoints(authenticate=sessions.caller)
 
 REPORTS = obj(
     {

@@ -11,7 +11,7 @@ from shared.core.validation import obj
 from shared.users import calendar, profiles, schedules
 from shared.waste import history
 
-http = endpoints(authenticate=sessions.authenticate)
+http = endpoints(authenticate=sessions.caller)
 
 DISTRICT = {
     "type": ["string", "null"],

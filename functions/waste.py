@@ -12,7 +12,7 @@ from shared.users import profiles, where
 from shared.waste import corrections, fees, jobs, pipeline, rules
 from shared.waste.messages import Uploaded
 
-http = endpoints(authenticate=sessions.authenticate)
+http = endpoints(authenticate=sessions.caller)
 
 ANALYZE_LIMIT = (30, 3600)  # analyses per user per hour
 
@@ -357,10 +357,16 @@ def waste_upload_complete_body(request, user, body):
     return _complete(user, body["job_id"])
 
 
-@http("GET /api/v1/waste/status/{job_id}", scaling=HOT, responses={200: STATUS})
-def waste_status(request, user, job_id):
+def _status_along(job_id: str) -> list[str]:
+    return [jobs.status_key(job_id)]
+
+
+@http(
+    "GET /api/v1/waste/status/{job_id}", scaling=HOT, responses={200: STATUS}, along=_status_along
+)
+def waste_status(request, user, job_id, along):
     """Where the job is; Retry-After says when to ask again while it runs."""
-    view = jobs.status(user.user_id, job_id)
+    view = jobs.status(user.user_id, job_id, along[0])
     return view, 200, jobs.retry_after(view)
 
 
@@ -369,11 +375,12 @@ def waste_status(request, user, job_id):
     query=RESULT_QUERY,
     responses={200: RESULT, 202: STATUS},
     uses=("db", "cache", "storage"),
+    along=_status_along,
 )
-def waste_result(request, user, job_id, query):
+def waste_result(request, user, job_id, query, along):
     """The answer when finished (or why it failed); the status body while running. With the
     user's district known (lat/lng, else the profile), it says where: `where`."""
-    view = jobs.status(user.user_id, job_id)
+    view = jobs.status(user.user_id, job_id, along[0])
     if view["status"] == "failed":
         return {"job_id": job_id, "status": "failed", "error": view["error"]}
     body = jobs.result(user.user_id, job_id) if view["status"] == "completed" else None

@@ -1446,7 +1446,7 @@ def needs(function: Function, registry: dict[str, Function]) -> set[str]:
 
     found = reached(function.handler)
     if function.auth:  # the route wrapper checks the caller before the handler runs
-        found |= reached(sessions.authenticate)
+        found |= reached(sessions.caller)
     if function.name == dead_letter_sink().name:
         for declared in registry.values():
             if declared.on_dead_letter is not None:

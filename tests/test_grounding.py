@@ -161,15 +161,15 @@ def test_the_vision_answer_is_kept_before_a_later_step_fails(system, fake_model,
     pipeline.submit(jobs.get(me_id(client, headers), job_id))
     assert system.broker.wait_idle(30)
 
-    real = jobs.add_tokens
+    real = jobs.record_vision  # the write after the model's answer, with its tokens
     failures = iter([True])
 
-    def add_tokens(job, tokens):
+    def record_vision(job, *args):
         if next(failures, False):
             raise RuntimeError("the database went away")
-        real(job, tokens)
+        real(job, *args)
 
-    monkeypatch.setattr(jobs, "add_tokens", add_tokens)
+    monkeypatch.setattr(jobs, "record_vision", record_vision)
     with pipeline.db.transaction() as conn:  # a fresh photo hash: nothing cached yet
         conn.execute(pipeline.vision_cache.delete())
     before = len(_photo_calls(fake_model))

@@ -454,6 +454,44 @@ def test_another_users_job_is_not_found(client):
     assert client.get("/api/v1/waste/status/nope", headers=alice).status_code == 404
 
 
+class CountingCache:
+    """The cache, counting the commands sent to it: on Redis each is a round trip."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        command = getattr(self.inner, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return command(*args, **kwargs)
+
+        return counted
+
+
+def test_a_status_poll_is_one_cache_round_trip(client, monkeypatch):
+    from shared.core import cache
+
+    headers = login(client)
+    job_id = start(client, headers, hint="페트병")["job_id"]
+    for path in (f"/api/v1/waste/status/{job_id}", f"/api/v1/waste/result/{job_id}"):
+        assert client.get(path, headers=headers).status_code in (200, 202)  # both now cached
+        counting = CountingCache(cache.client())
+        monkeypatch.setattr(cache, "client", lambda counting=counting: counting)
+        response = client.get(path, headers=headers)
+        monkeypatch.undo()
+        assert response.get_json()["status"] == "awaiting_upload"
+        assert counting.calls == ["mget"], path
+    # The shared read still refuses an ended session and another user's job.
+    bob = login(client, "bob")
+    assert client.get(f"/api/v1/waste/status/{job_id}", headers=bob).status_code == 404
+    client.post("/api/v1/auth/logout", headers=headers)
+    response = client.get(f"/api/v1/waste/status/{job_id}", headers=headers)
+    assert response.status_code == 401
+
+
 def test_analyze_is_rate_limited_per_user(client, monkeypatch):
     import functions.waste
 
@@ -689,3 +727,50 @@ def test_messages_read_back_what_they_wrote_and_ids_follow_their_cause():
     assert messages.parse(newer) == messages.Uploaded("j1")
     with pytest.raises(TypeError):
         messages.parse(events.make(messages.Analyzed.TYPE, {"job_id": "j1"}))
+
+
+def test_each_stage_reads_its_job_in_the_write_that_moves_it(client, system, fake_model):
+    """The database round trips of one job's stages, counted where they are opened: a stage
+    reads its job in the transaction that moves it (jobs.enter), and the analysis records
+    what it saw and what the model cost in one write."""
+    import threading
+    from collections import Counter
+
+    from sqlalchemy import event
+
+    from shared.core import db
+
+    headers = login(client)
+    run(client, system, headers)  # the knowledge the stages read is built and cached
+    connections, commits = Counter(), Counter()
+
+    def stage() -> str:
+        return threading.current_thread().name.rsplit("_", 1)[0]
+
+    def connected(conn) -> None:
+        connections[stage()] += 1
+
+    def committed(conn) -> None:
+        commits[stage()] += 1
+
+    engine = db.engine()
+    event.listen(engine, "engine_connect", connected)
+    event.listen(engine, "commit", committed)
+    try:
+        _, response = run(client, system, headers, data=PHOTO + b"another photo")
+    finally:
+        event.remove(engine, "engine_connect", connected)
+        event.remove(engine, "commit", committed)
+    assert response.status_code == 200
+    # (connections, commits). Each stage: the dedup check, its job moved and read in one
+    # transaction, its own work, the dedup record. The analysis reads the vision cache, stores
+    # the description, then writes the image's hash with the tokens; classification reads the
+    # user's corrections, reads and stores the model's choice, counts its tokens; feedback
+    # counts its tokens; saving writes the result and moves the job to done.
+    expected = {
+        "image_analyze": (6, 4),
+        "classification_identify": (7, 4),
+        "feedback_generate": (4, 3),
+        "result_save": (5, 4),
+    }
+    assert {name: (connections[name], commits[name]) for name in expected} == expected

@@ -25,6 +25,8 @@ class Client(Protocol):
 
     def get(self, key: str) -> str | None: ...
 
+    def mget(self, keys: list[str]) -> list[str | None]: ...
+
     def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> bool | None: ...
 
     def delete(self, *keys: str) -> int: ...
@@ -62,6 +64,10 @@ class Memory:
     def get(self, key: str) -> str | None:
         with self._lock:
             return self._live(key)
+
+    def mget(self, keys: list[str]) -> list[str | None]:
+        with self._lock:
+            return [self._live(key) for key in keys]
 
     def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> bool | None:
         with self._lock:

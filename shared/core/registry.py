@@ -24,8 +24,12 @@ import functions_framework
 
 from shared.core.errors import ApiError, as_api_error, log_event
 
-# Who calls: (Authorization header, admin required) -> the caller, or an ApiError (401/403).
-Authenticate = Callable[..., Any]
+# Who calls: (Authorization header, admin required, cache keys to read along) -> the caller and
+# those keys' cached values, read in the same round trip as the caller's session; or an
+# ApiError (401/403).
+Authenticate = Callable[..., tuple[Any, list[Any]]]
+# The cache keys a route reads with its caller, from its path parameters (see `http`).
+Along = Callable[..., list[str]]
 # What a domain does when a Trigger gave up on an event: (the event, why the last try failed).
 OnDeadLetter = Callable[[Any, str], None]
 PING_TYPE = "dev.knative.sources.ping"  # the type every PingSource event carries
@@ -248,14 +252,19 @@ def http(
     timeout_seconds: int = 30,
     local_only: bool = False,
     authenticate: Authenticate | None = None,
+    along: Along | None = None,
 ):
     """Declare an HTTP function: `route` is "METHOD /path/{param}" on the ALB path map.
 
-    The function is called as `fn(request, **path_params, user=?, body=?, query=?)`; `user` is
-    what `authenticate` makes of the Authorization header (see `endpoints`).
+    The function is called as `fn(request, **path_params, user=?, body=?, query=?, along=?)`;
+    `user` is what `authenticate` makes of the Authorization header (see `endpoints`). A
+    protected route that reads cache keys on every call names them with `along(**path_params)`:
+    they are read in the caller's round trip and the function gets their values as `along`.
     """
     if auth and authenticate is None:
         raise TypeError(f"{route} needs a caller: declare it with endpoints(authenticate=...)")
+    if along and not auth:
+        raise TypeError(f"{route}: `along` is read with the caller; a public route has none")
     method, path = route.split(" ", 1)
     pattern = _path_pattern(path)
     responses = responses or {200: None}
@@ -283,9 +292,12 @@ def http(
                     if not settings().local:
                         raise ApiError(404, "NOT_FOUND", f"no route for {request.path}")
                 if auth:
-                    kwargs["user"] = authenticate(
-                        request.headers.get("Authorization"), admin=auth == "admin"
+                    keys = along(**kwargs) if along else []
+                    kwargs["user"], values = authenticate(
+                        request.headers.get("Authorization"), admin=auth == "admin", along=keys
                     )
+                    if along:
+                        kwargs["along"] = values
                 if body is not None:
                     from shared.core.validation import json_body
 

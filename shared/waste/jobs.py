@@ -9,6 +9,7 @@ that sits queued or processing past its deadline is failed with TIMED_OUT when n
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -213,7 +214,8 @@ def status_view(job: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _status_key(job_id: str) -> str:
+def status_key(job_id: str) -> str:
+    """Where the poller's view of the job is cached: status routes read it with their caller."""
     return f"job:{job_id}:status"
 
 
@@ -228,13 +230,14 @@ def rate_limit_key(user_id: str) -> str:
 def _cache_status(job: dict[str, Any]) -> None:
     """Publish the row's view to the pollers; the user's stats are stale from now on."""
     cache.set_json(
-        _status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
+        status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
     )
     cache.client().delete(stats_key(job["user_id"]))
 
 
-def advance(job_id: str, stage: str) -> bool:
-    """Move a job forward to `stage`; False (and no change) if it is there or beyond already."""
+def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
+    """Move a job forward to `stage` (no change if it is there or beyond already, or failed);
+    whether it moved, and the row as it is now, read in the same transaction."""
     status, progress = STAGES[stage]
     now = db.now()
     values: dict[str, Any] = {
@@ -262,22 +265,41 @@ def advance(job_id: str, stage: str) -> bool:
                 keys=["job_id", "stage"],
             )
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-    if moved and row is not None:
-        _cache_status(dict(row._mapping))
+    job = dict(row._mapping) if row is not None else None
+    if moved and job is not None:
+        _cache_status(job)
     elif not moved:
         # Nothing to move: a redelivery, maybe of a step whose view never reached the cache
         # (Redis failed after the database took it). Drop the view; the next poll reads the
         # row. Dropping, not rewriting, cannot put an older view over a newer one.
-        cache.client().delete(_status_key(job_id))
-    return bool(moved)
+        cache.client().delete(status_key(job_id))
+    return bool(moved), job
 
 
-def record_vision(job_id: str, image_sha256: str | None, source: str) -> None:
+def advance(job_id: str, stage: str) -> bool:
+    """Move a job forward to `stage`; False (and no change) if it is there or beyond already."""
+    return _move(job_id, stage)[0]
+
+
+def enter(job_id: str, stage: str) -> dict[str, Any] | None:
+    """The job as a pipeline stage starts on it, moved forward to `stage` in the transaction
+    that reads it (one database round trip where a read and then a write were two); None when
+    the job is gone or has failed: the stage has nothing to do."""
+    job = _move(job_id, stage)[1]
+    return job if job is not None and job["status"] != "failed" else None
+
+
+def record_vision(job_id: str, image_sha256: str | None, source: str, tokens: int = 0) -> None:
+    """What the analysis saw the image as, and what the model call cost (in one write)."""
     with db.transaction() as conn:
         conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)
-            .values(image_sha256=image_sha256, vision_source=source)
+            .values(
+                image_sha256=image_sha256,
+                vision_source=source,
+                model_tokens=jobs.c.model_tokens + tokens,
+            )
         )
 
 
@@ -311,9 +333,10 @@ def _overdue(view: dict[str, Any]) -> bool:
     return db.now() - parse_rfc3339(view["updated_at"]) > DEADLINE
 
 
-def status(user_id: str, job_id: str) -> dict[str, Any]:
-    """The poller's view: from the cache when it has it, else from the row (and cached)."""
-    view = cache.get_json(_status_key(job_id))
+def status(user_id: str, job_id: str, cached: str | None = None) -> dict[str, Any]:
+    """The poller's view: from the cache when it has it, else from the row (and cached).
+    `cached` is the view as read from the cache already (at `status_key`), when it was."""
+    view = json.loads(cached) if cached is not None else cache.get_json(status_key(job_id))
     if view is None:
         job = get(user_id, job_id)
         _cache_status(job)
@@ -428,7 +451,7 @@ def result(user_id: str, job_id: str) -> dict[str, Any] | None:
 
 def forget(job_ids: list[str]) -> None:
     """Drop the cached status and result of these jobs (their rows are going away)."""
-    keys = [key for job_id in job_ids for key in (_status_key(job_id), _result_key(job_id))]
+    keys = [key for job_id in job_ids for key in (status_key(job_id), _result_key(job_id))]
     for chunk in chunked(keys, 500):
         cache.client().delete(*chunk)
 

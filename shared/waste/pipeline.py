@@ -116,14 +116,6 @@ def submit(job: dict[str, Any]) -> None:
         log_event("warning", "queued_not_recorded", job_id=job["id"], error=repr(exc))
 
 
-def _live_job(job_id: str) -> dict[str, Any] | None:
-    with db.engine().connect() as conn:
-        row = conn.execute(select(jobs.jobs).where(jobs.jobs.c.id == job_id)).first()
-    if row is None or row.status == "failed":
-        return None
-    return dict(row._mapping)
-
-
 # ---- analyze ------------------------------------------------------------------------------
 
 
@@ -157,10 +149,9 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
     conversion), or the user's hint (no model configured, or its budget spent: without a hint
     the job then fails with MODEL_BUDGET_EXHAUSTED). The hash is kept either way: a user's
     correction of this photo is found by it."""
-    job = _live_job(uploaded.job_id)
+    job = jobs.enter(uploaded.job_id, "analyze")
     if job is None:
         return None
-    jobs.advance(job["id"], "analyze")
     if not ai.configured() and not job["hint"]:
         jobs.fail(
             job["id"],
@@ -176,7 +167,7 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
         return Analyzed(job["id"], _hint_description(job["hint"]), "hint")
     model = settings().openai_model
     description = _cached_description(sha256, model)
-    source = "cache"
+    source, tokens = "cache", 0
     if description is None:
         try:
             sent, content_type = images.for_vision(image)
@@ -193,9 +184,8 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
         description = answer.value
         # Remembered before anything else can fail: a redelivery reads it, never pays again.
         _remember_description(sha256, model, description)
-        jobs.add_tokens(job["id"], answer.tokens)
-        source = "model"
-    jobs.record_vision(job["id"], sha256, source)
+        source, tokens = "model", answer.tokens
+    jobs.record_vision(job["id"], sha256, source, tokens)
     return Analyzed(job["id"], description, source)
 
 
@@ -234,10 +224,9 @@ def classify(analyzed: Analyzed) -> Classified | None:
     """Ground the description in the official dictionary: a real guide id, never an invention.
     A user's own correction of this photo wins; with a model, it picks among the dictionary's
     candidates; an answer nobody vouches for asks the user to confirm it."""
-    job = _live_job(analyzed.job_id)
+    job = jobs.enter(analyzed.job_id, "classify")
     if job is None:
         return None
-    jobs.advance(job["id"], "classify")
     description = analyzed.description
     situation_tags = description.get("tags", [])
     chosen = corrections.remembered(job["user_id"], job["image_sha256"])
@@ -336,10 +325,9 @@ def _model_choice(
 def feedback(classified: Classified) -> Answered | None:
     """The answer: the guide's official steps and cautions, phrased for the user; a question
     with the candidates when the match needs the user's confirmation."""
-    job = _live_job(classified.job_id)
+    job = jobs.enter(classified.job_id, "feedback")
     if job is None:
         return None
-    jobs.advance(job["id"], "feedback")
     guide = rules.guide(classified.guide_id)
     parts = answers.for_guide(guide)
     if classified.chosen_by:  # letters from before chosen_by was recorded carry none
@@ -380,10 +368,9 @@ def feedback(classified: Classified) -> Answered | None:
 
 def save(answered: Answered) -> None:
     """The database is the record; the cache holds it 7 days; history and stats see it."""
-    job = _live_job(answered.job_id)
+    job = jobs.enter(answered.job_id, "save")
     if job is None:
         return
-    jobs.advance(job["id"], "save")
     jobs.save_result(job["id"], dataclasses.asdict(answered))
 
 
