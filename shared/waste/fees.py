@@ -74,9 +74,32 @@ def _won(text: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
+def _standard(number: int, row: dict[str, Any], place: tuple[str, str]) -> dict[str, Any]:
+    """The columns every row of a standard-data table shares: where, whose, and as of when."""
+    return {
+        "id": number,
+        "province": place[0],
+        "district": place[1],
+        "code": (row.get("제공기관코드") or "").strip() or None,
+        "data_date": (row.get("데이터기준일자") or "").strip() or None,
+    }
+
+
+def _report(read: int, rows: list[dict[str, Any]], skipped: dict[str, int]) -> dict[str, Any]:
+    """What an import says: read, imported, skipped by reason, and the edition (the newest
+    date the imported rows state)."""
+    dates = [row["data_date"] for row in rows if row["data_date"]]
+    return {
+        "read": read,
+        "imported": len(rows),
+        "skipped": dict(skipped),
+        "edition": max(dates) if dates else None,
+    }
+
+
 def _store_fees(conn: Connection, data: bytes) -> dict[str, Any]:
     records = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
-    rows, skipped, dates = [], defaultdict(int), set()
+    rows, skipped = [], defaultdict(int)
     for number, row in enumerate(records, start=1):
         place = _place(row)
         fee = 0 if (row.get("유무료여부") or "").strip() == "무료" else _won(row.get("수수료", ""))
@@ -86,38 +109,25 @@ def _store_fees(conn: Connection, data: bytes) -> dict[str, Any]:
         if fee is None or not (row.get("대형폐기물명") or "").strip():
             skipped["no item name or fee"] += 1
             continue
-        date = (row.get("데이터기준일자") or "").strip() or None
-        if date:
-            dates.add(date)
         rows.append(
             {
-                "id": number,
-                "province": place[0],
-                "district": place[1],
-                "code": (row.get("제공기관코드") or "").strip() or None,
+                **_standard(number, row, place),
                 "name": " ".join(row["대형폐기물명"].split()),
                 "category": (row.get("대형폐기물구분명") or "").strip() or None,
                 "size": (row.get("대형폐기물규격") or "").strip() or None,
                 "fee_krw": fee,
-                "data_date": date,
             }
         )
     conn.execute(delete(bulky_fees))
     for chunk in chunked(rows, 2000):
         conn.execute(insert(bulky_fees), chunk)
-    edition = max(dates) if dates else None
-    return {
-        "read": len(records),
-        "imported": len(rows),
-        "skipped": dict(skipped),
-        "edition": edition,
-    }
+    return _report(len(records), rows, skipped)
 
 
 def _store_bags(conn: Connection, data: bytes) -> dict[str, Any]:
     document = json.loads(data.decode("utf-8-sig"))
     records = document["records"] if isinstance(document, dict) else document
-    rows, skipped, dates = [], defaultdict(int), set()
+    rows, skipped = [], defaultdict(int)
     for number, row in enumerate(records, start=1):
         place = _place(row)
         prices = {
@@ -131,32 +141,19 @@ def _store_bags(conn: Connection, data: bytes) -> dict[str, Any]:
         if not prices:
             skipped["no price above 0"] += 1
             continue
-        date = (row.get("데이터기준일자") or "").strip() or None
-        if date:
-            dates.add(date)
         rows.append(
             {
-                "id": number,
-                "province": place[0],
-                "district": place[1],
-                "code": (row.get("제공기관코드") or "").strip() or None,
+                **_standard(number, row, place),
                 "use": row.get("종량제봉투용도") or None,
                 "kind": row.get("종량제봉투종류") or None,
                 "method": row.get("종량제봉투처리방식") or None,
                 "target": row.get("종량제봉투사용대상") or None,
                 "prices": prices,
-                "data_date": date,
             }
         )
     conn.execute(delete(bag_prices))
     conn.execute(insert(bag_prices), rows)
-    edition = max(dates) if dates else None
-    return {
-        "read": len(records),
-        "imported": len(rows),
-        "skipped": dict(skipped),
-        "edition": edition,
-    }
+    return _report(len(records), rows, skipped)
 
 
 def import_all(only_if_changed: bool = True) -> list[dict[str, Any]]:
