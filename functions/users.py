@@ -171,7 +171,7 @@ def users_stats(request, user):
 )
 def users_schedule(request, user, query):
     """When household, food and recyclable waste go out in a district (default: the user's)."""
-    place = _district(user, query)
+    place = profiles.district(user.user_id, query.get("district"))
     areas = schedules.for_district(place)
     if not areas:
         raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {place.name}")
@@ -183,19 +183,6 @@ def users_schedule(request, user, query):
     }
 
 
-def _district(user, query):
-    """The asked-for district, else the profile's, resolved (422 when neither or ambiguous)."""
-    district = query.get("district") or profiles.get(user.user_id)["district"]
-    if not district:
-        raise ApiError(
-            422,
-            "VALIDATION_FAILED",
-            "set a district in the profile or ask for one",
-            {"fields": {"district": "required when the profile has none"}},
-        )
-    return schedules.resolve(district)
-
-
 @http(
     "GET /api/v1/users/schedule.ics",
     query=SCHEDULE_QUERY,
@@ -204,7 +191,7 @@ def _district(user, query):
 )
 def users_schedule_ics(request, user, query):
     """The district's schedule as an RFC 5545 calendar: a weekly series per area and kind."""
-    place = _district(user, query)
+    place = profiles.district(user.user_id, query.get("district"))
     if not schedules.for_district(place):
         raise ApiError(404, "NOT_FOUND", f"no disposal schedule for {place.name}")
     return Response(calendar.for_district(place), content_type="text/calendar; charset=utf-8")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from shared.auth import sessions
 from shared.core import cache, storage
-from shared.core.errors import ApiError, not_found
+from shared.core.errors import not_found
 from shared.core.registry import HOT, MODEL_RESOURCES, endpoints
 from shared.core.validation import obj
-from shared.locations import districts
 from shared.users import profiles, where
 from shared.waste import corrections, fees, jobs, pipeline, rules
 from shared.waste.messages import Uploaded
@@ -489,28 +488,19 @@ BAGS = obj(
 )
 
 
-def _district(user, query, known, what: str) -> districts.District:
-    """The asked-for district (else the profile's) among those the data covers."""
-    text = query.get("district") or profiles.get(user.user_id)["district"]
-    if not text:
-        raise ApiError(
-            422,
-            "VALIDATION_FAILED",
-            "set a district in the profile or ask for one",
-            {"fields": {"district": "required when the profile has none"}},
-        )
-    missing = ApiError(404, "NOT_FOUND", f"no {what} for {text}")
-    return districts.lookup(text, known, missing)
-
-
 @http("GET /api/v1/waste/fees", query=FEES_QUERY, responses={200: FEES}, errors=(404,))
 def waste_fees(request, user, query):
     """Bulky-waste collection fees in a district, for an item or all of them, with the date."""
-    district = _district(user, query, fees.fee_districts(), "bulky-waste fees")
+    district = profiles.district(
+        user.user_id, query.get("district"), fees.fee_districts(), "bulky-waste fees"
+    )
     return fees.fees_for(district, query.get("q"))
 
 
 @http("GET /api/v1/waste/bags", query=BAGS_QUERY, responses={200: BAGS}, errors=(404,))
 def waste_bags(request, user, query):
     """Volume-rate bag prices in a district (household and food waste), with the date."""
-    return fees.bags_for(_district(user, query, fees.bag_districts(), "bag prices"))
+    district = profiles.district(
+        user.user_id, query.get("district"), fees.bag_districts(), "bag prices"
+    )
+    return fees.bags_for(district)

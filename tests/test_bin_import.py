@@ -424,22 +424,25 @@ def test_a_refused_key_stops_geocoding_and_keeps_the_bins(kakao_key, tmp_path):
 
 
 def test_geocoding_is_paced(kakao_key, monkeypatch):
+    """On a clock that only sleeping moves (calls take no time), every call after the first
+    waits exactly its turn: the pacing, not the machine's speed, is what is tested."""
+    clock = [1000.0]
     waits = []
-    sleep = kakao_local.time.sleep
 
-    def spy(seconds: float) -> None:
+    def sleep(seconds: float) -> None:
         waits.append(seconds)
-        sleep(seconds)
+        clock[0] += seconds
 
     monkeypatch.setattr(kakao_local, "GEOCODE_PER_SECOND", 40.0)
-    monkeypatch.setattr(kakao_local.time, "sleep", spy)
+    monkeypatch.setattr(kakao_local, "_next_call", 0.0)
+    monkeypatch.setattr(kakao_local.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(kakao_local.time, "sleep", sleep)
     with responses.RequestsMock() as rsps:
         rsps.add(responses.GET, kakao_local.ADDRESS_URL, json=NO_MATCH)
         kakao_local.geocode([f"서울특별시 중구 없는길 {n}" for n in range(4)])
         assert len(rsps.calls) == 4
-    # Calls come faster than 40 a second here: each after the first waits for its turn.
-    assert len(waits) >= 3 and all(0.0 < w <= 0.025 for w in waits[-3:])
-    assert sum(waits) >= 0.05
+    assert waits == pytest.approx([0.025, 0.025, 0.025])
+    assert clock[0] == pytest.approx(1000.075)
 
 
 def test_cli_imports_files_and_reports(database, tmp_path, capsys):

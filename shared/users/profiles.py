@@ -9,11 +9,14 @@ cascade). A later login with the same provider account creates a fresh user.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from shared.auth import accounts, sessions
 from shared.core.errors import ApiError, not_found, validation_failed
 from shared.core.times import rfc3339
+from shared.locations import districts
+from shared.locations.districts import District
 from shared.users import schedules
 from shared.waste import jobs
 
@@ -48,6 +51,28 @@ def get(user_id: str) -> dict[str, Any]:
     if user is None:
         raise not_found("user")
     return view(user)
+
+
+def district(
+    user_id: str,
+    asked: str | None,
+    known: Iterable[District] | None = None,
+    lacking: str | None = None,
+) -> District:
+    """The district a request asks for, else the profile's, among `known` (by default every
+    district with a schedule): 422 when neither names one or the name is ambiguous; one the
+    data does not cover is 404 "no <lacking> for ..." when `lacking` names what it lacks, else
+    422."""
+    text = asked or get(user_id)["district"]
+    if not text:
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            "set a district in the profile or ask for one",
+            {"fields": {"district": "required when the profile has none"}},
+        )
+    missing = ApiError(404, "NOT_FOUND", f"no {lacking} for {text}") if lacking else None
+    return districts.lookup(text, schedules.known_districts() if known is None else known, missing)
 
 
 def update_profile(user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
