@@ -4,7 +4,8 @@ dev.jsonl may be looked at while building the search; holdout.jsonl is only meas
 holdout.jsonl has since been looked at while building, so holdout2.jsonl was the blind one:
 written apart from the search, repeating no query of the other files (search_dev.jsonl included).
 holdout2 is being retired as a blind set; holdout3.jsonl is the next one, written the same way and
-repeating no query of any file before it (holdout2 included). These
+repeating no query of any file before it (holdout2 included); holdout4.jsonl followed holdout3 the
+same way, over the whole dictionary. These
 tests need no search code: they keep the labels honest against the Ministry of Environment's
 item dictionary, read from the datasets folder, so a relabelled or renumbered edition fails here
 rather than silently moving the score.
@@ -22,7 +23,7 @@ import pytest
 from shared.core import datasets
 
 ANSWERS = Path(__file__).parent / "answers"
-FILES = ("dev.jsonl", "holdout.jsonl", "holdout2.jsonl", "holdout3.jsonl")
+FILES = ("dev.jsonl", "holdout.jsonl", "holdout2.jsonl", "holdout3.jsonl", "holdout4.jsonl")
 KINDS = {
     "colloquial",
     "brand",
@@ -113,6 +114,10 @@ def test_no_query_twice_across_the_files() -> None:
     [
         ("holdout2.jsonl", ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl")),
         ("holdout3.jsonl", ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl", "holdout2.jsonl")),
+        (
+            "holdout4.jsonl",
+            ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl", "holdout2.jsonl", "holdout3.jsonl"),
+        ),
     ],
 )
 def test_blind_holdout_repeats_no_query_seen_while_building(
@@ -130,7 +135,7 @@ def test_sizes_and_every_kind_in_holdout() -> None:
     per_kind = Counter(row["kind"] for row in holdout)
     assert {kind: per_kind[kind] for kind in KINDS if per_kind[kind] < 15} == {}
     assert {row["kind"] for row in dev} == KINDS
-    for name in ("holdout2.jsonl", "holdout3.jsonl"):
+    for name in ("holdout2.jsonl", "holdout3.jsonl", "holdout4.jsonl"):
         blind = Counter(row["kind"] for row in _rows(name))
         assert sum(blind.values()) >= 330, name
         assert {kind: blind[kind] for kind in KINDS if blind[kind] < 30} == {}, name
