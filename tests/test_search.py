@@ -107,6 +107,37 @@ def test_states_sizes_containers_and_sentences(system):
     assert top("택배 상자에 붙은 송장은 어떻게 버려?") == "택배 송장"
 
 
+def test_a_container_of_something_no_recyclable_is_the_container(system):
+    """고추장 is food waste and 식용유 goes to the oil bin: their tub is not. The container the
+    dictionary names for those contents wins, else the guide of the container's material,
+    also where no guide names the contents; a container of something recyclable (샴푸) stays
+    with its guide, and leftover contents ("남은") are the question."""
+    assert top("카놀라유 통") == "식용유 용기"
+    assert top("고추장 통") == "플라스틱"
+    assert top("김치통") == "반찬통"
+    assert top("된장 통") == "플라스틱"  # no guide names 된장; 간장통 is another word
+    assert top("린스 통") == "린스"
+    assert top("가구 광택제 남은 통") == "광택제"
+
+
+def test_an_item_no_name_fits_is_judged_by_its_kin_not_stated_as_sure(system):
+    """Names ending like the query's head share a category (원목책상 is furniture like the
+    책상 the dictionary has, but 책상 is not what was asked); a material word names the
+    category that takes it. Either way the answer is a suggestion, not a confident one."""
+    kin = [f for f in retrieval.rank("원목책상") if f["kind"] == "kin"]
+    assert [retrieval.index().guides[f["guide_id"]]["name"] for f in kin] == ["대형폐기물"]
+    assert top("스텐 국자") == "금속"
+    assert top("나무 막대") == "일반종량제폐기물"
+    for query in ("스텐 국자", "나무 막대", "된장 통"):
+        assert not rules.confident(rules.search(query)), query
+
+
+def test_one_syllable_swapped_is_another_word_not_a_typo(system):
+    assert retrieval._another_word("혈당측정기", "혈압측정기")
+    assert not retrieval._another_word("패트병", "페트병")  # the same consonant: a vowel slip
+    assert not retrieval._another_word("호도", "호두")
+
+
 def test_ties_break_by_closeness_never_by_name(system):
     ranked = retrieval.rank("리빙박스")
     tied = [f for f in ranked if f["score"] == ranked[0]["score"]]

@@ -90,6 +90,7 @@ CONTAINER_MATERIAL = {
 }
 CONTAINER_CATEGORY = "재활용폐기물"  # a guide under it is about the thing as a recyclable
 CONTENTS_ONLY = 0.85  # the contents' guide, where the query asks about their container
+UNKNOWN_CONTENTS = 0.6  # the material's guide, where no guide names the contents at all
 MATERIAL = 0.95  # the material's guide, against the contents' exact match it stands for
 # An item the dictionary lacks is judged by its kin: names ending in the same last syllables
 # (the head of a Korean compound: 의류건조기 is a 건조기, like 식기건조기 and 식품건조기) whose
@@ -108,6 +109,7 @@ MATERIALS = {
     "비닐": ("비닐",),
 }
 HEAD_SYLLABLES = (3, 2)
+ANOTHER_WORD = 0.6  # letter pairs shared with a name one whole syllable away count this much
 MODIFIER = 0.4  # the base score of a name found inside a query, not at its end
 KIN = 0.62
 KIN_AGREE = 2 / 3  # of the kin guides, at least this share in one category; and two of them
@@ -588,6 +590,8 @@ def _similarity(query: str, qgrams: frozenset[str], entry: Entry) -> float:
     if query == entry.key:
         return 1.0
     dice = _dice(qgrams, entry.grams)
+    if _another_word(query, entry.key):
+        return dice * ANOTHER_WORD  # "된장통" shares most letter pairs with "간장통"
     score = dice * 0.85
     if query in entry.key or entry.key in query:
         cover = min(len(query), len(entry.key)) / max(len(query), len(entry.key))
@@ -702,7 +706,12 @@ def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]
         return  # "광택제 남은 통": the contents are the question
     content = next((k for v, k, _ in query.variants if v == "content"), None)
     word = query.container
-    for found in [f for f in best.values() if f["variant"] == "content" and f["key"] == content]:
+    held = [f for f in best.values() if f["variant"] == "content" and f["key"] == content]
+    material = idx.materials.get(word)
+    if not held and material and not any(f["exact"] for f in best.values()):
+        # contents no guide names ("된장 통"): a container of that word's usual material
+        _suggest(best, material, content or "", UNKNOWN_CONTENTS)
+    for found in held:
         guide = idx.guides[found["guide_id"]]
         if any(path and path[0] == CONTAINER_CATEGORY for path in guide["categoryPaths"]):
             continue  # 샴푸, 매니큐어: the guide is about the bottle
@@ -756,12 +765,12 @@ def _kin(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
                 return
 
 
-def _suggest(best: dict[str, dict[str, Any]], guide_id: str, key: str) -> None:
+def _suggest(best: dict[str, dict[str, Any]], guide_id: str, key: str, score: float = KIN) -> None:
     """A category's guide found by kin, below any name found for it."""
-    if guide_id not in best or best[guide_id]["score"] < KIN:
+    if guide_id not in best or best[guide_id]["score"] < score:
         best[guide_id] = {
             "guide_id": guide_id,
-            "score": KIN,
+            "score": score,
             "kind": "kin",
             "exact": False,
             "variant": "kin",
