@@ -38,7 +38,8 @@ DEFAULT_FILES = (
     "search_dev.jsonl",
     "holdout2.jsonl",
     "holdout3.jsonl",
-)  # every labelled file there is; the blind ones are reported like the rest
+    "holdout4.jsonl",
+)  # every labelled file there may be (missing ones are skipped); the blind one is reported too
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -17,9 +17,13 @@ from bench.answers import figures, load, measure
 ANSWERS = Path(__file__).parent / "answers"
 HOLDOUTS = ("holdout3.jsonl", "holdout2.jsonl", "holdout.jsonl")  # newest first
 BLIND = next((ANSWERS / n for n in HOLDOUTS if (ANSWERS / n).is_file()), None)
-TOP1_FLOOR = 82.0  # holdout3 measured 85.9 % blind
-CONFIDENT_WRONG_CEILING = 5.0  # per cent of all queries; holdout3: 5.8 % blind, 3.9 % after
-# the calibration took in holdout2 (the threshold fitted on data the aliases were not written for)
+# holdout3 measured 85.9 % top-1 blind; it has since been seen (its misses read, the calibration
+# fitted on it, aliases written for its misses) and measures 92.7 %: the floor guards that, it is
+# no blind figure any more.
+TOP1_FLOOR = 90.0
+# per cent of all queries; holdout3: 5.8 % blind, 3.9 % with holdout2 in the calibration, 0.6 %
+# seen and fitted on
+CONFIDENT_WRONG_CEILING = 2.0
 needs_holdout = pytest.mark.skipif(BLIND is None, reason="no labelled holdout here")
 
 

@@ -74,6 +74,45 @@ BARE_CONTAINER = 0.9
 # Shorter readings of a query count only when they are a name exactly: resemblance is for
 # the query as written, its core, and its head word.
 EXACT_ONLY = frozenset({"phrase", "container", "content"})
+# A container word at the end of a query, where the contents' guide is not about a container
+# (고추장 is food waste, 식용유 goes to the oil bin): the container of that material, named as
+# the representative guide for it ("고추장 통" -> 플라스틱). The contents' guide counts less.
+CONTAINER_MATERIAL = {
+    "용기": "플라스틱",
+    "통": "플라스틱",
+    "튜브": "플라스틱",
+    "병": "유리병",
+    "공병": "유리병",
+    "캔": "금속",
+    "깡통": "금속",
+    "팩": "종이팩",
+    "봉지": "비닐",
+}
+CONTAINER_CATEGORY = "재활용폐기물"  # a guide under it is about the thing as a recyclable
+CONTENTS_ONLY = 0.85  # the contents' guide, where the query asks about their container
+UNKNOWN_CONTENTS = 0.6  # the material's guide, where no guide names the contents at all
+MATERIAL = 0.95  # the material's guide, against the contents' exact match it stands for
+# An item the dictionary lacks is judged by its kin: names ending in the same last syllables
+# (the head of a Korean compound: 의류건조기 is a 건조기, like 식기건조기 and 식품건조기) whose
+# guides share a category point at that category's guide, with this score: under any name
+# found, above resemblance that shares only letters.
+# Failing kin, a material word before the head ("스텐 국자", "나무 막대") names the
+# representative guide whose list takes things of that material (the first word of each is
+# in that guide's text: 「철, 알루미늄, 스테인리스 등으로 제작된 금속제품」, 「나무제품, ...
+# 고무제품」, 「유리, 벽돌, ... 도자기」).
+MATERIALS = {
+    "금속": ("스테인리스", "스텐", "스테인레스", "철", "쇠", "알루미늄", "금속", "양은"),
+    "일반종량제폐기물": ("나무", "원목", "목재", "고무"),
+    "불연성종량제폐기물": ("도자기", "유리", "사기"),
+    "플라스틱": ("플라스틱", "합성수지"),
+    "종이": ("종이",),
+    "비닐": ("비닐",),
+}
+HEAD_SYLLABLES = (3, 2)
+ANOTHER_WORD = 0.6  # letter pairs shared with a name one whole syllable away count this much
+MODIFIER = 0.4  # the base score of a name found inside a query, not at its end
+KIN = 0.62
+KIN_AGREE = 2 / 3  # of the kin guides, at least this share in one category; and two of them
 TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
 TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
 
@@ -85,7 +124,7 @@ _ASKING = """
     버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
     하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
     있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
-    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 how to dispose throw away of the a an my
+    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 거 것 how to dispose throw away of the a an my
 """
 FILLER = frozenset(_ASKING.split())
 ENDINGS = (
@@ -175,6 +214,13 @@ class Index:
     # guide id -> its name's letter pairs, for closeness: computed once, not per query
     name_grams: dict[str, frozenset[str]] = field(default_factory=dict)
     categories: set[str] = field(default_factory=set)  # the representative guides' ids
+    materials: dict[str, str] = field(default_factory=dict)  # container word -> its material
+    made_of: dict[str, str] = field(default_factory=dict)  # material word -> its category
+    # guide id -> the representative guide of its first category path ("식기건조기" ->
+    # 전기전자제품): where an item the dictionary lacks goes, judged by its kin
+    kind_of: dict[str, str] = field(default_factory=dict)
+    # the last HEAD_SYLLABLES of every name -> the guides so named ("건조기" -> 식기건조기, ...)
+    by_head: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     broken_glass: str | None = None
 
 
@@ -185,6 +231,7 @@ class Query:
     variants: list[tuple[str, str, float]]  # (kind of reading, key, how much it counts)
     states: frozenset[str]
     words: list[str]
+    container: str | None = None  # the container word the item's name ends in ("통")
 
 
 # ---- text -----------------------------------------------------------------------------------
@@ -353,7 +400,54 @@ def _build() -> Index:
                 for name in _listed(line):
                     add(name, target, "listed")
     idx.broken_glass = by_name.get(normalize(BROKEN_GLASS))
+    idx.kind_of = _kinds(guides, idx.categories)
+    for entry in idx.entries:
+        if entry.kind in EXACT_KINDS and _hangul(entry.key):
+            for n in HEAD_SYLLABLES:
+                if len(entry.key) > n:
+                    idx.by_head[entry.key[-n:]].add(entry.guide_id)
+    reps = {normalize(guides[g]["name"]): g for g in idx.categories}
+    idx.made_of = {
+        normalize(word): reps[normalize(name)]
+        for name, words in MATERIALS.items()
+        if normalize(name) in reps
+        for word in words
+    }
+    idx.materials = {
+        w: reps[normalize(n)] for w, n in CONTAINER_MATERIAL.items() if normalize(n) in reps
+    }
     return idx
+
+
+def _hangul(key: str) -> bool:
+    return bool(key) and all("가" <= c <= "힣" for c in key)
+
+
+def _kinds(guides: dict[str, dict[str, Any]], categories: set[str]) -> dict[str, str]:
+    """Each guide's first category path -> the representative guide of that category: the one
+    whose first path it is, else the only one that lists it, else the one whose name begins
+    it ("금속류 고철" -> 금속)."""
+    first = {
+        tuple(guides[g]["categoryPaths"][0]): g for g in categories if guides[g]["categoryPaths"]
+    }
+    listing: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for g in categories:
+        for path in guides[g]["categoryPaths"]:
+            listing[tuple(path)].add(g)
+    names = {normalize(guides[g]["name"]): g for g in categories}
+    out = {}
+    for gid, guide in guides.items():
+        if not guide["categoryPaths"]:
+            continue
+        path = tuple(guide["categoryPaths"][0])
+        rep = first.get(path)
+        if rep is None and len(listing.get(path, ())) == 1:
+            rep = next(iter(listing[path]))
+        if rep is None:
+            rep = _closest(path[-1], names)
+        if rep is not None:
+            out[gid] = rep
+    return out
 
 
 # ---- reading a query --------------------------------------------------------------------------
@@ -385,11 +479,13 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
             core.append(word)
         i += 1
     variants = [("whole", normalize(text), 1.0)]
+    container = None
     if core:
         stripped = [_strip_particle(_strip_ending(w), known) for w in core]
         items = [w for w in stripped if not _destination_word(w, known)] or stripped
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
         variants += _containers("".join(items))
+        container = _container_word("".join(items))
         n = len(items)
         for length in range(n - 1, 0, -1):
             for start in range(n - length, -1, -1):
@@ -414,7 +510,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         if key and key not in seen:
             seen.add(key)
             unique.append((kind, key, weight))
-    return Query(unique, frozenset(states), [normalize(w) for w in core])
+    return Query(unique, frozenset(states), [normalize(w) for w in core], container)
 
 
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
@@ -432,20 +528,28 @@ def _destination_word(word: str, known: dict[str, list[int]]) -> bool:
     return False
 
 
+def _container_word(key: str) -> str | None:
+    """The container word a name ends in, after something it held: "고추장통" -> 통."""
+    for word in sorted(CONTAINER_WORDS, key=len, reverse=True):
+        if key.endswith(word) and len(key) > len(word):
+            return word
+    return None
+
+
 def _containers(key: str) -> list[tuple[str, str, float]]:
     """ "마요네즈 통" is the 마요네즈 용기, "약통" the 약통 용기, "분유 캔" the 분유통: the
     container by each name the dictionary gives such containers; the content's own guide
     ("샴푸") comes next, as it is often about the container too."""
-    for word in sorted(CONTAINER_WORDS, key=len, reverse=True):
-        if key.endswith(word) and len(key) > len(word):
-            content = key[: -len(word)]
-            names = [content + name for name in CONTAINER_WORDS[word] if name != word]
-            return [
-                *(("container", name, 0.97) for name in names),
-                ("container", key + "용기", 0.97),
-                ("content", content, 0.88),
-            ]
-    return []
+    word = _container_word(key)
+    if word is None:
+        return []
+    content = key[: -len(word)]
+    names = [content + name for name in CONTAINER_WORDS[word] if name != word]
+    return [
+        *(("container", name, 0.97) for name in names),
+        ("container", key + "용기", 0.97),
+        ("content", content, 0.88),
+    ]
 
 
 def _strip_ending(word: str) -> str:
@@ -486,22 +590,40 @@ def _similarity(query: str, qgrams: frozenset[str], entry: Entry) -> float:
     if query == entry.key:
         return 1.0
     dice = _dice(qgrams, entry.grams)
+    if _another_word(query, entry.key):
+        return dice * ANOTHER_WORD  # "된장통" shares most letter pairs with "간장통"
     score = dice * 0.85
     if query in entry.key or entry.key in query:
         cover = min(len(query), len(entry.key)) / max(len(query), len(entry.key))
-        # A name that narrows the query ("컵라면 용기" for 컵라면) beats one it narrows.
-        base = 0.6 if query in entry.key else 0.5
+        # A name that narrows the query ("컵라면 용기" for 컵라면) beats one it narrows; a
+        # name inside the query but not at its end is a modifier of something else (의류 in
+        # 의류건조기): least of all.
+        base = 0.6 if query in entry.key else 0.5 if query.endswith(entry.key) else MODIFIER
         score = max(score, base + 0.3 * cover)
     return score
 
 
-def _typo(letters: str, entry: Entry) -> float:
-    """A misspelling is a letter or two away: "패트병" is one vowel from "페트병"."""
+def _typo(key: str, letters: str, entry: Entry) -> float:
+    """A misspelling is a letter or two away: "패트병" is one vowel from "페트병". One syllable
+    swapped for another with a different first consonant and vowel or final is another word
+    ("된장 통" is no "간장 통", "혈당" no "혈압"), however few letters that is."""
     distance = edit_distance(letters, entry.letters)
     longest = max(len(letters), len(entry.letters))
-    if distance <= max(1, longest // 4):
-        return 0.9 * (1 - distance / longest) + 0.02
-    return 0.0
+    if distance > max(1, longest // 4) or _another_word(key, entry.key):
+        return 0.0
+    return 0.9 * (1 - distance / longest) + 0.02
+
+
+def _another_word(key: str, name: str) -> bool:
+    """Same length, one syllable apart, and that syllable differs in its first consonant and
+    in one more letter."""
+    if len(key) != len(name):
+        return False
+    apart = [(a, b) for a, b in zip(key, name, strict=True) if a != b]
+    if len(apart) != 1 or not _hangul("".join(apart[0])):
+        return False
+    a, b = (jamo(c) for c in apart[0])
+    return a[0] != b[0] and edit_distance(a, b) >= 2
 
 
 def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
@@ -523,12 +645,14 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
             counts = Counter(chain.from_iterable(idx.by_gram.get(gram, ()) for gram in qgrams))
             floor = 0.25 * len(qgrams)
             positions += [p for p, n in counts.items() if n >= floor]
-        scored = [(_similarity(key, qgrams, idx.entries[p]), p) for p in positions]
+        scored = [(_similarity(key, qgrams, idx.entries[p]), p, "") for p in positions]
         if loose and len(letters) <= 18:
             # Edit distance is dear in Python: only for the closest few by letter pairs.
             closest = sorted(scored, reverse=True)[:TYPO_CANDIDATES]
-            scored += [(_typo(letters, idx.entries[p]), p) for s, p in closest if s < 1.0]
-        for similarity, position in scored:
+            scored += [
+                (_typo(key, letters, idx.entries[p]), p, "typo") for s, p, _ in closest if s < 1.0
+            ]
+        for similarity, position, how in scored:
             entry = idx.entries[position]
             score = similarity * WEIGHTS[entry.kind] * weight
             if variant in ("phrase", "head") and entry.guide_id in idx.categories:
@@ -542,7 +666,11 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
                     "exact": similarity == 1.0 and entry.kind in EXACT_KINDS,
                     "variant": variant,
                     "key": key,
+                    "how": how or _overlap(key, entry.key),
                 }
+    if query.container:
+        _contents_container(idx, query, best)
+    _kin(idx, query, best)
     whole = query.variants[0][1]
     wgrams = grams(jamo(whole))
     words = [w for w in query.words if len(w) >= 2]
@@ -554,6 +682,101 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
     if "broken" in query.states and ranked:
         ranked = _broken(idx, ranked)
     return ranked
+
+
+def _overlap(key: str, name: str) -> str:
+    """How a query and a name meet: the same; one ends the other (a Korean compound's head is
+    last: 김치냉장고 is a 냉장고); one inside the other elsewhere, where the two name different
+    things (오토바이 in 오토바이 헬멧, 의류 in 의류건조기); or only letters in common."""
+    if key == name:
+        return "same"
+    if name.endswith(key) or key.endswith(name):
+        return "head"
+    if key in name or name in key:
+        return "partial"
+    return "letters"
+
+
+def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
+    """ "카놀라유 통" is the 식용유 용기 and "고추장 통" a plastic tub: where the query names a
+    container and its contents' guide is not about a recyclable (food, oil, medicine), the
+    container the dictionary names for those contents ("식용유" + 용기), else the guide of the
+    container's usual material, ranks above the contents."""
+    if "leftover" in query.states:
+        return  # "광택제 남은 통": the contents are the question
+    content = next((k for v, k, _ in query.variants if v == "content"), None)
+    word = query.container
+    held = [f for f in best.values() if f["variant"] == "content" and f["key"] == content]
+    material = idx.materials.get(word)
+    if not held and material and not any(f["exact"] for f in best.values()):
+        # contents no guide names ("된장 통"): a container of that word's usual material
+        _suggest(best, material, content or "", UNKNOWN_CONTENTS)
+    for found in held:
+        guide = idx.guides[found["guide_id"]]
+        if any(path and path[0] == CONTAINER_CATEGORY for path in guide["categoryPaths"]):
+            continue  # 샴푸, 매니큐어: the guide is about the bottle
+        score = found["score"]
+        found["score"] = score * CONTENTS_ONLY
+        names = [normalize(guide["name"]), *(normalize(p) for p in _parts(guide["name"]))]
+        own = {
+            idx.entries[p].guide_id
+            for name in names
+            for container in (word, *CONTAINER_WORDS[word])
+            for p in idx.by_key.get(name + container, ())
+            if idx.entries[p].kind in EXACT_KINDS
+        } - {found["guide_id"]}
+        material = idx.materials.get(word)
+        picks = [(g, score, "container") for g in sorted(own)]
+        picks += [(material, score * MATERIAL, "kin")] if material and not own else []
+        for gid, value, kind in picks:
+            if gid not in best or best[gid]["score"] < value:
+                best[gid] = {
+                    "guide_id": gid,
+                    "score": value,
+                    "kind": kind,
+                    "exact": False,
+                    "variant": "container",
+                    "key": content,
+                    "how": kind,
+                }
+
+
+def _kin(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
+    """An item no name fits, judged by its kin: the guides whose names end like the query's
+    head ("의류건조기": 식기건조기, 식품건조기) point, when most share one category, at that
+    category's guide, below any name found."""
+    key = next((k for v, k, _ in query.variants if v == "stripped"), query.variants[0][1])
+    if not _hangul(key):
+        return
+    for n in HEAD_SYLLABLES:
+        kin = idx.by_head.get(key[-n:], set()) if len(key) > n else set()
+        votes = Counter(idx.kind_of[g] for g in kin if g in idx.kind_of)
+        if not votes:
+            continue
+        rep, count = votes.most_common(1)[0]
+        if count >= 2 and count >= KIN_AGREE * sum(votes.values()):
+            _suggest(best, rep, key[-n:])
+            return
+    # "스텐 국자": a material word, then a head no name fits
+    for word in query.words[:-1] or [key]:
+        for material in sorted(idx.made_of, key=len, reverse=True):
+            if word.startswith(material) and len(key) > len(material):
+                _suggest(best, idx.made_of[material], material)
+                return
+
+
+def _suggest(best: dict[str, dict[str, Any]], guide_id: str, key: str, score: float = KIN) -> None:
+    """A category's guide found by kin, below any name found for it."""
+    if guide_id not in best or best[guide_id]["score"] < score:
+        best[guide_id] = {
+            "guide_id": guide_id,
+            "score": score,
+            "kind": "kin",
+            "exact": False,
+            "variant": "kin",
+            "key": key,
+            "how": "kin",
+        }
 
 
 def _broken(idx: Index, ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -579,6 +802,11 @@ FEATURES = (
     "broad",
     "unhonoured",
     "tied",
+    "kin",
+    "partial",
+    "typo",
+    "bare",
+    "unmade",
 )
 WHOLE_READINGS = frozenset({"whole", "core", "stripped"})  # the query as meant, not a phrase
 BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
@@ -604,7 +832,10 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
     was found, as a solid hit differs from a lucky one: named exactly, by the whole query (not
     a phrase of it), or by a phrase without its head; the contents where the query names a
     container; a category's broad guide;
-    a state the query gives that the guide's text never speaks to; other guides tied with it."""
+    a state the query gives that the guide's text never speaks to; other guides tied with it;
+    found by its kin (a category's guide for an item no name fits), by a name that is only part
+    of the query or of which the query is only part, by a misspelling, or by the container
+    word alone; a material the query names that the guide's text never does."""
     if not ranked:
         return dict.fromkeys(FEATURES, 0.0)
     idx = index()
@@ -634,6 +865,15 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
         "broad": float(first["guide_id"] in idx.categories or first["kind"] in BROAD_KINDS),
         "unhonoured": float(unhonoured and first["kind"] != "state"),
         "tied": float(min(3, len(near) - 1)),
+        "kin": float(first["kind"] == "kin"),
+        "partial": float(not exact and first.get("how") == "partial"),
+        "typo": float(not exact and first.get("how") == "typo"),
+        # only the container word matched ("팬시피스트 캔" as a 캔): the thing it held is unknown
+        "bare": float(first.get("key") in CONTAINER_WORDS and len(query.words) > 1),
+        # made of something the guide never names ("나무 옷걸이" as the wire 세탁소 옷걸이)
+        "unmade": float(
+            any(w in idx.made_of and w not in text for w in query.words) and first["kind"] != "kin"
+        ),
     }
 
 
