@@ -1,10 +1,12 @@
-"""Item search on the newest blind holdout: top-1 must not fall under its floor, and confident
+"""Item search on the labelled holdouts: top-1 must not fall under a floor, and confident
 answers must not be wrong more often than measured. Each holdout is written apart from the
 search and measured blind once; after that it is development data and the next one is the
 blind file. bench/answers.py prints the whole table.
 
-The floors are regression guards set a little under the blind measurement, not the product's
-targets (top-1 90 %, confident-but-wrong 2 %), which the README says are not yet met."""
+Two guards: the newest blind file (holdout4), with floors a little under its one blind
+measurement, and the last one (holdout3), seen since (its misses read, the calibration fitted
+on it), with floors under what it measures now. Neither is the product's target (top-1 90 %,
+confident-but-wrong 2 % on unseen queries), which the README says is not yet met."""
 
 from __future__ import annotations
 
@@ -15,27 +17,27 @@ import pytest
 from bench.answers import figures, load, measure
 
 ANSWERS = Path(__file__).parent / "answers"
-HOLDOUTS = ("holdout3.jsonl", "holdout2.jsonl", "holdout.jsonl")  # newest first
-BLIND = next((ANSWERS / n for n in HOLDOUTS if (ANSWERS / n).is_file()), None)
-# holdout3 measured 85.9 % top-1 blind; it has since been seen (its misses read, the calibration
-# fitted on it, aliases written for its misses) and measures 92.7 %: the floor guards that, it is
-# no blind figure any more.
-TOP1_FLOOR = 90.0
-# per cent of all queries; holdout3: 5.8 % blind, 3.9 % with holdout2 in the calibration, 0.6 %
-# seen and fitted on
-CONFIDENT_WRONG_CEILING = 2.0
-needs_holdout = pytest.mark.skipif(BLIND is None, reason="no labelled holdout here")
+# file: (top-1 floor, confident-but-wrong ceiling in per cent of all queries)
+GUARDS = {
+    # measured blind once on 2026-12-03: top-1 86.1 %, confident-but-wrong 4.1 %
+    "holdout4.jsonl": (83.0, 5.0),
+    # 85.9 % / 5.8 % blind; 92.7 % / 0.6 % seen and fitted on
+    "holdout3.jsonl": (90.0, 2.0),
+}
 
 
-@needs_holdout
-def test_top1_on_the_holdout_stays_above_its_floor(system):
-    outcome = measure(load(BLIND))
-    assert figures(outcome["outcomes"])["top1"] >= TOP1_FLOOR, outcome["kinds"]
+@pytest.fixture(scope="module", params=sorted(GUARDS))
+def holdout(request):
+    return request.param
 
 
-@needs_holdout
-def test_confident_answers_are_rarely_wrong_on_the_holdout(system):
-    outcome = measure(load(BLIND))
+def test_top1_stays_above_its_floor(system, holdout):
+    outcome = measure(load(ANSWERS / holdout))
+    assert figures(outcome["outcomes"])["top1"] >= GUARDS[holdout][0], outcome["kinds"]
+
+
+def test_confident_answers_are_rarely_wrong(system, holdout):
+    outcome = measure(load(ANSWERS / holdout))
     overall = figures(outcome["outcomes"])
     wrong = [o["query"] for o in outcome["outcomes"] if o["confident_wrong"]]
-    assert overall["confident_wrong"] <= CONFIDENT_WRONG_CEILING, (wrong, outcome["kinds"])
+    assert overall["confident_wrong"] <= GUARDS[holdout][1], (wrong, outcome["kinds"])
