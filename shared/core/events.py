@@ -15,6 +15,7 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
+from shared.core import telemetry
 from shared.core.errors import unavailable
 from shared.core.settings import settings
 
@@ -79,11 +80,13 @@ def make(
     **extensions: str,
 ) -> CloudEvent:
     # Binary mode carries the body's type in Content-Type: without it a subscriber (and the
-    # SDK) cannot tell JSON from bytes. Every growbin event's data is JSON.
+    # SDK) cannot tell JSON from bytes. Every growbin event's data is JSON. The trace the
+    # event belongs to travels in the distributed-tracing extension (traceparent, tracestate).
     attributes = {
         "type": event_type,
         "source": source,
         "datacontenttype": "application/json",
+        **telemetry.carrier(),
         **extensions,
     }
     if event_id:
