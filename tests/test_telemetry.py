@@ -260,6 +260,84 @@ def test_corrections_rate_limits_budget_and_dead_letters_are_counted(
     assert collector.value(telemetry.DEAD_LETTERS, trigger=trigger, type=kind) == 1
 
 
+@pytest.mark.services
+def test_the_trace_crosses_the_real_rabbitmq(rabbitmq, collector, fake_model):
+    """Over RabbitMQ each stage's event travels as an AMQP message, its traceparent a header:
+    the stages still join the upload's trace."""
+    from eventing.rabbitmq import RabbitBroker
+    from knative import local
+
+    system = local.start(time_scale=0.01, with_cron=False, with_bins=False)
+    rabbitmq.track(system.broker)
+    try:
+        assert isinstance(system.broker, RabbitBroker)
+        client = system.app.test_client()
+        job_id, result = run(client, system, login(client))
+        assert result.status_code == 200
+    finally:
+        system.stop()
+    telemetry.flush()
+    upload = next(s for s in collector.spans if s["name"] == UPLOAD_COMPLETE)
+    trace = {s["name"]: s for s in collector.trace(upload["trace_id"])}
+    assert set(STAGES) <= set(trace)
+    assert all(trace[name]["attributes"]["growbin.job_id"] == job_id for name in STAGES)
+
+
+def test_events_sent_over_http_carry_the_context_as_w3c_headers_too(collector, env):
+    """The Broker's ingress continues a trace from the W3C headers; the extension attributes
+    ride along in binary mode as ce-traceparent."""
+    from shared.core import events
+
+    seen: list[dict[str, str]] = []
+
+    class Ingress(BaseHTTPRequestHandler):
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(dict(self.headers.items()))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    ingress = ThreadingHTTPServer(("127.0.0.1", 0), Ingress)
+    threading.Thread(target=ingress.serve_forever, daemon=True).start()
+    env.setenv("K_SINK", f"http://127.0.0.1:{ingress.server_address[1]}")
+    reset_clients()
+    try:
+        with telemetry.span("emitter") as current:
+            events.emit(events.make("kr.growbin.test.traced", {"n": 1}))
+            trace_id = f"{current.get_span_context().trace_id:032x}"
+    finally:
+        ingress.shutdown()
+    headers = {k.lower(): v for k, v in seen[0].items()}
+    assert headers["traceparent"] == headers["ce-traceparent"]
+    assert headers["traceparent"].split("-")[1] == trace_id
+
+
+def test_an_event_without_the_extension_continues_its_deliverys_traceparent(collector):
+    """eventing-rabbitmq hands the context to the subscriber as the delivery's W3C header."""
+    from cloudevents.http import CloudEvent
+    from flask import Flask
+
+    from functions.pipeline import image_analyze
+    from shared.core import db
+
+    db.migrate()
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    parent = f"00-{trace_id}-b7ad6b7169203331-01"
+    event = CloudEvent(
+        {"type": "kr.growbin.waste.uploaded", "source": "/test", "id": "delivered-1"},
+        {"job_id": "no-such-job"},
+    )
+    with Flask("ingress").test_request_context(headers={"traceparent": parent}):
+        image_analyze(event)
+    telemetry.flush()
+    [span] = [s for s in collector.spans if s["name"] == "image_analyze"]
+    assert span["trace_id"] == trace_id and span["parent_id"] == "b7ad6b7169203331"
+
+
 def test_log_lines_inside_a_span_carry_its_ids(collector, caplog):
     caplog.set_level("INFO", logger="growbin")
     log_event("info", "outside")

@@ -40,6 +40,10 @@ class HttpSink:
         from cloudevents.conversion import to_binary
 
         headers, body = to_binary(event)
+        # The trace context also as W3C headers: the Broker's ingress continues the trace from
+        # them (eventing-rabbitmq carries it in the message and hands it to the subscriber
+        # as the delivery's traceparent header).
+        headers.update({k: event[k] for k in telemetry.TRACE_FIELDS if event.get(k)})
         try:
             response = requests.post(self.url, headers=headers, data=body, timeout=SEND_TIMEOUT)
         except (requests.ConnectionError, requests.Timeout):

@@ -398,8 +398,11 @@ def event(
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def consume(cloud_event) -> None:
-            # The handler's span continues the trace the event carries (its traceparent).
+            # The handler's span continues the trace the event carries (its traceparent), else
+            # the delivery's W3C headers (a broker that moved the context there).
             traced = {k: cloud_event.get(k) for k in telemetry.TRACE_FIELDS if cloud_event.get(k)}
+            if not traced and telemetry.enabled():
+                traced = _delivery_headers()
             started, outcome = time.perf_counter(), "error"
             attributes = {
                 "cloudevents.event_id": cloud_event["id"],
@@ -455,6 +458,16 @@ def event(
         return target
 
     return decorate
+
+
+def _delivery_headers() -> dict[str, str]:
+    """The trace context headers of the HTTP request delivering an event (functions-framework
+    on the cluster); none when the local broker calls the handler directly."""
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return {}
+    return {k: request.headers[k] for k in telemetry.TRACE_FIELDS if k in request.headers}
 
 
 def cron(schedule: str, task: str, **options: Any):
