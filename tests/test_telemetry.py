@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 from conftest import error_code, login, reset_clients
-from fake_openai import FakeOpenAI
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from test_waste import fake_model as fake_model  # a fixture, shared
 from test_waste import run
 
 from shared.core import telemetry
@@ -126,16 +126,6 @@ def collector(env):
     yield collector
     telemetry.shutdown()  # flushed while the collector still listens
     collector.server.shutdown()
-
-
-@pytest.fixture
-def fake_model(env):
-    with FakeOpenAI() as fake:
-        env.setenv("OPENAI_API_KEY", "sk-test")
-        env.setenv("OPENAI_BASE_URL", fake.base_url)
-        env.setenv("OPENAI_TIMEOUT", "1")
-        reset_clients()
-        yield fake
 
 
 STAGES = ("image_analyze", "classification_identify", "feedback_generate", "result_save")

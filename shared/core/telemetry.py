@@ -16,9 +16,9 @@ Prometheus names from the same declarations.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
 from typing import Any, NamedTuple
 
 from shared.core.settings import settings
@@ -157,12 +157,25 @@ def service_name() -> str:
     return settings().otel_service_name or os.environ.get("K_SERVICE") or "growbin"
 
 
-@cache
+_made: _Sdk | None = None
+_making = threading.Lock()
+
+
 def _sdk() -> _Sdk:
-    """The providers and instruments, made on first use in a process that exports. The
-    exporters read OTEL_EXPORTER_OTLP_ENDPOINT (and _HEADERS, _TIMEOUT) themselves and post to
-    its /v1/traces and /v1/metrics. Spans leave in batches, metrics every
-    OTEL_METRIC_EXPORT_INTERVAL ms; both are flushed when the process exits."""
+    """The providers and instruments, made once, on first use in a process that exports (after
+    gunicorn forked its worker), by one thread while any others wait."""
+    global _made
+    if _made is None:
+        with _making:
+            if _made is None:
+                _made = _make()
+    return _made
+
+
+def _make() -> _Sdk:
+    """The providers and instruments. The exporters read OTEL_EXPORTER_OTLP_ENDPOINT (and
+    _HEADERS, _TIMEOUT) themselves and post to its /v1/traces and /v1/metrics. Spans leave in
+    batches, metrics every OTEL_METRIC_EXPORT_INTERVAL ms; both are flushed at process exit."""
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.metrics import MeterProvider
@@ -270,20 +283,20 @@ def log_ids() -> dict[str, str]:
 
 def flush() -> None:
     """Send what is buffered now (spans, metrics): for tests and one-shot commands."""
-    if enabled() and _sdk.cache_info().currsize:
-        sdk = _sdk()
-        sdk.tracer_provider.force_flush()
-        sdk.meter_provider.force_flush()
+    if _made is not None:
+        _made.tracer_provider.force_flush()
+        _made.meter_provider.force_flush()
 
 
 def shutdown() -> None:
     """Flush and drop the providers (the next use makes new ones): tests that change the
     endpoint call it."""
-    if _sdk.cache_info().currsize:
-        sdk = _sdk()
-        sdk.tracer_provider.shutdown()
-        sdk.meter_provider.shutdown()
-        _sdk.cache_clear()
+    global _made
+    with _making:
+        if _made is not None:
+            _made.tracer_provider.shutdown()
+            _made.meter_provider.shutdown()
+            _made = None
 
 
 def error_status() -> Any:
