@@ -18,7 +18,7 @@ from cloudevents.conversion import to_json
 from cloudevents.http import CloudEvent, from_json
 from sqlalchemy import JSON, Column, Integer, String, Table, Text, select, update
 
-from shared.core import db
+from shared.core import db, telemetry
 from shared.core.registry import REGISTRY, Function
 
 dead_letters = Table(
@@ -57,6 +57,7 @@ def record(
             },
             keys=["id"],
         )
+    telemetry.count(telemetry.DEAD_LETTERS, trigger=trigger, type=event["type"])
     function = _declared(trigger)
     if function is not None and function.on_dead_letter is not None:
         function.on_dead_letter(event, error)

@@ -106,7 +106,7 @@ def from_message(properties: pika.BasicProperties, body: bytes) -> CloudEvent:
     http_headers = {}
     for name, value in (properties.headers or {}).items():
         name = name.lower()
-        if name.startswith("x-") or name in ("traceparent", "tracestate"):
+        if name.startswith("x-"):
             continue
         if isinstance(value, bytes):
             value = value.decode()

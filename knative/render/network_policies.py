@@ -196,6 +196,18 @@ def network_policies(functions: list[Function], values: Values) -> list[dict[str
                 }
             ],
         ),
+        # Traces and metrics are pushed (OTLP/HTTP) to a collector in the monitoring namespace,
+        # when OTEL_EXPORTER_OTLP_ENDPOINT names one.
+        _netpol(
+            "functions-telemetry",
+            {"matchExpressions": [{"key": FUNCTION_LABEL, "operator": "Exists"}]},
+            egress=[
+                {
+                    "to": [_namespace(monitoring_ns)],
+                    "ports": [{"protocol": "TCP", "port": values.ref("monitoring.otlpPort", 4318)}],
+                }
+            ],
+        ),
     ]
     for function in functions:
         hosts = sorted({h for use in function.uses for h in EXTERNAL_HOSTS.get(use, ())})

@@ -13,6 +13,7 @@ from knative.render.metadata import VERSION, labels, meta
 from knative.render.values import Value, Values
 from shared.core.deployment import NAMESPACE
 from shared.core.registry import Function
+from shared.core.settings import VARIABLES
 
 IMAGE = f"ghcr.io/growbin/growbin:{VERSION}"  # the default; values.yaml `image` overrides
 KNATIVE_SERVICE = {"apiVersion": "serving.knative.dev/v1", "kind": "Service"}
@@ -183,6 +184,9 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
     }
 
 
+_DEFAULTS = {variable.name: variable.default for variable in VARIABLES}
+
+
 def config_objects(values: Values) -> list[dict[str, Any]]:
     """The settings every function reads (no secrets) and the identity they run as."""
     settings = {
@@ -198,6 +202,9 @@ def config_objects(values: Values) -> list[dict[str, Any]]:
         # The model budget, shared by every pod through Redis; 0: no limit.
         "MODEL_TOKENS_PER_MINUTE": values.ref("config.modelTokensPerMinute", "0"),
         "MODEL_TOKENS_PER_DAY": values.ref("config.modelTokensPerDay", "0"),
+        "MODEL_PRICES": values.ref("config.modelPrices", _DEFAULTS["MODEL_PRICES"]),
+        # Empty: nothing exported, OpenTelemetry not even imported (see Observability).
+        "OTEL_EXPORTER_OTLP_ENDPOINT": values.ref("config.otlpEndpoint", ""),
     }
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(CONFIG), "data": settings},

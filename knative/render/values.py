@@ -66,8 +66,9 @@ def _schema(node: Any) -> dict[str, Any]:
         return {"type": "boolean"}
     if isinstance(node, int):
         return {"type": "integer", "minimum": 0}
-    # Substituted inside double quotes: a quote or backslash would break the YAML.
-    return {"type": "string", "minLength": 1, "pattern": '^[^"\\\\]*$'}
+    # Substituted inside double quotes: a quote or backslash would break the YAML. A setting
+    # whose default is empty is off until set (config.otlpEndpoint); any other must be set.
+    return {"type": "string", "minLength": 1 if node else 0, "pattern": '^[^"\\\\]*$'}
 
 
 def substitute(node: Any, how: Callable[[Value], Any]) -> Any:

@@ -15,6 +15,8 @@ import sys
 import uuid
 from typing import Any
 
+from shared.core import telemetry
+
 log = logging.getLogger("growbin")
 
 
@@ -129,8 +131,9 @@ def as_api_error(exc: BaseException, where: str) -> ApiError:
 
 
 def log_event(level: str, event: str, exc_info: BaseException | None = None, **fields: Any) -> None:
-    """One structured (JSON) log line; what operators search by the error id."""
-    line = {"severity": level.upper(), "event": event, **fields}
+    """One structured (JSON) log line; what operators search by the error id. Inside a span it
+    carries the trace and span ids, so a trace's log lines are found by its id."""
+    line = {"severity": level.upper(), "event": event, **telemetry.log_ids(), **fields}
     if exc_info is not None:
         import traceback
 

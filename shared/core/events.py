@@ -15,6 +15,7 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
+from shared.core import telemetry
 from shared.core.errors import unavailable
 from shared.core.settings import settings
 
@@ -39,6 +40,10 @@ class HttpSink:
         from cloudevents.conversion import to_binary
 
         headers, body = to_binary(event)
+        # The trace context also as W3C headers: the Broker's ingress continues the trace from
+        # them (eventing-rabbitmq carries it in the message and hands it to the subscriber
+        # as the delivery's traceparent header).
+        headers.update({k: event[k] for k in telemetry.TRACE_FIELDS if event.get(k)})
         try:
             response = requests.post(self.url, headers=headers, data=body, timeout=SEND_TIMEOUT)
         except (requests.ConnectionError, requests.Timeout):
@@ -79,11 +84,13 @@ def make(
     **extensions: str,
 ) -> CloudEvent:
     # Binary mode carries the body's type in Content-Type: without it a subscriber (and the
-    # SDK) cannot tell JSON from bytes. Every growbin event's data is JSON.
+    # SDK) cannot tell JSON from bytes. Every growbin event's data is JSON. The trace the
+    # event belongs to travels in the distributed-tracing extension (traceparent, tracestate).
     attributes = {
         "type": event_type,
         "source": source,
         "datacontenttype": "application/json",
+        **telemetry.carrier(),
         **extensions,
     }
     if event_id:

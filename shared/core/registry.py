@@ -16,12 +16,14 @@ import functools
 import inspect
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import functions_framework
 
+from shared.core import telemetry
 from shared.core.errors import ApiError, as_api_error, log_event
 
 # Who calls: (Authorization header, admin required, cache keys to read along) -> the caller and
@@ -273,6 +275,21 @@ def http(
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def serve(request):
+            # One server span per request, continuing a caller's traceparent header.
+            with telemetry.span(
+                route,
+                kind="server",
+                parent=request.headers,
+                attributes={"http.request.method": request.method, "http.route": path},
+            ) as current:
+                response = answer(request)
+                if current is not None:
+                    current.set_attribute("http.response.status_code", response.status_code)
+                    if response.status_code >= 500:
+                        current.set_status(telemetry.error_status())
+            return response
+
+        def answer(request):
             try:
                 match = pattern.match(request.path)
                 if match is None:
@@ -308,7 +325,10 @@ def http(
                     kwargs["query"] = query_args(request.args.to_dict(), query)
                 return _shape(fn(request, **kwargs), ok_status)
             except Exception as exc:  # every failure leaves in the contract's shape
-                return error_response(as_api_error(exc, fn.__name__))
+                error = as_api_error(exc, fn.__name__)
+                if error.status == 429:
+                    telemetry.count(telemetry.RATE_LIMITED, function=fn.__name__)
+                return error_response(error)
 
         target = functions_framework.http(serve)
         _register(
@@ -378,12 +398,32 @@ def event(
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def consume(cloud_event) -> None:
+            # The handler's span continues the trace the event carries (its traceparent), else
+            # the delivery's W3C headers (a broker that moved the context there).
+            traced = {k: cloud_event.get(k) for k in telemetry.TRACE_FIELDS if cloud_event.get(k)}
+            if not traced and telemetry.enabled():
+                traced = _delivery_headers()
+            started, outcome = time.perf_counter(), "error"
+            attributes = {
+                "cloudevents.event_id": cloud_event["id"],
+                "cloudevents.event_type": cloud_event["type"],
+            }
+            try:
+                with telemetry.span(fn.__name__, "consumer", traced, attributes):
+                    outcome = handle(cloud_event)
+            finally:
+                elapsed = time.perf_counter() - started
+                telemetry.record(
+                    telemetry.EVENT_DURATION, elapsed, function=fn.__name__, outcome=outcome
+                )
+
+        def handle(cloud_event) -> str:
             from shared.core import idempotency
 
             event_id = cloud_event["id"]
             if idempotency.seen(event_id, fn.__name__):
                 log_event("info", "duplicate_event", function=fn.__name__, event_id=event_id)
-                return
+                return "duplicate"
             try:
                 fn(cloud_event)
             except Exception as exc:
@@ -398,6 +438,7 @@ def event(
                 )
                 raise  # a non-2xx answer makes the broker retry, then dead-letter
             idempotency.remember(event_id, fn.__name__)
+            return "ok"
 
         target = functions_framework.cloud_event(consume)
         _register(
@@ -417,6 +458,16 @@ def event(
         return target
 
     return decorate
+
+
+def _delivery_headers() -> dict[str, str]:
+    """The trace context headers of the HTTP request delivering an event (functions-framework
+    on the cluster); none when the local broker calls the handler directly."""
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return {}
+    return {k: request.headers[k] for k in telemetry.TRACE_FIELDS if k in request.headers}
 
 
 def cron(schedule: str, task: str, **options: Any):

@@ -133,6 +133,25 @@ VARIABLES = (
         "no limit (also `0`)",
     ),
     Variable(
+        "MODEL_PRICES",
+        "gpt-4o=2.50/10.00,gpt-4o-mini=0.15/0.60",
+        "USD per million tokens in/out for each model, `model=in/out` comma-separated: the "
+        "`growbin_model_cost_usd_total` metric's estimate (a model not listed is not costed)",
+    ),
+    Variable(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        None,
+        "an OTLP/HTTP collector (`http://collector:4318`): traces and metrics are pushed to its "
+        "`/v1/traces` and `/v1/metrics`; see Observability",
+        "nothing exported, OpenTelemetry not loaded",
+    ),
+    Variable(
+        "OTEL_SERVICE_NAME",
+        None,
+        "the `service.name` of exported traces and metrics",
+        "the Knative Service (`K_SERVICE`), else `growbin`",
+    ),
+    Variable(
         "IMAGE_RETENTION_DAYS",
         "30",
         "images of finished analyses older than this are deleted by `cleanup_images`",
@@ -204,6 +223,9 @@ class Settings:
     openai_timeout: float
     model_tokens_per_minute: int | None
     model_tokens_per_day: int | None
+    model_prices: dict[str, tuple[float, float]]
+    otlp_endpoint: str | None
+    otel_service_name: str | None
     kakao_rest_api_key: str | None
     image_retention_days: int
     kakao_client_id: str | None
@@ -243,6 +265,20 @@ def _datasets() -> str | None:
     return str(beside) if beside.is_dir() else None
 
 
+def _prices(text: str) -> dict[str, tuple[float, float]]:
+    """`gpt-4o=2.50/10.00,...` as {model: (USD per million tokens in, out)}; a malformed entry
+    is a ValueError at start, not a silently uncosted model."""
+    prices = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        model, _, pair = entry.partition("=")
+        sent, _, answered = pair.partition("/")
+        try:
+            prices[model.strip()] = (float(sent), float(answered))
+        except ValueError:
+            raise ValueError(f"MODEL_PRICES: {entry!r} is not model=in/out") from None
+    return prices
+
+
 @cache
 def settings() -> Settings:
     """The process's settings; tests that change the environment call `settings.cache_clear()`."""
@@ -271,6 +307,9 @@ def settings() -> Settings:
         openai_timeout=float(_env("OPENAI_TIMEOUT")),
         model_tokens_per_minute=int(_env("MODEL_TOKENS_PER_MINUTE") or 0) or None,
         model_tokens_per_day=int(_env("MODEL_TOKENS_PER_DAY") or 0) or None,
+        model_prices=_prices(_env("MODEL_PRICES") or ""),
+        otlp_endpoint=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        otel_service_name=_env("OTEL_SERVICE_NAME"),
         kakao_rest_api_key=_env("KAKAO_REST_API_KEY"),
         image_retention_days=int(_env("IMAGE_RETENTION_DAYS")),
         kakao_client_id=_env("KAKAO_CLIENT_ID") or _env("KAKAO_REST_API_KEY"),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from shared.core import telemetry
 from shared.core.settings import settings
 from shared.waste import budget, dictionary
 
@@ -81,9 +82,37 @@ def _describe_prompt(hint: str | None) -> list[dict[str, Any]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": text}]
 
 
-def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> tuple[str, int]:
+def _call(
+    task: str, messages: list[dict[str, Any]], max_tokens: int, json_mode: bool
+) -> tuple[str, int]:
     """The answer's text and the tokens it cost (prompt and completion), counted against the
-    deployment's budget; no call at all while that budget is spent."""
+    deployment's budget; no call at all while that budget is spent. Each call is a span in the
+    job's trace and is counted with its tokens and estimated cost, per model."""
+    model = settings().openai_model
+    telemetry.annotate(model=model)  # on the stage's span
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
+    with telemetry.span(f"model {task}", "client", attributes=attributes):
+        try:
+            text, sent, answered = _ask(model, messages, max_tokens, json_mode)
+        except ModelError as exc:
+            telemetry.annotate(failure_code=exc.code)
+            telemetry.count(telemetry.MODEL_CALLS, model=model, outcome=exc.code)
+            raise
+        telemetry.annotate(tokens_in=sent, tokens_out=answered)
+    telemetry.count(telemetry.MODEL_CALLS, model=model, outcome="ok")
+    telemetry.count(telemetry.MODEL_TOKENS, sent, model=model, direction="in")
+    telemetry.count(telemetry.MODEL_TOKENS, answered, model=model, direction="out")
+    price = settings().model_prices.get(model)
+    if price:
+        cost = (sent * price[0] + answered * price[1]) / 1_000_000
+        telemetry.count(telemetry.MODEL_COST, cost, model=model)
+    return text, sent + answered
+
+
+def _ask(
+    model: str, messages: list[dict[str, Any]], max_tokens: int, json_mode: bool
+) -> tuple[str, int, int]:
+    """The answer's text and its prompt and completion tokens."""
     import openai
 
     spent = budget.exhausted()
@@ -96,7 +125,7 @@ def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> t
     options: dict[str, Any] = {"response_format": {"type": "json_object"}} if json_mode else {}
     try:
         response = _client().chat.completions.create(
-            model=settings().openai_model,
+            model=model,
             messages=messages,
             max_tokens=max_tokens,
             temperature=0,
@@ -114,9 +143,10 @@ def _call(messages: list[dict[str, Any]], max_tokens: int, json_mode: bool) -> t
         raise ModelError("VISION_FAILED", f"the model call failed: {exc}") from exc
     if not response.choices or not response.choices[0].message.content:
         raise ModelError("VISION_FAILED", "the model returned no answer")
-    tokens = response.usage.total_tokens if response.usage else 0
-    budget.spend(tokens)
-    return response.choices[0].message.content, tokens
+    usage = response.usage
+    sent, answered = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+    budget.spend(sent + answered)
+    return response.choices[0].message.content, sent, answered
 
 
 def describe(image: bytes, content_type: str, hint: str | None = None) -> Answer:
@@ -127,7 +157,7 @@ def describe(image: bytes, content_type: str, hint: str | None = None) -> Answer
         {"type": "text", "text": messages[1]["content"]},
         {"type": "image_url", "image_url": {"url": data_url, "detail": "low"}},
     ]
-    raw, tokens = _call(messages, MAX_DESCRIBE_TOKENS, json_mode=True)
+    raw, tokens = _call("describe", messages, MAX_DESCRIBE_TOKENS, json_mode=True)
     try:
         answer = json.loads(raw)
     except json.JSONDecodeError:
@@ -175,7 +205,7 @@ def choose(description: dict[str, Any], candidates: list[dict[str, Any]]) -> Ans
             "content": json.dumps({"item": item, "candidates": listing}, ensure_ascii=False),
         },
     ]
-    raw, tokens = _call(messages, MAX_CHOOSE_TOKENS, json_mode=True)
+    raw, tokens = _call("choose", messages, MAX_CHOOSE_TOKENS, json_mode=True)
     try:
         picked = json.loads(raw).get("guide_id")
     except (json.JSONDecodeError, AttributeError):
@@ -201,5 +231,5 @@ def phrase(item: str, steps: list[str], cautions: list[str]) -> Answer:
             ),
         },
     ]
-    text, tokens = _call(messages, MAX_PHRASE_TOKENS, json_mode=False)
+    text, tokens = _call("phrase", messages, MAX_PHRASE_TOKENS, json_mode=False)
     return Answer(text.strip(), tokens)

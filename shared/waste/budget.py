@@ -14,7 +14,7 @@ import contextlib
 import time
 from typing import NamedTuple
 
-from shared.core import cache
+from shared.core import cache, telemetry
 from shared.core.errors import log_event
 from shared.core.settings import settings
 
@@ -69,7 +69,10 @@ def exhausted() -> Spent | None:
         if used >= limit:
             spent.append(Spent(window, used, limit, max(1, seconds - int(now) % seconds)))
             _log_once(key, spent[-1])
-    return max(spent, key=lambda s: s.retry_after, default=None)
+    last = max(spent, key=lambda s: s.retry_after, default=None)
+    if last is not None:  # the caller refuses: the guard tripped
+        telemetry.count(telemetry.BUDGET_REFUSALS, window=last.window)
+    return last
 
 
 def _log_once(key: str, spent: Spent) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Index, String, Table, func, select
 
-from shared.core import db
+from shared.core import db, telemetry
 from shared.core.errors import conflict, validation_failed
 from shared.waste import answers, jobs, rules
 
@@ -77,6 +77,7 @@ def confirm(user_id: str, job_id: str, guide_id: str) -> dict[str, Any]:
         )
         jobs.replace_result(conn, job_id, body)
     jobs.forget_result(job_id, user_id)
+    telemetry.count(telemetry.CORRECTIONS)
     return {**body, "image_key": image_key}
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.core import cache, db
+from shared.core import cache, db, telemetry
 from shared.core.batching import chunked
 from shared.core.errors import ApiError, not_found
 from shared.core.times import parse_rfc3339, rfc3339
@@ -285,12 +285,14 @@ def enter(job_id: str, stage: str) -> dict[str, Any] | None:
     """The job as a pipeline stage starts on it, moved forward to `stage` in the transaction
     that reads it (one database round trip where a read and then a write were two); None when
     the job is gone or has failed: the stage has nothing to do."""
+    telemetry.annotate(job_id=job_id, stage=stage)
     job = _move(job_id, stage)[1]
     return job if job is not None and job["status"] != "failed" else None
 
 
 def record_vision(job_id: str, image_sha256: str | None, source: str, tokens: int = 0) -> None:
     """What the analysis saw the image as, and what the model call cost (in one write)."""
+    telemetry.count(telemetry.VISION_ANSWERS, source=source)
     with db.transaction() as conn:
         conn.execute(
             update(jobs)
@@ -316,6 +318,8 @@ def add_tokens(job_id: str, tokens: int) -> None:
 
 def fail(job_id: str, code: str, message: str) -> None:
     """End a job with a reason; a completed job stays completed."""
+    telemetry.count(telemetry.ANALYSES_FAILED, code=code)
+    telemetry.annotate(failure_code=code)
     with db.transaction() as conn:
         conn.execute(
             update(jobs)
@@ -376,6 +380,7 @@ def _result_key(job_id: str) -> str:
 
 def save_result(job_id: str, body: dict[str, Any]) -> None:
     """Persist the finished result (idempotent), cache it 7 days, complete the job."""
+    telemetry.count(telemetry.ANALYSES_COMPLETED, needs_confirmation=body["needs_confirmation"])
     body = {**body, "completed_at": rfc3339(db.now())}
     with db.transaction() as conn:
         job = conn.execute(

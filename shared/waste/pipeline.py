@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, select
 
-from shared.core import db, storage
+from shared.core import db, storage, telemetry
 from shared.core.errors import ApiError, log_event
 from shared.core.settings import settings
 from shared.waste import ai, answers, budget, corrections, images, jobs, messages, rules
@@ -106,7 +106,9 @@ def submit(job: dict[str, Any]) -> None:
     analysed = jobs.analysed_key(upload)
     storage.put(analysed, image, job["content_type"])
     jobs.keep_analysed(job["id"], analysed)
+    telemetry.annotate(job_id=job["id"])
     messages.emit(Uploaded(job["id"]), cause=job["id"])
+    telemetry.count(telemetry.ANALYSES_STARTED)
     # The event is out: the analysis runs, and its first stage moves the job on. Failing to
     # record "queued" here (Redis or the database gone this instant) must not tell the app
     # that nothing happened: a 503 from upload-complete means the event was not sent.
