@@ -47,7 +47,8 @@ VARIABLES = (
         "THREADS",
         None,
         "request threads per process (gunicorn's, set by the manifests); sizes the Redis and "
-        "database pools so every thread can hold a connection",
+        "database pools so every thread can hold a connection (Redis: up to 32 threads, past "
+        "which they take turns; the progress streams' 1000 threads sleep)",
         "functions-framework's: CPUs x 4",
     ),
     Variable(
