@@ -263,3 +263,35 @@ def test_the_dev_server_streams_each_event_as_it_happens(system, env):
         assert progress.PROGRESS.watching == 0
     finally:
         server.shutdown()
+
+
+def test_a_dropped_subscription_comes_back_and_the_streams_read_what_they_missed(
+    services, monkeypatch
+):
+    """Redis closes the process's subscription; a stage change published while it was down
+    reached no one, so once it is back every stream re-reads its job's state."""
+    from knative import local
+
+    system = local.start(time_scale=0.01, with_cron=False, with_bins=False)
+    try:
+        client = system.app.test_client()
+        headers = login(client)
+        job_id = start(client, headers, hint="우유팩", data=MILK)["job_id"]
+        redis = cache.client()
+        before = {c["id"] for c in redis.client_list(_type="pubsub")}
+        stream = Stream(client, job_id, headers)
+        stream.wait_for(lambda: stream.events)
+        ours = [c["id"] for c in redis.client_list(_type="pubsub") if c["id"] not in before]
+        assert len(ours) == 1  # however many streams: this process's one subscription
+        # A change whose message is lost (published while no one listened: here, not at all).
+        with monkeypatch.context() as lost:
+            lost.setattr(progress, "publish", lambda view: None)
+            jobs.advance(job_id, "queued")
+        redis.client_kill_filter(_id=ours[0])
+        stream.wait_for(lambda: [i for i, _ in stream.events] == [0, 10])
+        assert progress.PROGRESS.subscriptions == 2
+        jobs.fail(job_id, "TIMED_OUT", "the analysis took too long; try again")
+        assert stream.ended.wait(10)
+        assert [i for i, _ in stream.events] == [0, 10, 100]
+    finally:
+        system.stop()

@@ -117,21 +117,15 @@ class Fanout:
             try:
                 pubsub = cache.client().pubsub()
                 pubsub.subscribe(self.channel)
-                while (message := pubsub.get_message(timeout=POLL_SECONDS)) is None or message[
-                    "type"
-                ] != "subscribe":
-                    if stop.is_set():
-                        return
-                if self.subscriptions:  # subscribed again: what was published meanwhile is lost
-                    self._broadcast(RESYNC)
-                self.subscriptions += 1
-                failures = 0
-                self._ready.set()
                 while not stop.is_set():
-                    message = pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=POLL_SECONDS
-                    )
-                    if message is not None and message["type"] == "message":
+                    message = pubsub.get_message(timeout=POLL_SECONDS)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        # Ours, or redis-py's own after it reconnected a dropped connection.
+                        self._subscribed()
+                        failures = 0
+                    elif message["type"] == "message":
                         self._deliver(message["data"])
             except Exception as exc:  # the cache is down: streams wait, and resync after
                 self._ready.clear()
@@ -145,6 +139,14 @@ class Fanout:
                         pubsub.close()
                     except Exception as exc:  # a connection already gone has nothing to close
                         log_event("info", "fanout_close_failed", error=repr(exc))
+
+    def _subscribed(self) -> None:
+        """Subscribed: the first time, streams may start; again, what was published while
+        the subscription was down is lost, so every stream reads its state anew."""
+        if self.subscriptions:
+            self._broadcast(RESYNC)
+        self.subscriptions += 1
+        self._ready.set()
 
     def _deliver(self, raw: str) -> None:
         message = json.loads(raw)
