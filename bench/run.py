@@ -2,7 +2,8 @@
 
 Each benchmark runs in its own process (they set up their own environments) and writes JSON;
 this prints one table of the figures against their targets and writes bench/results.json.
-PostgreSQL and RabbitMQ figures are added when DATABASE_URL and BROKER_URL are set.
+PostgreSQL and RabbitMQ figures are added when DATABASE_URL and BROKER_URL are set; the
+progress streams' (bench/stream.py) when DATABASE_URL and REDIS_URL are.
 
 Run: `./task bench` (or `python bench/run.py [--quick]`).
 """
@@ -75,6 +76,35 @@ def _cold_rows(cold: dict, label: str) -> list[tuple]:
     ]
 
 
+def _stream_rows(stream: dict) -> list[tuple]:
+    """Progress streams on one instance against a handful of them, in the same run."""
+    many, few = stream["streams"], stream["baseline"]
+    n = many["streams"]
+    return [
+        (
+            f"stage change -> event, {n} streams",
+            f"p50 {many['p50_ms']} / p95 {many['p95_ms']} ms",
+            f"{few['streams']}: p95 {few['p95_ms']} ms",
+            round(many["p95_ms"] / few["p95_ms"], 2),
+            "p95 <= 50 ms",
+        ),
+        (
+            f"  server memory, {n} streams open",
+            f"{many['rss_mib']} MiB ({many['rss_per_stream_kib']} KiB each)",
+            f"idle {many['rss_idle_mib']} MiB",
+            round(many["rss_mib"] / many["rss_idle_mib"], 2),
+            "",
+        ),
+        (
+            f"  Redis connections, {n} streams",
+            f"{many['redis_connections']} ({many['server_subscriptions']} subscription)",
+            f"{few['streams']}: {few['redis_connections']}",
+            f"{many['streams_complete']}/{n} ok",
+            "1 subscription",
+        ),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
@@ -109,6 +139,11 @@ def main() -> int:
             nearby += ["--bins", "100000", "--queries", "200"]
         results["nearby"] = _run("nearby", nearby, out / "near.json")
         results["answers"] = _run("answers", ["--json", str(out / "ans.json")], out / "ans.json")
+        if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+            streams = ["--json", str(out / "stream.json")]
+            if quick:
+                streams += ["--streams", "200"]
+            results["stream"] = _run("stream", streams, out / "stream.json")
 
     cold, hot, pipe = results["coldstart"], results["hotpath"], results["pipeline"]
     rows = []
@@ -199,6 +234,9 @@ def main() -> int:
                 "p95 <= 20 ms",
             )
         )
+
+    if "stream" in results:
+        rows += _stream_rows(results["stream"])
 
     print()
     print(f"{'figure':50} {'measured':38} {'baseline (same run)':22} {'ratio':>8}  target")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 from shared.auth import sessions
-from shared.core import cache, storage
+from shared.core import cache, storage, streams
 from shared.core.errors import not_found
-from shared.core.registry import HOT, MODEL_RESOURCES, endpoints
+from shared.core.registry import HOT, MODEL_RESOURCES, STREAMS, Resources, endpoints
+from shared.core.settings import settings
 from shared.core.validation import obj
 from shared.users import profiles, where
-from shared.waste import corrections, fees, jobs, pipeline, rules
+from shared.waste import corrections, fees, jobs, pipeline, progress, rules
 from shared.waste.messages import Uploaded
 
 http = endpoints(authenticate=sessions.caller)
@@ -67,6 +70,19 @@ STATUS = obj(
     },
     required=("job_id", "status", "stage", "progress", "updated_at"),
 )
+STREAM_SECONDS = 300  # a stream's longest life; the client resumes with Last-Event-ID
+# A thousand sleeping threads: their stacks, not the heap, are most of it (bench/stream.py).
+STREAM_RESOURCES = Resources(cpu="100m", memory="256Mi", memory_limit="512Mi")
+EVENTS = {
+    "x-media-type": "text/event-stream",
+    "type": "string",
+    "description": "Server-Sent Events: `retry`, then an event per change (`id` the job's "
+    "progress, 100 for the final one; `data` the status body, as GET .../status/{job_id}), and "
+    "a `: keep-alive` comment every EVENTS_HEARTBEAT_SECONDS while nothing changes. The stream "
+    f"ends after the completed or failed event, or after {STREAM_SECONDS} s: send the "
+    "Last-Event-ID header to resume after the last event seen (one behind gets the current "
+    "state at once). 204 when Last-Event-ID is already the final event.",
+}
 ANALYZE_CREATED = obj(
     {
         "job_id": {"type": "string"},
@@ -367,6 +383,22 @@ def waste_status(request, user, job_id, along):
     """Where the job is; Retry-After says when to ask again while it runs."""
     view = jobs.status(user.user_id, job_id, along[0])
     return view, 200, jobs.retry_after(view)
+
+
+@http(
+    "GET /api/v1/waste/status/{job_id}/events",
+    scaling=STREAMS,
+    resources=STREAM_RESOURCES,
+    responses={200: EVENTS, 204: None},
+    errors=(422,),
+    timeout_seconds=STREAM_SECONDS,
+)
+def waste_status_events(request, user, job_id):
+    """Where the job is, pushed: an event per change until it completes or fails (SSE)."""
+    after = streams.last_event_id(request.headers.get("Last-Event-ID"))
+    read = functools.partial(jobs.status, user.user_id, job_id)
+    body = progress.events(job_id, after, read, STREAM_SECONDS, settings().events_heartbeat)
+    return streams.response(body) if body is not None else None
 
 
 @http(

@@ -61,13 +61,14 @@ CONFIG_VARS = (
 def reset_clients() -> None:
     """Forget every process-wide client and cached setting, as a new process would."""
     from shared.auth import tokens
-    from shared.core import cache, db, events, settings, storage
+    from shared.core import cache, db, events, settings, storage, streams
     from shared.waste import ai
 
     settings.settings.cache_clear()
     db.reset()
     events.cluster_sink.cache_clear()
     cache.client.cache_clear()
+    streams.reset()  # fanouts subscribe again, on the new cache client
     storage.s3_client.cache_clear()
     storage.backend.cache_clear()
     tokens.signing_key.cache_clear()

@@ -31,6 +31,10 @@ def test_the_redis_pool_holds_a_connection_per_thread_and_makes_the_rest_wait(en
     assert pool.timeout == 2
     kwargs = pool.connection_kwargs
     assert kwargs["socket_timeout"] == 2 and kwargs["retry"].get_retries() == 1
+    # A thousand stream threads (they sleep, and reach Redis only to open) take turns.
+    env.setenv("THREADS", "1000")
+    reset_clients()
+    assert cache.client().connection_pool.max_connections == (cache.POOL_THREADS + cache.POOL_SPARE)
 
 
 def test_more_callers_than_connections_all_get_an_answer(services):

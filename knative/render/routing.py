@@ -8,11 +8,12 @@ cluster-local Knative Service, which Knative's local gateway then serves.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from knative.render.metadata import meta
-from knative.render.services import FUNCTION_LABEL
+from knative.render.services import ALB_IDLE_TIMEOUT, FUNCTION_LABEL
 from knative.render.values import Value, Values
 from shared.core.deployment import ALB_PATHS, NAMESPACE
 from shared.core.registry import Function
@@ -44,17 +45,35 @@ def _route_match(function: Function) -> dict[str, Any]:
     return {"path": path, "method": function.method}
 
 
-def _check_unambiguous(functions: Iterable[Function]) -> None:
-    seen: dict[str, str] = {}
+def _template_regex(template: str) -> str:
+    """A templated path as a regular expression of the whole path, as the functions match it
+    (registry: a parameter is one segment, a trailing slash is allowed)."""
+    parts = re.split(r"\{\w+\}", template)
+    return "[^/]+".join(re.escape(part) for part in parts) + "/?"
+
+
+def route_matches(functions: Iterable[Function]) -> dict[str, dict[str, Any]]:
+    """Each HTTP function's match. Where templated routes of one method share their literal
+    prefix (`status/{job_id}` and `status/{job_id}/events`), a prefix cannot tell them apart:
+    those match their whole template as a RegularExpression instead (Istio: RE2, matching the
+    whole path), neither overlapping the other, so no precedence rule decides between them.
+    Any other collision is an error: give one of the functions a distinct literal path."""
+    functions = list(functions)
+    matches = {f.name: _route_match(f) for f in functions}
+    sharing: dict[str, list[Function]] = {}
     for function in functions:
-        match = _route_match(function)
-        key = json.dumps(match, sort_keys=True)
-        if key in seen:
-            raise ValueError(
-                f"{function.name} and {seen[key]} would share the route {key}: "
-                "give one of them a distinct literal path prefix"
-            )
-        seen[key] = function.name
+        sharing.setdefault(json.dumps(matches[function.name], sort_keys=True), []).append(function)
+    for group in sharing.values():
+        if len(group) == 1:
+            continue
+        exact = any(matches[f.name]["path"]["type"] == "Exact" for f in group)
+        if exact or len({_template_regex(f.path) for f in group}) < len(group):
+            names = " and ".join(f.name for f in group)
+            raise ValueError(f"{names} would share the route {matches[group[0].name]}")
+        for function in group:
+            regex = {"type": "RegularExpression", "value": _template_regex(function.path)}
+            matches[function.name] = {"path": regex, "method": function.method}
+    return matches
 
 
 def _http_route(metadata: dict[str, Any], rule: dict[str, Any], values: Values) -> dict[str, Any]:
@@ -66,12 +85,12 @@ def _http_route(metadata: dict[str, Any], rule: dict[str, Any], values: Values) 
     }
 
 
-def function_route(function: Function, values: Values) -> dict[str, Any]:
+def function_route(function: Function, match: dict[str, Any], values: Values) -> dict[str, Any]:
     """ALB path + method -> the function's Knative host, through the cluster-local gateway."""
     return _http_route(
         meta(function.service, own_labels={FUNCTION_LABEL: function.name}),
         {
-            "matches": [_route_match(function)],
+            "matches": [match],
             "filters": [
                 {
                     "type": "URLRewrite",
@@ -106,6 +125,10 @@ def _alb_ingress(values: Values) -> dict[str, Any]:
                 "alb.ingress.kubernetes.io/healthcheck-port": "15021",
                 "alb.ingress.kubernetes.io/healthcheck-path": "/healthz/ready",
                 "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS": 443}]',
+                # Progress streams idle between heartbeats: knative/render/services.py
+                "alb.ingress.kubernetes.io/load-balancer-attributes": (
+                    f"idle_timeout.timeout_seconds={ALB_IDLE_TIMEOUT}"
+                ),
                 "alb.ingress.kubernetes.io/certificate-arn": values.ref(
                     "alb.certificateArn",
                     "arn:aws:acm:ap-northeast-2:000000000000:certificate/growbin",
@@ -177,13 +200,13 @@ def _reference_grant(name: str, namespace: Value) -> dict[str, Any]:
 def routing_objects(functions: list[Function], values: Values) -> list[dict[str, Any]]:
     """The ALB's path map into the Gateway, and the Gateway's routes to Services and tools."""
     http = [f for f in functions if f.kind == "http"]
-    _check_unambiguous(http)
+    matches = route_matches(http)
     for function in http:
         if not function.path.startswith(ALB_PATHS):
             raise ValueError(f"{function.name}: {function.path} is outside the ALB path map")
     return [
         _alb_ingress(values),
         _gateway(values),
-        *(function_route(f, values) for f in http),
+        *(function_route(f, matches[f.name], values) for f in http),
         _reference_grant("knative", knative_gateway_namespace(values)),
     ]

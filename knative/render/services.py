@@ -22,6 +22,14 @@ ACCOUNT = "growbin"
 PORT = 8080  # Knative's default container port; functions-framework reads PORT
 TIMEOUT_MARGIN = 10  # seconds a revision waits beyond the function's own timeout
 MAX_REVISION_TIMEOUT = 600  # Knative's default max-revision-timeout-seconds
+# Streams (a `text/event-stream` response) stay open for their function's timeout, quiet but
+# for a heartbeat comment: the ALB and Knative must both let a connection idle longer than
+# the heartbeat (twice over: one late heartbeat must not close it), and the first bytes leave
+# at once (the stream's retry field), so Knative need not wait long for them.
+STREAM_MEDIA = "text/event-stream"
+ALB_IDLE_TIMEOUT = 60  # seconds: AWS's default, rendered on the ALB so that it is a decision
+STREAM_RESPONSE_START = 10  # seconds
+HEARTBEAT = next(v for v in VARIABLES if v.name == "EVENTS_HEARTBEAT_SECONDS")
 FUNCTION_LABEL = "growbin.kr/function"  # routes and NetworkPolicies select a function by it
 EMITS_LABEL = "growbin.kr/emits"  # the Broker ingress's NetworkPolicy admits pods by it
 BROKER = "growbin"
@@ -87,6 +95,25 @@ def _security_context() -> dict[str, Any]:
     }
 
 
+def streams(function: Function) -> bool:
+    """Whether the function answers with a stream (its 200 is `text/event-stream`)."""
+    return any(
+        (schema or {}).get("x-media-type") == STREAM_MEDIA for schema in function.responses.values()
+    )
+
+
+def _stream_timeouts(function: Function) -> dict[str, int]:
+    """A stream's revision: Knative's idle timeout is the ALB's, twice the heartbeat or more."""
+    if not streams(function):
+        return {}
+    if 2 * float(HEARTBEAT.default) > ALB_IDLE_TIMEOUT:
+        raise ValueError(f"{HEARTBEAT.name} must be at most half the ALB idle timeout")
+    return {
+        "responseStartTimeoutSeconds": STREAM_RESPONSE_START,
+        "idleTimeoutSeconds": ALB_IDLE_TIMEOUT,
+    }
+
+
 def knative_service(function: Function, values: Values) -> dict[str, Any]:
     """One Knative Service: its target picked by env, autoscaling on concurrency."""
     scaling = function.scaling
@@ -104,6 +131,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
         # may wait on the database as long as the function may run.
         *([{"name": "DATABASE_TIMEOUT", "value": str(function.timeout_seconds)}] if event else []),
         *([{"name": "K_SINK", "value": BROKER_ADDRESS}] if "broker" in function.uses else []),
+        *([{"name": HEARTBEAT.name, "value": HEARTBEAT.default}] if streams(function) else []),
         *_secret_env(function),
     ]
     env_from: list[dict[str, Any]] = [{"configMapRef": {"name": CONFIG}}]
@@ -156,6 +184,7 @@ def knative_service(function: Function, values: Values) -> dict[str, Any]:
                     "automountServiceAccountToken": False,  # no function calls the API
                     "containerConcurrency": scaling.concurrency,
                     "timeoutSeconds": timeout,
+                    **_stream_timeouts(function),
                     "containers": [
                         {
                             "name": "function",

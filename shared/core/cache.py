@@ -2,13 +2,15 @@
 
 `client()` picks one of the two once per process, from the settings. Callers use only the
 Redis commands `Client` names; values are strings (JSON where structured). `Memory` implements
-exactly those commands, so code and tests run the same on both.
+exactly those commands, so code and tests run the same on both; its pub/sub reaches the
+subscribers of this process, which is all there is locally.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +45,60 @@ class Client(Protocol):
 
     def ping(self) -> bool: ...
 
+    def publish(self, channel: str, message: str) -> int: ...
+
+    def pubsub(self) -> PubSub: ...
+
+
+class PubSub(Protocol):
+    """The part of redis-py's `PubSub` the project uses: one connection's subscriptions."""
+
+    def subscribe(self, *channels: str) -> None: ...
+
+    def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float = 0.0
+    ) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryPubSub:
+    """`PubSub` on a `Memory`: messages as redis-py hands them out (dicts with type, channel,
+    data), the subscription's confirmation included."""
+
+    def __init__(self, hub: Memory) -> None:
+        self._hub = hub
+        self._messages: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._channels: list[str] = []
+
+    def subscribe(self, *channels: str) -> None:
+        with self._hub._lock:
+            for channel in channels:
+                self._hub._subscribers.setdefault(channel, []).append(self)
+                self._channels.append(channel)
+                self._deliver("subscribe", channel, len(self._channels))
+
+    def _deliver(self, kind: str, channel: str, data: Any) -> None:
+        self._messages.put({"type": kind, "pattern": None, "channel": channel, "data": data})
+
+    def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float = 0.0
+    ) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self._messages.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if not (ignore_subscribe_messages and message["type"] == "subscribe"):
+                return message
+
+    def close(self) -> None:
+        with self._hub._lock:
+            for channel in self._channels:
+                self._hub._subscribers[channel].remove(self)
+            self._channels.clear()
+
 
 class Memory:
     """The commands of `Client` in one process, thread-safe, with Redis's TTL semantics."""
@@ -50,6 +106,7 @@ class Memory:
     def __init__(self) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}
         self._lock = threading.Lock()
+        self._subscribers: dict[str, list[MemoryPubSub]] = {}
 
     def _live(self, key: str) -> str | None:
         item = self._data.get(key)
@@ -113,8 +170,22 @@ class Memory:
     def ping(self) -> bool:
         return True
 
+    def publish(self, channel: str, message: str) -> int:
+        with self._lock:
+            subscribers = list(self._subscribers.get(channel, ()))
+        for subscriber in subscribers:
+            subscriber._deliver("message", channel, str(message))
+        return len(subscribers)
+
+    def pubsub(self) -> MemoryPubSub:
+        return MemoryPubSub(self)
+
 
 POOL_SPARE = 4  # connections beyond the request threads
+# Past this many request threads, threads take turns on the connections: a progress stream's
+# thousand threads sleep, and reach Redis only to open (bench/stream.py), and a burst of opens
+# would otherwise leave as many idle connections as it had at once.
+POOL_THREADS = 32
 
 
 @cache
@@ -133,7 +204,7 @@ def client() -> Client:
     # wait for a free connection, up to one socket timeout, before that 503.
     pool = redis.BlockingConnectionPool.from_url(
         url,
-        max_connections=settings().threads + POOL_SPARE,
+        max_connections=min(settings().threads, POOL_THREADS) + POOL_SPARE,
         timeout=2,
         decode_responses=True,
         socket_timeout=2,

@@ -93,6 +93,8 @@ HOT = Scaling(min=1, max=20, threads=16)  # token checks and status polling: nev
 STANDARD = Scaling()
 MODEL_BOUND = Scaling(min=0, max=10, threads=32)  # waits on an LLM: concurrency hides it
 BATCH = Scaling(min=0, max=1, threads=1)
+# Progress streams: a thread per open stream, asleep until its job moves (README: Progress, pushed).
+STREAMS = Scaling(min=1, max=10, threads=1000)
 MODEL_RESOURCES = Resources(cpu="200m", memory="256Mi", memory_limit="512Mi")
 
 

@@ -47,7 +47,8 @@ VARIABLES = (
         "THREADS",
         None,
         "request threads per process (gunicorn's, set by the manifests); sizes the Redis and "
-        "database pools so every thread can hold a connection",
+        "database pools so every thread can hold a connection (Redis: up to 32 threads, past "
+        "which they take turns; the progress streams' 1000 threads sleep)",
         "functions-framework's: CPUs x 4",
     ),
     Variable(
@@ -69,6 +70,13 @@ VARIABLES = (
         "is a 503 (raise it for long migrations)",
     ),
     Variable("REDIS_URL", None, "`redis://...`", "in-process cache"),
+    Variable(
+        "EVENTS_HEARTBEAT_SECONDS",
+        "15",
+        "how often a progress stream (`GET /waste/status/{job_id}/events`) sends a comment "
+        "while nothing changes, so that proxies and load balancers keep it open: below their "
+        "idle timeouts (the ALB's and Knative's, which `growbin render` checks against it)",
+    ),
     Variable(
         "BROKER_URL",
         None,
@@ -206,6 +214,7 @@ class Settings:
     database_url: str
     database_timeout: float
     redis_url: str | None
+    events_heartbeat: float
     threads: int
     broker_url: str | None
     broker_name: str
@@ -290,6 +299,7 @@ def settings() -> Settings:
         database_url=_env("DATABASE_URL") or f"sqlite:///{data_dir / 'growbin.db'}",
         database_timeout=float(_env("DATABASE_TIMEOUT")),
         redis_url=_env("REDIS_URL"),
+        events_heartbeat=float(_env("EVENTS_HEARTBEAT_SECONDS")),
         threads=int(_env("THREADS") or (os.cpu_count() or 1) * 4),
         broker_url=_env("BROKER_URL"),
         broker_name=_env("BROKER_NAME"),

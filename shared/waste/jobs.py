@@ -33,6 +33,7 @@ from shared.core import cache, db, telemetry
 from shared.core.batching import chunked
 from shared.core.errors import ApiError, not_found
 from shared.core.times import parse_rfc3339, rfc3339
+from shared.waste import progress
 
 MAX_BYTES = 10 * 1024 * 1024
 CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
@@ -233,6 +234,7 @@ def _cache_status(job: dict[str, Any]) -> None:
         status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
     )
     cache.client().delete(stats_key(job["user_id"]))
+    progress.publish(status_view(job))  # after the cache: a stream that reads it misses nothing
 
 
 def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
