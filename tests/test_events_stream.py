@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from conftest import error_code, login
+from sqlalchemy import update
+from test_batch import fire
 from test_waste import MILK, start
 
-from shared.core import cache, settings
+from shared.core import cache, db, settings
 from shared.waste import jobs, progress
 
 STAGE_IDS = [0, 10, 25, 50, 75, 90, 100]  # upload, queued, analyze ... done: the ids in order
@@ -145,6 +148,27 @@ def test_a_heartbeat_comment_flows_while_nothing_changes(system, env):
     assert [event_id for event_id, _ in stream.events] == [0]  # no change, no event
     stream.leave()  # the client went away: its inbox goes with it
     assert progress.PROGRESS.watching == 0
+
+
+def test_an_upload_never_completed_ends_its_stream_when_cleanup_fails_it(system):
+    """Cleanup fails abandoned uploads in one update; their streams hear it like any change."""
+    client = system.app.test_client()
+    headers = login(client)
+    job_id = start(client, headers, hint="우유팩", data=MILK)["job_id"]
+    stream = Stream(client, job_id, headers)
+    stream.wait_for(lambda: len(stream.events) == 1)
+    with db.transaction() as conn:
+        conn.execute(
+            update(jobs.jobs)
+            .where(jobs.jobs.c.id == job_id)
+            .values(created_at=db.now() - timedelta(hours=2))
+        )
+    fire(system, "cleanup_images")
+    assert stream.ended.wait(10)
+    last = stream.events[-1][1]
+    assert (last["status"], last["error"]["code"]) == ("failed", "UPLOAD_EXPIRED")
+    polled = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()
+    assert polled == last
 
 
 def test_status_rules_apply_no_token_401_and_another_users_job_404(client):

@@ -456,6 +456,15 @@ def result(user_id: str, job_id: str) -> dict[str, Any] | None:
     return body
 
 
+def republish(job_ids: list[str]) -> None:
+    """Cache and publish the views of jobs a bulk update changed (pollers and streams)."""
+    for chunk in chunked(job_ids, 500):
+        with db.engine().connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.id.in_(chunk))).all()
+        for row in rows:
+            _cache_status(dict(row._mapping))
+
+
 def forget(job_ids: list[str]) -> None:
     """Drop the cached status and result of these jobs (their rows are going away)."""
     keys = [key for job_id in job_ids for key in (status_key(job_id), _result_key(job_id))]

@@ -30,7 +30,6 @@ def sweep(deadline: timedelta = jobs.DEADLINE) -> list[str]:
 
 def _drop_images(rows: list[Any]) -> None:
     storage.delete([key for row in rows for key in jobs.image_keys(row.image_key)])
-    jobs.forget([row.id for row in rows])  # cached results must stop offering the image
 
 
 def images(retention: timedelta) -> dict[str, int]:
@@ -71,6 +70,9 @@ def images(retention: timedelta) -> dict[str, int]:
                     updated_at=now,
                 )
             )
+    # After the rows say so, not before: a read in between would cache the old view again.
+    jobs.forget([r.id for r in expired])  # cached results must stop offering the image
+    jobs.republish([r.id for r in abandoned])  # pollers and streams learn they failed
     return {"expired": len(expired), "abandoned": len(abandoned)}
 
 
