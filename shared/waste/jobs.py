@@ -171,7 +171,7 @@ def create(user_id: str, content_type: str, content_length: int, hint: str | Non
 
 def get(user_id: str, job_id: str) -> dict[str, Any]:
     """The caller's job; another user's job is NOT_FOUND, never FORBIDDEN."""
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
     if row is None or row.user_id != user_id:
         raise not_found("job")

@@ -120,7 +120,7 @@ def submit(job: dict[str, Any]) -> None:
 
 
 def _cached_description(sha256: str, model: str) -> dict[str, Any] | None:
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(
             select(vision_cache.c.description).where(
                 vision_cache.c.image_sha256 == sha256, vision_cache.c.model == model
@@ -289,7 +289,7 @@ def _model_choice(
     offered = [answers.candidate(rules.guide(m["guide_id"])) for m in matches]
     asked = [description, [m["guide_id"] for m in matches]]
     question = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(
             select(model_choices.c.guide_id).where(
                 model_choices.c.job_id == job_id, model_choices.c.question == question
