@@ -22,8 +22,7 @@ Every process started with the same URL and broker name consumes the same queues
 consumers share the work. Each thread reconnects by itself when RabbitMQ goes away; what was
 delivered but not acked is redelivered, and the @event wrapper's deduplication makes that
 harmless. A BlockingConnection is not thread-safe: each consumer thread has its own, handlers
-ack through `add_callback_threadsafe`, and publishing takes one of a few publisher connections,
-each used by one thread at a time.
+ack through `add_callback_threadsafe`, and the one publisher connection is behind a lock.
 """
 
 from __future__ import annotations
@@ -32,11 +31,10 @@ import base64
 import contextlib
 import functools
 import itertools
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +58,6 @@ DELIVERY_LIMIT = 10
 PUBLISH_PATIENCE = 4.0  # seconds a publisher keeps reconnecting before it reports failure:
 # a request that emits (upload-complete) answers 503 within that, its job still awaiting upload;
 # a stage that emits fails its delivery, which the dispatcher retries with the Trigger's backoff
-# Publisher connections per process. A publish waits for RabbitMQ's confirm; with one connection
-# behind a lock, every stage thread queued for it (a third of a stage's time with 40 jobs at
-# once). A few, taken most-recently-used first, keep the connection count small when quiet.
-PUBLISHERS = 4
 CLOSE_PATIENCE = 10.0  # seconds close() lets running handlers finish and ack
 RECONNECT_DELAY = (0.2, 3.0)  # first and longest pause between reconnection attempts
 DEAD_LETTER_PREFETCH = 4
@@ -141,15 +135,6 @@ class _Trigger:
     queue: str
 
 
-@dataclass
-class _Publisher:
-    """A publisher connection and its confirming channel, connected on first use; one thread
-    at a time holds it (a BlockingConnection is not thread-safe)."""
-
-    connection: BlockingConnection | None = None
-    channel: BlockingChannel | None = None
-
-
 class RabbitBroker:
     """Triggers of the given functions over RabbitMQ at `url` (BROKER_URL), under broker `name`
     (BROKER_NAME); `dispatch=False` only publishes, as the cluster's ingress does."""
@@ -171,15 +156,13 @@ class RabbitBroker:
         self.triggers = [_Trigger(f, self.layout.queues[f.name]) for f in consumers]
         self._by_queue = {t.queue: t for t in self.triggers}
         self._stop = threading.Event()
-        self._publishers = [_Publisher() for _ in range(PUBLISHERS)]
-        self._free: queue.LifoQueue[_Publisher] = queue.LifoQueue()
-        for publisher in self._publishers:
-            self._free.put(publisher)
+        self._lock = threading.Lock()  # guards the publisher connection
+        self._publisher: tuple[BlockingConnection, BlockingChannel] | None = None
         self._counting = threading.Lock()
         self._in_flight = 0  # deliveries handed to handlers here and not yet settled
         self._threads: list[threading.Thread] = []
-        with self._publisher() as publisher:
-            self._channel(publisher)  # declares the layout; fails fast when unreachable
+        with self._lock:
+            self._publisher_channel()  # declares the layout; fails fast when unreachable
         if dispatch:
             for trigger in self.triggers:
                 concurrency = trigger.function.scaling.concurrency
@@ -220,33 +203,24 @@ class RabbitBroker:
         """Publish and wait for RabbitMQ's confirm, reconnecting while it is away."""
         deadline = time.monotonic() + PUBLISH_PATIENCE
         delay = RECONNECT_DELAY[0]
-        with self._publisher() as publisher:
+        with self._lock:
             while True:
                 try:
-                    channel = self._channel(publisher)
+                    channel = self._publisher_channel()
                     channel.basic_publish(exchange, routing_key, body, properties, mandatory)
                     return
                 except _TRANSIENT as exc:
-                    _drop(publisher)
+                    self._drop_publisher()
                     if time.monotonic() + delay > deadline or self._stop.wait(delay):
                         raise
                     log_event("warning", "broker_publish_retry", error=repr(exc), retry_in_s=delay)
                     delay = min(delay * 2, RECONNECT_DELAY[1])
 
-    @contextlib.contextmanager
-    def _publisher(self) -> Iterator[_Publisher]:
-        """A publisher no other thread is using, the most recently used first."""
-        publisher = self._free.get()
-        try:
-            yield publisher
-        finally:
-            self._free.put(publisher)
-
-    def _channel(self, publisher: _Publisher) -> BlockingChannel:
-        """The publisher's channel; a new connection declares the layout."""
-        if publisher.channel is not None and publisher.channel.is_open:
-            return publisher.channel
-        _drop(publisher)
+    def _publisher_channel(self) -> BlockingChannel:
+        """The publisher channel (caller holds the lock); a new connection declares the layout."""
+        if self._publisher is not None and self._publisher[1].is_open:
+            return self._publisher[1]
+        self._drop_publisher()
         connection = self._connect("publisher")
         try:
             channel = connection.channel()
@@ -255,8 +229,13 @@ class RabbitBroker:
         except BaseException:
             _close(connection)
             raise
-        publisher.connection, publisher.channel = connection, channel
+        self._publisher = (connection, channel)
         return channel
+
+    def _drop_publisher(self) -> None:
+        if self._publisher is not None:
+            _close(self._publisher[0])
+            self._publisher = None
 
     def _declare(self, channel: BlockingChannel) -> None:
         """Everything eventing-rabbitmq declares for the Broker and its Triggers; idempotent."""
@@ -500,14 +479,14 @@ class RabbitBroker:
             if self._in_flight:
                 return False
         queues = [*self.layout.queues.values(), self.layout.dlq]
-        with self._publisher() as publisher:
+        with self._lock:
             try:
-                channel = self._channel(publisher)
+                channel = self._publisher_channel()
                 return all(
                     channel.queue_declare(q, passive=True).method.message_count == 0 for q in queues
                 )
             except _TRANSIENT:
-                _drop(publisher)
+                self._drop_publisher()
                 return False
 
     def close(self) -> None:
@@ -515,24 +494,14 @@ class RabbitBroker:
         self._stop.set()
         for thread in self._threads:
             thread.join(CLOSE_PATIENCE + 1)
-        taken = []  # each publisher once it is free: a publish in flight ends first
-        for _ in self._publishers:
-            with contextlib.suppress(queue.Empty):
-                taken.append(self._free.get(timeout=PUBLISH_PATIENCE + 1))
-        for publisher in taken:
-            _drop(publisher)
-            self._free.put(publisher)
+        with self._lock:
+            self._drop_publisher()
 
     def _connect(self, purpose: str) -> BlockingConnection:
         parameters = pika.URLParameters(self.url)
         parameters.client_properties = {"connection_name": f"growbin {self.name} {purpose}"}
         parameters.blocked_connection_timeout = PUBLISH_PATIENCE  # a resource alarm is an error
         return pika.BlockingConnection(parameters)
-
-
-def _drop(publisher: _Publisher) -> None:
-    _close(publisher.connection)
-    publisher.connection = publisher.channel = None
 
 
 def _close(connection: BlockingConnection | None) -> None:

@@ -247,9 +247,7 @@ def test_a_message_no_dispatcher_ever_finishes_is_dead_lettered_by_rabbitmq(rabb
 def test_publisher_reconnects_after_its_connection_drops(rabbit):
     broker = rabbit.broker([], dispatch=False)
     broker.publish(events.make("kr.growbin.a", {}))
-    for publisher in broker._publishers:  # as when RabbitMQ closes them
-        if publisher.connection is not None:
-            publisher.connection.close()
+    broker._publisher[0].close()  # as when RabbitMQ closes it
     assert broker.publish(events.make("kr.growbin.a", {})) == 0  # sent, on a new connection
 
 
