@@ -1,11 +1,15 @@
 """Pipeline benchmark, local broker: latency with an instant model, throughput with a slow one.
 
-1. upload-complete -> result available, p50/p95 over N jobs with a model that answers at once,
-   against the broker's own floor measured in the same run (four no-op hops).
+1. upload-complete -> result available with a model that answers at once: one job at a time
+   (p50), then N jobs at once (p50/p95), on the in-process broker and over RabbitMQ, each
+   against that broker's own floor measured in the same run (four no-op hops).
 2. Jobs per second that the AI stages complete when the model takes 3 s per call, against the
    ideal of concurrency / 3 s for one instance (the trigger's pool is the instance's threads).
 
-Run: `python bench/pipeline.py [--jobs 40] [--slow-jobs 96] [--rabbitmq AMQP_URL] [--json F]`.
+The model is the tests' fake OpenAI server in a process of its own (`Model`).
+
+Run: `python bench/pipeline.py [--jobs 40] [--single 20] [--slow-jobs 96] [--rabbitmq AMQP_URL]
+[--json F]`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -27,6 +32,48 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from conftest import IMAGES  # noqa: E402  (tests/ is on the path from here on)
 
 PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
+
+
+class Model:
+    """The fake OpenAI model (tests/fake_openai.py) in a process of its own, as the real one is
+    on another machine: its own work (reading a request with a photo in it, answering) is not
+    the pipeline's and does not take the pipeline's interpreter lock. `delay` sets how long
+    every answer waits."""
+
+    def __init__(self) -> None:
+        self._pipe, child = multiprocessing.Pipe()
+        context = multiprocessing.get_context("spawn")
+        self._process = context.Process(target=_serve_model, args=(child,), daemon=True)
+        self._process.start()
+        self.base_url = self._pipe.recv()
+        self._delay = 0.0
+
+    @property
+    def delay(self) -> float:
+        return self._delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._pipe.send(seconds)
+        self._delay = self._pipe.recv()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._process.terminate()
+        self._process.join()
+
+
+def _serve_model(pipe) -> None:
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as model:
+        pipe.send(model.base_url)
+        while True:
+            model.delay = pipe.recv()
+            model.requests.clear()  # kept for tests' checks; a benchmark only fills memory
+            pipe.send(model.delay)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -118,9 +165,11 @@ def _run(client, prepared: list[tuple[str, dict, str]]) -> tuple[list[float], fl
     return [done[j] - started[j] for j, _, _ in prepared], elapsed
 
 
-def _broker_floor(system, hops: int = 4, samples: int = 40) -> list[float]:
-    """The local broker's own cost: an event through `hops` no-op Triggers in a chain."""
+def _broker_floor(rabbitmq: str | None = None, hops: int = 4, samples: int = 40) -> list[float]:
+    """The broker's own cost, measured beside the pipeline: an event through `hops` no-op
+    Triggers in a chain, on the in-process broker or over RabbitMQ (as the stages are)."""
     from eventing.broker import LocalBroker
+    from eventing.rabbitmq import RabbitBroker
     from shared.core import events
     from shared.core.registry import Function, Scaling
 
@@ -143,52 +192,80 @@ def _broker_floor(system, hops: int = 4, samples: int = 40) -> list[float]:
             scaling=Scaling(threads=4),
         )
 
-    broker = LocalBroker([hop(n) for n in range(hops)])
+    functions = [hop(n) for n in range(hops)]
+    if rabbitmq:
+        broker = RabbitBroker(functions, rabbitmq, f"bench-floor-{os.getpid()}")
+    else:
+        broker = LocalBroker(functions)
     times = []
     try:
         for _ in range(samples):
             finished.clear()
             start = time.perf_counter()
             broker.publish(events.make("bench.hop0", {}))
-            finished.wait(10)
+            if not finished.wait(10):
+                raise SystemExit("the broker floor's event did not arrive")
             times.append(time.perf_counter() - start)
     finally:
         broker.close()
+        if rabbitmq:
+            _delete_rabbit_layout(broker)
     return times
+
+
+def _latency(model_url: str, jobs: int, single: int, rabbitmq: str | None = None) -> dict:
+    """One job at a time (`single` of them), then `jobs` at once, then the broker's floor."""
+    system = _system(model_url, rabbitmq)
+    try:
+        client = system.app.test_client()
+        _run(client, _prepare(client, 1))  # warm up: first imports, first connections
+        one = [_run(client, _prepare(client, 1))[0][0] for _ in range(single)]
+        latencies, _ = _run(client, _prepare(client, jobs))
+    finally:
+        system.stop()
+        if rabbitmq:
+            _delete_rabbit_layout(system.broker)
+    floor = _broker_floor(rabbitmq)
+    return {
+        "jobs": jobs,
+        "one_job_p50_ms": round(statistics.median(one) * 1000, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+        "broker_floor_p50_ms": round(statistics.median(floor) * 1000, 2),
+    }
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--single", type=int, default=20, help="jobs run one at a time")
     parser.add_argument("--slow-jobs", type=int, default=96)
     parser.add_argument("--delay", type=float, default=3.0)
     parser.add_argument("--rabbitmq", metavar="AMQP_URL", help="also measure over RabbitMQ")
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from fake_openai import FakeOpenAI
-
     from shared.core.registry import MODEL_BOUND
 
     report: dict = {}
-    with FakeOpenAI() as model:
-        system = _system(model.base_url)
-        client = system.app.test_client()
-        _run(client, _prepare(client, 1))  # warm up: first imports, first connections
-        latencies, _ = _run(client, _prepare(client, args.jobs))
-        floor = _broker_floor(system)
-        report["latency"] = {
-            "jobs": args.jobs,
-            "p50_ms": round(statistics.median(latencies) * 1000, 1),
-            "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
-            "broker_floor_p50_ms": round(statistics.median(floor) * 1000, 2),
-        }
+    with Model() as model:
+        report["latency"] = _latency(model.base_url, args.jobs, args.single)
+        if args.rabbitmq:  # the same with the RabbitMQ-backed broker
+            report["latency_rabbitmq"] = _latency(
+                model.base_url, args.jobs, args.single, args.rabbitmq
+            )
 
         model.delay = args.delay
-        _, elapsed = _run(client, _prepare(client, args.slow_jobs))
+        system = _system(model.base_url)
+        try:
+            client = system.app.test_client()
+            _, elapsed = _run(client, _prepare(client, args.slow_jobs))
+        finally:
+            system.stop()
         ideal = MODEL_BOUND.concurrency / args.delay
-        # Two stages wait on the model (vision, phrasing); pipelined, each holds its own pool.
-        measured = args.slow_jobs / (elapsed - args.delay)  # the last job's second model wait
+        # Three stages wait on the model (vision, choice, phrasing); pipelined, each holds its
+        # own pool, so the last job's model waits after the first are what the pipe adds.
+        measured = args.slow_jobs / (elapsed - 2 * args.delay)
         report["throughput"] = {
             "jobs": args.slow_jobs,
             "model_delay_s": args.delay,
@@ -198,38 +275,19 @@ def main() -> dict:
             "ideal_jobs_per_s": round(ideal, 2),
             "ratio": round(measured / ideal, 2),
         }
-        system.stop()
 
-        if args.rabbitmq:  # the same latency with the RabbitMQ-backed broker
-            system = _system(model.base_url, args.rabbitmq)
-            model.delay = 0
-            try:
-                client = system.app.test_client()
-                _run(client, _prepare(client, 1))
-                latencies, _ = _run(client, _prepare(client, args.jobs))
-                report["latency_rabbitmq"] = {
-                    "jobs": args.jobs,
-                    "p50_ms": round(statistics.median(latencies) * 1000, 1),
-                    "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
-                }
-            finally:
-                system.stop()
-                _delete_rabbit_layout(system.broker)
-
-    lat, thr = report["latency"], report["throughput"]
-    if "latency_rabbitmq" in report:
-        rabbit = report["latency_rabbitmq"]
-        print(
-            f"{'pipeline latency over RabbitMQ':40} p50 {rabbit['p50_ms']:8.1f} ms  "
-            f"p95 {rabbit['p95_ms']:8.1f} ms"
-        )
+    for key, label in (("latency", "local broker"), ("latency_rabbitmq", "RabbitMQ")):
+        if key in report:
+            lat = report[key]
+            print(
+                f"{'pipeline, ' + label:24} one job p50 {lat['one_job_p50_ms']:6.1f} ms  "
+                f"{lat['jobs']} at once p50 {lat['p50_ms']:7.1f} / p95 {lat['p95_ms']:7.1f} ms  "
+                f"(broker floor, 4 hops, p50 {lat['broker_floor_p50_ms']} ms)"
+            )
+    thr = report["throughput"]
     print(
-        f"{'pipeline latency (instant model)':40} p50 {lat['p50_ms']:8.1f} ms  "
-        f"p95 {lat['p95_ms']:8.1f} ms  (broker floor p50 {lat['broker_floor_p50_ms']} ms)"
-    )
-    print(
-        f"{'AI throughput (model 3 s)':40} {thr['jobs_per_s']:6.2f} jobs/s  "
-        f"ideal {thr['ideal_jobs_per_s']:.2f}  ratio {thr['ratio']:.2f} (target >= 0.80)"
+        f"{'AI throughput (model 3 s)':24} {thr['jobs_per_s']:6.2f} jobs/s  "
+        f"ideal {thr['ideal_jobs_per_s']:.2f}  ratio {thr['ratio']:.2f} (target >= 0.90)"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

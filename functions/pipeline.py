@@ -39,9 +39,20 @@ def image_analyze(cloud_event):
     _run(cloud_event, pipeline.analyze)
 
 
-@event(Analyzed.TYPE, emits=(Classified.TYPE,), on_dead_letter=pipeline.dead_lettered)
+@event(
+    Analyzed.TYPE,
+    emits=(Classified.TYPE,),
+    scaling=MODEL_BOUND,
+    resources=MODEL_RESOURCES,
+    uses=("db", "cache", "openai"),
+    timeout_seconds=90,
+    on_dead_letter=pipeline.dead_lettered,
+)
 def classification_identify(cloud_event):
-    """Ground the description in the Ministry of Environment's item dictionary."""
+    """Ground the description in the Ministry of Environment's item dictionary.
+
+    The model picks among the dictionary's candidates, so this stage waits on the model like
+    the two around it: the same pool size, timeout and egress."""
     _run(cloud_event, pipeline.classify)
 
 

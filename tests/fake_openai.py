@@ -55,6 +55,9 @@ class FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as OpenAI's API: no connect per call
+            disable_nagle_algorithm = True  # the body is a second write: no 40 ms ACK wait
+
             def log_message(self, *_args: Any) -> None:
                 pass
 

@@ -763,14 +763,15 @@ def test_each_stage_reads_its_job_in_the_write_that_moves_it(client, system, fak
         event.remove(engine, "commit", committed)
     assert response.status_code == 200
     # (connections, commits). Each stage: the dedup check, its job moved and read in one
-    # transaction, its own work, the dedup record. The analysis reads the vision cache, stores
-    # the description, then writes the image's hash with the tokens; classification reads the
-    # user's corrections, reads and stores the model's choice, counts its tokens; feedback
-    # counts its tokens; saving writes the result and moves the job to done.
+    # transaction, its own work, the dedup record. The analysis reads the vision cache, then
+    # stores the description with the image's hash and the tokens in one commit;
+    # classification reads the user's corrections and the model's stored choice, then stores
+    # the choice with its tokens; feedback counts its tokens; saving moves the job through
+    # save to done with the result in one transaction.
     expected = {
-        "image_analyze": (6, 4),
-        "classification_identify": (7, 4),
+        "image_analyze": (5, 3),
+        "classification_identify": (6, 3),
         "feedback_generate": (4, 3),
-        "result_save": (5, 4),
+        "result_save": (3, 2),
     }
     assert {name: (connections[name], commits[name]) for name in expected} == expected

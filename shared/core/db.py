@@ -9,6 +9,7 @@ branch in its own `migrations/` folder (the platform's in `shared/core/migration
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -142,9 +143,23 @@ def _answering_connection() -> type:
     return AnsweringConnection
 
 
-def transaction():
+# SQLite admits one writer at a time and makes the others poll: its busy handler sleeps 1, 2, 5
+# ... up to 100 ms between tries, so under load the lock sits free while writers sleep (40 jobs
+# at once spent most of their time there). This process's writers queue on a lock instead and
+# take turns as soon as the last one commits; the busy handler is left for other processes.
+_sqlite_writer = threading.RLock()
+
+
+@contextmanager
+def transaction() -> Iterator[Connection]:
     """A connection inside a transaction that commits on success: `with db.transaction() as c:`."""
-    return engine().begin()
+    eng = engine()
+    if eng.dialect.name == "sqlite":
+        with _sqlite_writer, eng.begin() as conn:
+            yield conn
+    else:
+        with eng.begin() as conn:
+            yield conn
 
 
 @contextmanager
@@ -168,18 +183,25 @@ def upsert(
     update: list[str] | None = None,
 ) -> None:
     """Insert, or on a key conflict update `update` columns (or do nothing when None)."""
-    if conn.dialect.name == "postgresql":
+    conn.execute(
+        _upsert_statement(conn.dialect.name, table, tuple(keys), tuple(update or ())), values
+    )
+
+
+@cache
+def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...], update: tuple) -> Any:
+    """One statement per shape, its columns and values bound at execution: building and hashing
+    a new statement on every call cost more CPU than running it (every pipeline stage upserts)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).values(**values)
+    stmt = insert(table)
     if update:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
         )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    conn.execute(stmt)
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
 
 def migrate() -> None:

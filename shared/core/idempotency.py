@@ -22,7 +22,7 @@ processed_events = Table(
 
 
 def seen(event_id: str, consumer: str) -> bool:
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(
             select(processed_events.c.event_id).where(
                 processed_events.c.event_id == event_id, processed_events.c.consumer == consumer

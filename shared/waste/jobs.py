@@ -172,7 +172,7 @@ def create(user_id: str, content_type: str, content_length: int, hint: str | Non
 
 def get(user_id: str, job_id: str) -> dict[str, Any]:
     """The caller's job; another user's job is NOT_FOUND, never FORBIDDEN."""
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
     if row is None or row.user_id != user_id:
         raise not_found("job")
@@ -237,11 +237,11 @@ def _cache_status(job: dict[str, Any]) -> None:
     progress.publish(status_view(job))  # after the cache: a stream that reads it misses nothing
 
 
-def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
-    """Move a job forward to `stage` (no change if it is there or beyond already, or failed);
-    whether it moved, and the row as it is now, read in the same transaction."""
+def _step(conn: Any, job_id: str, stage: str, now: Any) -> dict[str, Any] | None:
+    """In the caller's transaction, move a job forward to `stage` (no change if it is there or
+    beyond already, or failed) and stamp the stage; the row as moved, or None when it did not
+    move. The update returns the row: no second statement to read it back."""
     status, progress = STAGES[stage]
-    now = db.now()
     values: dict[str, Any] = {
         "status": status,
         "stage": stage,
@@ -253,29 +253,39 @@ def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
         values["queued_at"] = func.coalesce(jobs.c.queued_at, now)
     if stage == "done":
         values["completed_at"] = now
-    with db.transaction() as conn:
-        moved = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.progress < progress, jobs.c.status != "failed")
-            .values(**values)
-        ).rowcount
-        if moved:
-            db.upsert(
-                conn,
-                job_stages,
-                {"job_id": job_id, "stage": stage, "at": now},
-                keys=["job_id", "stage"],
-            )
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-    job = dict(row._mapping) if row is not None else None
-    if moved and job is not None:
-        _cache_status(job)
-    elif not moved:
-        # Nothing to move: a redelivery, maybe of a step whose view never reached the cache
-        # (Redis failed after the database took it). Drop the view; the next poll reads the
-        # row. Dropping, not rewriting, cannot put an older view over a newer one.
+    row = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.progress < progress, jobs.c.status != "failed")
+        .values(**values)
+        .returning(*jobs.c)
+    ).first()
+    if row is None:
+        return None
+    db.upsert(conn, job_stages, {"job_id": job_id, "stage": stage, "at": now}, ["job_id", "stage"])
+    return dict(row._mapping)
+
+
+def _publish_move(job_id: str, moved: dict[str, Any] | None) -> None:
+    """After the commit: the moved row's view to the pollers. Nothing moved: a redelivery,
+    maybe of a step whose view never reached the cache (Redis failed after the database took
+    it). Drop the view; the next poll reads the row. Dropping, not rewriting, cannot put an
+    older view over a newer one."""
+    if moved is not None:
+        _cache_status(moved)
+    else:
         cache.client().delete(status_key(job_id))
-    return bool(moved), job
+
+
+def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
+    """Move a job forward to `stage`; whether it moved, and the row as it is now, read in the
+    same transaction."""
+    with db.transaction() as conn:
+        job = moved = _step(conn, job_id, stage, db.now())
+        if moved is None:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            job = dict(row._mapping) if row is not None else None
+    _publish_move(job_id, moved)
+    return moved is not None, job
 
 
 def advance(job_id: str, stage: str) -> bool:
@@ -292,43 +302,54 @@ def enter(job_id: str, stage: str) -> dict[str, Any] | None:
     return job if job is not None and job["status"] != "failed" else None
 
 
-def record_vision(job_id: str, image_sha256: str | None, source: str, tokens: int = 0) -> None:
-    """What the analysis saw the image as, and what the model call cost (in one write)."""
-    telemetry.count(telemetry.VISION_ANSWERS, source=source)
-    with db.transaction() as conn:
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(
-                image_sha256=image_sha256,
-                vision_source=source,
-                model_tokens=jobs.c.model_tokens + tokens,
-            )
-        )
-
-
-def add_tokens(job_id: str, tokens: int) -> None:
-    """Count what a model call for this job cost (prompt and completion tokens)."""
-    if tokens:
+def record_vision(
+    job_id: str, image_sha256: str | None, source: str, tokens: int = 0, conn: Any = None
+) -> None:
+    """What the analysis saw the image as, and what the model call cost (in one write; in the
+    caller's transaction when it passes one)."""
+    if conn is None:
         with db.transaction() as conn:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(model_tokens=jobs.c.model_tokens + tokens)
-            )
+            record_vision(job_id, image_sha256, source, tokens, conn)
+        return
+    telemetry.count(telemetry.VISION_ANSWERS, source=source)
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            image_sha256=image_sha256,
+            vision_source=source,
+            model_tokens=jobs.c.model_tokens + tokens,
+        )
+    )
+
+
+def add_tokens(job_id: str, tokens: int, conn: Any = None) -> None:
+    """Count what a model call for this job cost (prompt and completion tokens), in the
+    caller's transaction when it passes one."""
+    if not tokens:
+        return
+    if conn is None:
+        with db.transaction() as conn:
+            add_tokens(job_id, tokens, conn)
+        return
+    conn.execute(
+        update(jobs).where(jobs.c.id == job_id).values(model_tokens=jobs.c.model_tokens + tokens)
+    )
 
 
 def fail(job_id: str, code: str, message: str) -> None:
-    """End a job with a reason; a completed job stays completed."""
-    telemetry.count(telemetry.ANALYSES_FAILED, code=code)
+    """End a job with a reason; a completed job stays completed. Counted once, by the call
+    that ended it: a redelivered failure changes nothing, the count included."""
     telemetry.annotate(failure_code=code)
     with db.transaction() as conn:
-        conn.execute(
+        ended = conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status.notin_(("completed", "failed")))
             .values(status="failed", error_code=code, error_message=message, updated_at=db.now())
-        )
+        ).rowcount
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if ended:
+        telemetry.count(telemetry.ANALYSES_FAILED, code=code)
     if row is not None:
         _cache_status(dict(row._mapping))
 
@@ -381,15 +402,17 @@ def _result_key(job_id: str) -> str:
 
 
 def save_result(job_id: str, body: dict[str, Any]) -> None:
-    """Persist the finished result (idempotent), cache it 7 days, complete the job."""
-    telemetry.count(telemetry.ANALYSES_COMPLETED, needs_confirmation=body["needs_confirmation"])
-    body = {**body, "completed_at": rfc3339(db.now())}
+    """Persist the finished result (idempotent), cache it 7 days, complete the job: the step to
+    `save`, the result and the step to `done` in one transaction (they were three). A failed or
+    deleted job saves nothing."""
+    started = db.now()
+    body = {**body, "completed_at": rfc3339(started)}
     with db.transaction() as conn:
         job = conn.execute(
-            select(jobs.c.user_id, jobs.c.image_key).where(jobs.c.id == job_id)
+            select(jobs.c.user_id, jobs.c.image_key, jobs.c.status).where(jobs.c.id == job_id)
         ).first()
-        if job is None:
-            return  # the job was deleted with its user while it ran
+        if job is None or job.status == "failed":
+            return  # deleted with its user while it ran, or failed meanwhile (timed out)
         db.upsert(
             conn,
             results,
@@ -402,14 +425,20 @@ def save_result(job_id: str, body: dict[str, Any]) -> None:
                 "middle": body["category"]["middle"],
                 "confidence": body["confidence"],
                 "body": body,
-                "completed_at": db.now(),
+                "completed_at": started,
             },
             keys=["job_id"],
         )  # a replay keeps the first result, completed_at included
         saved = conn.execute(select(results.c.body).where(results.c.job_id == job_id)).scalar()
+        _step(conn, job_id, "save", started)
+        done = _step(conn, job_id, "done", db.now())
     cached = {**saved, "user_id": job.user_id, "image_key": job.image_key}
     cache.set_json(_result_key(job_id), cached, RESULT_TTL)
-    advance(job_id, "done")
+    _publish_move(job_id, done)
+    if done is not None:  # this call completed it: a replay is not a second analysis
+        telemetry.count(
+            telemetry.ANALYSES_COMPLETED, needs_confirmation=saved["needs_confirmation"]
+        )
 
 
 def replace_result(conn: Any, job_id: str, body: dict[str, Any]) -> None:

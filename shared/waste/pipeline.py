@@ -122,7 +122,7 @@ def submit(job: dict[str, Any]) -> None:
 
 
 def _cached_description(sha256: str, model: str) -> dict[str, Any] | None:
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(
             select(vision_cache.c.description).where(
                 vision_cache.c.image_sha256 == sha256, vision_cache.c.model == model
@@ -131,19 +131,18 @@ def _cached_description(sha256: str, model: str) -> dict[str, Any] | None:
     return row.description if row else None
 
 
-def _remember_description(sha256: str, model: str, description: dict[str, Any]) -> None:
-    with db.transaction() as conn:
-        db.upsert(
-            conn,
-            vision_cache,
-            {
-                "image_sha256": sha256,
-                "model": model,
-                "description": description,
-                "created_at": db.now(),
-            },
-            keys=["image_sha256", "model"],
-        )
+def _remember_description(conn: Any, sha256: str, model: str, description: dict[str, Any]) -> None:
+    db.upsert(
+        conn,
+        vision_cache,
+        {
+            "image_sha256": sha256,
+            "model": model,
+            "description": description,
+            "created_at": db.now(),
+        },
+        keys=["image_sha256", "model"],
+    )
 
 
 def analyze(uploaded: Uploaded) -> Analyzed | None:
@@ -184,10 +183,13 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
             jobs.fail(job["id"], exc.code, exc.message)
             return None
         description = answer.value
-        # Remembered before anything else can fail: a redelivery reads it, never pays again.
-        _remember_description(sha256, model, description)
         source, tokens = "model", answer.tokens
-    jobs.record_vision(job["id"], sha256, source, tokens)
+    with db.transaction() as conn:
+        if source == "model":
+            # Remembered before anything else can fail, with the job's hash and tokens in one
+            # commit: a redelivery reads it, never pays again.
+            _remember_description(conn, sha256, model, description)
+        jobs.record_vision(job["id"], sha256, source, tokens, conn)
     return Analyzed(job["id"], description, source)
 
 
@@ -289,7 +291,7 @@ def _model_choice(
     offered = [answers.candidate(rules.guide(m["guide_id"])) for m in matches]
     asked = [description, [m["guide_id"] for m in matches]]
     question = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
-    with db.engine().connect() as conn:
+    with db.reading() as conn:
         row = conn.execute(
             select(model_choices.c.guide_id).where(
                 model_choices.c.job_id == job_id, model_choices.c.question == question
@@ -303,7 +305,7 @@ def _model_choice(
         except ai.ModelError:  # not remembered: the next try may get an answer
             return best, sure, "search"
         chosen = answer.value
-        with db.transaction() as conn:
+        with db.transaction() as conn:  # the choice and its cost, in one commit
             db.upsert(
                 conn,
                 model_choices,
@@ -316,7 +318,7 @@ def _model_choice(
                 },
                 keys=["job_id", "question"],
             )
-        jobs.add_tokens(job_id, answer.tokens)
+            jobs.add_tokens(job_id, answer.tokens, conn)
     picked = next((m for m in matches if m["guide_id"] == chosen), None)
     return (picked, True, "model") if picked else (best, False, "search")
 
@@ -370,10 +372,7 @@ def feedback(classified: Classified) -> Answered | None:
 
 def save(answered: Answered) -> None:
     """The database is the record; the cache holds it 7 days; history and stats see it."""
-    job = jobs.enter(answered.job_id, "save")
-    if job is None:
-        return
-    jobs.save_result(job["id"], dataclasses.asdict(answered))
+    jobs.save_result(answered.job_id, dataclasses.asdict(answered))
 
 
 # What each stage was doing, in the words the app shows: the error itself (hosts, buckets,
