@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from test_waste import fake_model as fake_model  # a fixture, shared
 from test_waste import run
 
-from shared.core import telemetry
+from shared.core import events, telemetry
 from shared.core.errors import log_event
 
 
@@ -191,6 +191,25 @@ def test_one_analysis_is_one_trace_with_its_metrics(system, collector, fake_mode
     assert collector.value(telemetry.VISION_ANSWERS, source="cache") == 1
     traces = {s["trace_id"] for s in collector.spans if s["name"] == UPLOAD_COMPLETE}
     assert len(traces) == 2 and second != job_id
+
+
+def test_a_replayed_analysis_is_counted_once(system, collector, fake_model):
+    """Every event of an analysis delivered again, under a fresh id too: nothing changes, and
+    the completion, the vision answer and the failure counters say one analysis."""
+    published = []
+    original = system.broker.publish
+    system.broker.publish = lambda e: published.append(e) or original(e)
+    events.connect(system.broker.publish)
+    client = system.app.test_client()
+    headers = login(client)
+    run(client, system, headers)
+    for event in list(published):
+        system.broker.publish(event)
+        system.broker.publish(events.make(event["type"], event.data, subject=event["subject"]))
+    assert system.broker.wait_idle(30)
+    telemetry.flush()
+    assert collector.value(telemetry.ANALYSES_COMPLETED, needs_confirmation=False) == 1
+    assert collector.value(telemetry.VISION_ANSWERS, source="model") == 1
 
 
 def test_a_failed_job_names_its_code_on_the_span_and_in_the_metric(system, collector, fake_model):

@@ -405,6 +405,7 @@ def save_result(job_id: str, body: dict[str, Any]) -> None:
     """Persist the finished result (idempotent), cache it 7 days, complete the job: the step to
     `save`, the result and the step to `done` in one transaction (they were three). A failed or
     deleted job saves nothing."""
+    telemetry.annotate(job_id=job_id, stage="save")
     started = db.now()
     body = {**body, "completed_at": rfc3339(started)}
     with db.transaction() as conn:
