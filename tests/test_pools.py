@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from conftest import reset_clients
 
-from shared.core import cache, settings
+from shared.core import cache, db, settings
 
 
 def test_threads_defaults_to_functions_frameworks_own(env):
@@ -34,7 +34,19 @@ def test_the_redis_pool_holds_a_connection_per_thread_and_makes_the_rest_wait(en
     # A thousand stream threads (they sleep, and reach Redis only to open) take turns.
     env.setenv("THREADS", "1000")
     reset_clients()
-    assert cache.client().connection_pool.max_connections == (cache.POOL_THREADS + cache.POOL_SPARE)
+    pooled = settings.POOLED_THREADS
+    assert cache.client().connection_pool.max_connections == pooled + cache.POOL_SPARE
+
+
+def test_the_database_pool_grows_to_a_connection_per_thread_up_to_the_same_cap(env):
+    """A progress stream's thousand threads must not open a thousand PostgreSQL connections
+    (the server's default limit is 100 for every client together)."""
+    env.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")  # never connected to
+    for threads, overflow in (("8", 10), ("32", 32), ("1000", settings.POOLED_THREADS)):
+        env.setenv("THREADS", threads)
+        reset_clients()
+        pool = db.engine().pool
+        assert (pool.size(), pool._max_overflow) == (10, overflow), threads
 
 
 def test_more_callers_than_connections_all_get_an_answer(services):

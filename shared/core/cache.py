@@ -182,10 +182,6 @@ class Memory:
 
 
 POOL_SPARE = 4  # connections beyond the request threads
-# Past this many request threads, threads take turns on the connections: a progress stream's
-# thousand threads sleep, and reach Redis only to open (bench/stream.py), and a burst of opens
-# would otherwise leave as many idle connections as it had at once.
-POOL_THREADS = 32
 
 
 @cache
@@ -204,7 +200,7 @@ def client() -> Client:
     # wait for a free connection, up to one socket timeout, before that 503.
     pool = redis.BlockingConnectionPool.from_url(
         url,
-        max_connections=min(settings().threads, POOL_THREADS) + POOL_SPARE,
+        max_connections=settings().pooled_threads + POOL_SPARE,
         timeout=2,
         decode_responses=True,
         socket_timeout=2,

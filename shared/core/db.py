@@ -91,8 +91,8 @@ def engine() -> Engine:
         pool_pre_ping=True,  # a connection that died while pooled is replaced, not handed out
         pool_size=10,
         # every request thread may hold a connection at once (THREADS is 32 for model-bound
-        # functions): beyond pool_size they are opened on demand and closed when returned
-        max_overflow=max(10, settings().threads),
+        # functions; more take turns): beyond pool_size opened on demand, closed when returned
+        max_overflow=max(10, settings().pooled_threads),
         pool_timeout=timeout,  # waiting for a free connection is waiting for the database too
         connect_args={"connect_timeout": max(2, round(timeout))},  # libpq's minimum is 2 s
     )

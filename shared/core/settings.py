@@ -47,8 +47,8 @@ VARIABLES = (
         "THREADS",
         None,
         "request threads per process (gunicorn's, set by the manifests); sizes the Redis and "
-        "database pools so every thread can hold a connection (Redis: up to 32 threads, past "
-        "which they take turns; the progress streams' 1000 threads sleep)",
+        "database pools so every thread can hold a connection (up to 32 threads, past which "
+        "they take turns; the progress streams' 1000 threads sleep)",
         "functions-framework's: CPUs x 4",
     ),
     Variable(
@@ -204,6 +204,9 @@ VARIABLES = (
 _DEFAULTS = {variable.name: variable.default for variable in VARIABLES}
 
 
+POOLED_THREADS = 32
+
+
 @dataclass(frozen=True)
 class Settings:
     """The typed values of VARIABLES (what each means is said there, once)."""
@@ -248,6 +251,14 @@ class Settings:
     @property
     def local(self) -> bool:
         return self.mode == "local"
+
+    @property
+    def pooled_threads(self) -> int:
+        """Request threads that may each hold a Redis or database connection at once. Past
+        POOLED_THREADS they take turns: a progress stream's thousand threads sleep and reach
+        the backends only now and then, and a burst of them would otherwise leave as many idle
+        connections (PostgreSQL's default limit is 100 for the whole cluster)."""
+        return min(self.threads, POOLED_THREADS)
 
 
 def _env(name: str) -> str | None:
