@@ -302,25 +302,19 @@ def enter(job_id: str, stage: str) -> dict[str, Any] | None:
     return job if job is not None and job["status"] != "failed" else None
 
 
-def record_vision(
-    job_id: str, image_sha256: str | None, source: str, tokens: int = 0, conn: Any = None
-) -> None:
-    """What the analysis saw the image as, and what the model call cost (in one write; in the
-    caller's transaction when it passes one)."""
-    if conn is None:
-        with db.transaction() as conn:
-            record_vision(job_id, image_sha256, source, tokens, conn)
-        return
+def record_vision(job_id: str, image_sha256: str | None, source: str, tokens: int = 0) -> None:
+    """What the analysis saw the image as, and what the model call cost (in one write)."""
     telemetry.count(telemetry.VISION_ANSWERS, source=source)
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id)
-        .values(
-            image_sha256=image_sha256,
-            vision_source=source,
-            model_tokens=jobs.c.model_tokens + tokens,
+    with db.transaction() as conn:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                image_sha256=image_sha256,
+                vision_source=source,
+                model_tokens=jobs.c.model_tokens + tokens,
+            )
         )
-    )
 
 
 def add_tokens(job_id: str, tokens: int, conn: Any = None) -> None:

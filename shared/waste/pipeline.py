@@ -184,12 +184,12 @@ def analyze(uploaded: Uploaded) -> Analyzed | None:
             return None
         description = answer.value
         source, tokens = "model", answer.tokens
-    with db.transaction() as conn:
-        if source == "model":
-            # Remembered before anything else can fail, with the job's hash and tokens in one
-            # commit: a redelivery reads it, never pays again.
+    if source == "model":
+        # Remembered in a commit of its own, before anything else can fail (the job's write
+        # below included): a redelivery reads it, never pays for the same photo again.
+        with db.transaction() as conn:
             _remember_description(conn, sha256, model, description)
-        jobs.record_vision(job["id"], sha256, source, tokens, conn)
+    jobs.record_vision(job["id"], sha256, source, tokens)
     return Analyzed(job["id"], description, source)
 
 
