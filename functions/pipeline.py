@@ -11,6 +11,7 @@ stage's deduplication absorbs it. A stage whose retries are spent fails its job
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,46 +26,31 @@ def _run(cloud_event, stage: Callable[[Any], messages.Message | None]) -> None:
         messages.emit(produced, cause=cloud_event["id"])
 
 
-@event(
-    Uploaded.TYPE,
-    emits=(Analyzed.TYPE,),
+# The three stages that call the model wait on it alike: its pool size, memory and timeout.
+model_stage = functools.partial(
+    event,
     scaling=MODEL_BOUND,
     resources=MODEL_RESOURCES,
-    uses=("db", "cache", "storage", "openai"),
     timeout_seconds=90,
     on_dead_letter=pipeline.dead_lettered,
 )
+
+
+@model_stage(Uploaded.TYPE, emits=(Analyzed.TYPE,), uses=("db", "cache", "storage", "openai"))
 def image_analyze(cloud_event):
     """Describe the uploaded item with the vision model (or the user's hint)."""
     _run(cloud_event, pipeline.analyze)
 
 
-@event(
-    Analyzed.TYPE,
-    emits=(Classified.TYPE,),
-    scaling=MODEL_BOUND,
-    resources=MODEL_RESOURCES,
-    uses=("db", "cache", "openai"),
-    timeout_seconds=90,
-    on_dead_letter=pipeline.dead_lettered,
-)
+@model_stage(Analyzed.TYPE, emits=(Classified.TYPE,), uses=("db", "cache", "openai"))
 def classification_identify(cloud_event):
     """Ground the description in the Ministry of Environment's item dictionary.
 
-    The model picks among the dictionary's candidates, so this stage waits on the model like
-    the two around it: the same pool size, timeout and egress."""
+    The model picks among the dictionary's candidates: a model stage like the two around it."""
     _run(cloud_event, pipeline.classify)
 
 
-@event(
-    Classified.TYPE,
-    emits=(Answered.TYPE,),
-    scaling=MODEL_BOUND,
-    resources=MODEL_RESOURCES,
-    uses=("db", "cache", "openai"),
-    timeout_seconds=90,
-    on_dead_letter=pipeline.dead_lettered,
-)
+@model_stage(Classified.TYPE, emits=(Answered.TYPE,), uses=("db", "cache", "openai"))
 def feedback_generate(cloud_event):
     """Phrase the guide's official steps for the user (a model if configured, else a template)."""
     _run(cloud_event, pipeline.feedback)
