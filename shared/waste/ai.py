@@ -122,15 +122,21 @@ def _ask(
             f"the model budget per {spent.window} is spent ({spent.used} of {spent.limit} "
             f"tokens); it frees up in {spent.retry_after} s",
         )
-    options: dict[str, Any] = {"response_format": {"type": "json_object"}} if json_mode else {}
+    from openai.types.chat import ChatCompletion
+
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    if json_mode:
+        body["response_format"] = {"type": "json_object"}
     try:
-        response = _client().chat.completions.create(
-            model=model,
-            messages=messages,
-            max_tokens=max_tokens,
-            temperature=0,
-            **options,
-        )
+        # The client's plain post (its documented way to any endpoint), not `chat.completions
+        # .create`: the same request, auth, retries and errors, without re-walking the messages
+        # against their TypedDicts, which cost a third of the client's CPU per call.
+        response = _client().post("/chat/completions", body=body, cast_to=ChatCompletion)
     except openai.RateLimitError as exc:
         raise ModelError("MODEL_RATE_LIMITED", f"the model is rate limited: {exc}") from exc
     except openai.APITimeoutError as exc:
