@@ -180,16 +180,17 @@ def main() -> int:
         rows += [
             (
                 f"one job, upload-complete -> result, {label}",
-                f"p50 {lat['one_job_p50_ms']} ms",
+                f"p50 {lat['one_job_p50_ms']} ms (CPU {lat['one_job_cpu_ms']} ms)",
                 floor,
                 "",
                 "<= 15 ms",
             ),
             (
+                # One interpreter runs every stage here: the batch's CPU is its floor.
                 f"{lat['jobs']} jobs at once, {label}",
                 f"p50 {lat['p50_ms']} / p95 {lat['p95_ms']} ms",
-                floor,
-                "",
+                f"{floor}; the batch's CPU {lat['batch_cpu_ms']} ms",
+                round(lat["p95_ms"] / lat["batch_cpu_ms"], 2),
                 f"p95 <= {target} ms",
             ),
         ]
