@@ -7,7 +7,7 @@ and the record means a redelivery redoes the same effects, never different ones.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, String, Table, select
+from sqlalchemy import Column, String, Table, bindparam, select
 from sqlalchemy.engine import Connection
 
 from shared.core import db
@@ -21,13 +21,16 @@ processed_events = Table(
 )
 
 
+# Every delivery to every consumer asks: one statement, its values bound at execution.
+_SEEN = select(processed_events.c.event_id).where(
+    processed_events.c.event_id == bindparam("event_id"),
+    processed_events.c.consumer == bindparam("consumer"),
+)
+
+
 def seen(event_id: str, consumer: str) -> bool:
     with db.reading() as conn:
-        row = conn.execute(
-            select(processed_events.c.event_id).where(
-                processed_events.c.event_id == event_id, processed_events.c.consumer == consumer
-            )
-        ).first()
+        row = conn.execute(_SEEN, {"event_id": event_id, "consumer": consumer}).first()
     return row is not None
 
 

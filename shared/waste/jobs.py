@@ -9,6 +9,7 @@ that sits queued or processing past its deadline is failed with TIMED_OUT when n
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import timedelta
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     select,
     update,
@@ -241,7 +243,19 @@ def _step(conn: Any, job_id: str, stage: str, now: Any) -> dict[str, Any] | None
     """In the caller's transaction, move a job forward to `stage` (no change if it is there or
     beyond already, or failed) and stamp the stage; the row as moved, or None when it did not
     move. The update returns the row: no second statement to read it back."""
+    row = conn.execute(_step_statement(stage), {"job_id": job_id, "now": now}).first()
+    if row is None:
+        return None
+    db.upsert(conn, job_stages, {"job_id": job_id, "stage": stage, "at": now}, ["job_id", "stage"])
+    return dict(row._mapping)
+
+
+@functools.cache
+def _step_statement(stage: str) -> Any:
+    """One statement per stage, the job and the time bound at execution: every stage of every
+    job runs one, and building (and hashing) a new one cost more CPU than running it."""
     status, progress = STAGES[stage]
+    now = bindparam("now")
     values: dict[str, Any] = {
         "status": status,
         "stage": stage,
@@ -253,16 +267,13 @@ def _step(conn: Any, job_id: str, stage: str, now: Any) -> dict[str, Any] | None
         values["queued_at"] = func.coalesce(jobs.c.queued_at, now)
     if stage == "done":
         values["completed_at"] = now
-    row = conn.execute(
+    return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.progress < progress, jobs.c.status != "failed")
+        .where(jobs.c.id == bindparam("job_id"), jobs.c.progress < progress)
+        .where(jobs.c.status != "failed")
         .values(**values)
         .returning(*jobs.c)
-    ).first()
-    if row is None:
-        return None
-    db.upsert(conn, job_stages, {"job_id": job_id, "stage": stage, "at": now}, ["job_id", "stage"])
-    return dict(row._mapping)
+    )
 
 
 def _publish_move(job_id: str, moved: dict[str, Any] | None) -> None:
