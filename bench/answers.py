@@ -39,6 +39,7 @@ DEFAULT_FILES = (
     "holdout2.jsonl",
     "holdout3.jsonl",
     "holdout4.jsonl",
+    "holdout5.jsonl",
 )  # every labelled file there may be (missing ones are skipped); the blind one is reported too
 
 
