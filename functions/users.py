@@ -105,18 +105,7 @@ STATS = obj(
         "last_analysis_at",
     ),
 )
-SCHEDULE_QUERY = obj(
-    {
-        "district": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 40,
-            "examples": ["강남구", "서울특별시 중구"],
-            "description": "any unambiguous form (default: the profile's); ambiguous -> 422 "
-            "with details.choices",
-        }
-    }
-)
+SCHEDULE_QUERY = obj({"district": profiles.DISTRICT_PARAM})
 SCHEDULE = obj(
     {
         "district": {"type": "string", "description": DISTRICT["description"]},

@@ -452,17 +452,15 @@ def waste_item(request, user, guide_id):
     return rules.detail(guide)
 
 
-DISTRICT_PARAM = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 40,
-    "examples": ["강남구", "서울특별시 중구"],
-    "description": "any unambiguous form (default: the profile's); ambiguous -> 422 with "
-    "details.choices; a district the data does not cover -> 404",
+# Fees and bags come from registers that cover fewer districts than the schedules.
+DISTRICT_COVERED = {
+    **profiles.DISTRICT_PARAM,
+    "description": profiles.DISTRICT_PARAM["description"]
+    + "; a district the data does not cover -> 404",
 }
 FEES_QUERY = obj(
     {
-        "district": DISTRICT_PARAM,
+        "district": DISTRICT_COVERED,
         "q": {
             "type": "string",
             "minLength": 1,
@@ -494,7 +492,7 @@ FEES = obj(
     },
     required=("district", "items", "data_date"),
 )
-BAGS_QUERY = obj({"district": DISTRICT_PARAM})
+BAGS_QUERY = obj({"district": DISTRICT_COVERED})
 BAGS = obj(
     {
         **WHERE,

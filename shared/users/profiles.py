@@ -53,6 +53,17 @@ def get(user_id: str) -> dict[str, Any]:
     return view(user)
 
 
+# The `district` query parameter of every call that answers for a district (`district` reads it).
+DISTRICT_PARAM = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 40,
+    "examples": ["강남구", "서울특별시 중구"],
+    "description": "any unambiguous form (default: the profile's); ambiguous -> 422 with "
+    "details.choices",
+}
+
+
 def district(
     user_id: str,
     asked: str | None,
