@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table, func, select
+from sqlalchemy import Column, ForeignKey, Index, String, Table, bindparam, func, select
 
 from shared.core import db, telemetry
 from shared.core.errors import conflict, validation_failed
@@ -89,17 +89,24 @@ def _proposed(job_id: str) -> str | None:
         ).scalar()
 
 
+# Asked by every classification: one statement, its values bound at execution.
+_REMEMBERED = (
+    select(corrections.c.chosen_guide_id)
+    .where(
+        corrections.c.user_id == bindparam("user_id"),
+        corrections.c.image_sha256 == bindparam("sha256"),
+    )
+    .order_by(corrections.c.created_at.desc())
+    .limit(1)
+)
+
+
 def remembered(user_id: str, image_sha256: str | None) -> str | None:
     """The guide this user last chose for this very photo, if they ever corrected it."""
     if not image_sha256:
         return None
     with db.reading() as conn:
-        return conn.execute(
-            select(corrections.c.chosen_guide_id)
-            .where(corrections.c.user_id == user_id, corrections.c.image_sha256 == image_sha256)
-            .order_by(corrections.c.created_at.desc())
-            .limit(1)
-        ).scalar()
+        return conn.execute(_REMEMBERED, {"user_id": user_id, "sha256": image_sha256}).scalar()
 
 
 def frequent(since: datetime | None = None, limit: int = 20) -> list[dict[str, Any]]:

@@ -172,10 +172,32 @@ def create(user_id: str, content_type: str, content_length: int, hint: str | Non
     return row
 
 
+# The statements every job runs, built once with their values bound at execution: building
+# and hashing a statement per call cost more CPU than running it.
+_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_KEEP_ANALYSED = (
+    update(jobs).where(jobs.c.id == bindparam("job_id")).values(image_key=bindparam("key"))
+)
+_RECORD_VISION = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(
+        image_sha256=bindparam("sha256"),
+        vision_source=bindparam("source"),
+        model_tokens=jobs.c.model_tokens + bindparam("tokens"),
+    )
+)
+_ADD_TOKENS = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(model_tokens=jobs.c.model_tokens + bindparam("tokens"))
+)
+
+
 def get(user_id: str, job_id: str) -> dict[str, Any]:
     """The caller's job; another user's job is NOT_FOUND, never FORBIDDEN."""
     with db.reading() as conn:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        row = conn.execute(_BY_ID, {"job_id": job_id}).first()
     if row is None or row.user_id != user_id:
         raise not_found("job")
     return dict(row._mapping)
@@ -184,7 +206,7 @@ def get(user_id: str, job_id: str) -> dict[str, Any]:
 def keep_analysed(job_id: str, key: str) -> None:
     """The job's image is now its analysed copy (`analysed_key`)."""
     with db.transaction() as conn:
-        conn.execute(update(jobs).where(jobs.c.id == job_id).values(image_key=key))
+        conn.execute(_KEEP_ANALYSED, {"job_id": job_id, "key": key})
 
 
 def check_uploaded(job: dict[str, Any], stored: dict[str, Any] | None) -> None:
@@ -293,7 +315,7 @@ def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
     with db.transaction() as conn:
         job = moved = _step(conn, job_id, stage, db.now())
         if moved is None:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            row = conn.execute(_BY_ID, {"job_id": job_id}).first()
             job = dict(row._mapping) if row is not None else None
     _publish_move(job_id, moved)
     return moved is not None, job
@@ -318,13 +340,8 @@ def record_vision(job_id: str, image_sha256: str | None, source: str, tokens: in
     telemetry.count(telemetry.VISION_ANSWERS, source=source)
     with db.transaction() as conn:
         conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(
-                image_sha256=image_sha256,
-                vision_source=source,
-                model_tokens=jobs.c.model_tokens + tokens,
-            )
+            _RECORD_VISION,
+            {"job_id": job_id, "sha256": image_sha256, "source": source, "tokens": tokens},
         )
 
 
@@ -337,9 +354,7 @@ def add_tokens(job_id: str, tokens: int, conn: Any = None) -> None:
         with db.transaction() as conn:
             add_tokens(job_id, tokens, conn)
         return
-    conn.execute(
-        update(jobs).where(jobs.c.id == job_id).values(model_tokens=jobs.c.model_tokens + tokens)
-    )
+    conn.execute(_ADD_TOKENS, {"job_id": job_id, "tokens": tokens})
 
 
 def fail(job_id: str, code: str, message: str) -> None:
@@ -352,7 +367,7 @@ def fail(job_id: str, code: str, message: str) -> None:
             .where(jobs.c.id == job_id, jobs.c.status.notin_(("completed", "failed")))
             .values(status="failed", error_code=code, error_message=message, updated_at=db.now())
         ).rowcount
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        row = conn.execute(_BY_ID, {"job_id": job_id}).first()
     if ended:
         telemetry.count(telemetry.ANALYSES_FAILED, code=code)
     if row is not None:

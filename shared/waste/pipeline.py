@@ -17,7 +17,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, select
+from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, bindparam, select
 
 from shared.core import db, storage, telemetry
 from shared.core.errors import ApiError, log_event
@@ -121,13 +121,15 @@ def submit(job: dict[str, Any]) -> None:
 # ---- analyze ------------------------------------------------------------------------------
 
 
+# Asked by every analysis: one statement, its values bound at execution.
+_CACHED_DESCRIPTION = select(vision_cache.c.description).where(
+    vision_cache.c.image_sha256 == bindparam("sha256"), vision_cache.c.model == bindparam("model")
+)
+
+
 def _cached_description(sha256: str, model: str) -> dict[str, Any] | None:
     with db.reading() as conn:
-        row = conn.execute(
-            select(vision_cache.c.description).where(
-                vision_cache.c.image_sha256 == sha256, vision_cache.c.model == model
-            )
-        ).first()
+        row = conn.execute(_CACHED_DESCRIPTION, {"sha256": sha256, "model": model}).first()
     return row.description if row else None
 
 
@@ -276,6 +278,11 @@ def classify(analyzed: Analyzed) -> Classified | None:
     )
 
 
+_ASKED = select(model_choices.c.guide_id).where(
+    model_choices.c.job_id == bindparam("job_id"), model_choices.c.question == bindparam("question")
+)
+
+
 def _model_choice(
     job_id: str,
     description: dict[str, Any],
@@ -292,11 +299,7 @@ def _model_choice(
     asked = [description, [m["guide_id"] for m in matches]]
     question = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
     with db.reading() as conn:
-        row = conn.execute(
-            select(model_choices.c.guide_id).where(
-                model_choices.c.job_id == job_id, model_choices.c.question == question
-            )
-        ).first()
+        row = conn.execute(_ASKED, {"job_id": job_id, "question": question}).first()
     if row is not None:
         chosen = row.guide_id
     else:
