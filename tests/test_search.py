@@ -90,6 +90,33 @@ def test_everyday_names_brands_slang_and_english(system):
     assert top("hair dryer") == "전기전자제품"
 
 
+def test_brands_misspellings_and_slang_inside_a_name_read_as_the_dictionary_writes(system):
+    """words.yaml: a brand is the kind of thing it sells, wherever a container word follows
+    it, and a misspelled or slang word inside a longer name is its dictionary spelling."""
+    assert top("하이트 캔") == "맥주캔"
+    assert top("꼬북칩 봉지") == "과자봉지"
+    assert top("액티비아 통") == "요거트 용기"  # brand, then the container: the 요거트 용기
+    assert top("참이슬 팩") == "소주팩"
+    assert top("에어후라이어") == "에어프라이어"
+    assert top("스뎅 솥") == "스테인리스 솥"
+    assert top("맥심 모카골드 스틱") == "스틱봉지"  # two words for one thing read once
+    assert top("마요네즈 통") == "마요네즈 용기"  # 마요 is in 마요네즈 already: no 마요네즈네즈
+    # A respelled query is not misspelled again: 스테인리스 국자 is no 스테인리스 수저.
+    assert top("스텐 국자") == "금속"
+
+
+def test_every_dictionary_word_of_the_word_table_is_known(system):
+    """A replacement must find something: each dictionary word is in a guide's name or alias;
+    and what is replaced is never a guide's own name (that name would be read as another)."""
+    idx = retrieval.index()
+    keys = list(idx.by_key)
+    names = {retrieval.normalize(g["name"]) for g in idx.guides.values()}
+    brands, spellings = retrieval._words()
+    for written, meant in brands + spellings:
+        assert any(meant in key for key in keys), meant
+        assert written not in names and written != meant, written
+
+
 def test_states_sizes_containers_and_sentences(system):
     assert top("깨진 맥주병이에요") == "깨진 유리"  # broken glass goes in the 불연성 bag
     assert top("고장난 선풍기") == "선풍기"  # broken appliances are still appliances

@@ -32,6 +32,7 @@ from shared.waste import dictionary
 HERE = Path(__file__).resolve().parent
 ALIASES = HERE / "aliases.yaml"
 CALIBRATION = HERE / "calibration.json"
+WORDS = HERE / "words.yaml"
 
 # How much a match on each kind of name counts. Similar items are other items disposed of
 # alike: evidence, never a name. A category's lists name things by their kind ("신문지" under
@@ -71,6 +72,9 @@ CONTAINER_WORDS = {
 # A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
 # is the cream's container, not a swimming 튜브.
 BARE_CONTAINER = 0.9
+# The query in the dictionary's words (words.yaml: brands as what they sell, misspellings and
+# slang as the spelling) counts a little under the query as written, which may be a name.
+GENERIC = 0.96
 # Shorter readings of a query count only when they are a name exactly: resemblance is for
 # the query as written, its core, and its head word.
 EXACT_ONLY = frozenset({"phrase", "container", "content"})
@@ -338,12 +342,15 @@ def _dice(a: frozenset[str], b: frozenset[str]) -> float:
     return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
 
 
+def _loader(yaml: Any) -> Any:
+    # The tables hold thousands of names: libyaml reads them five times faster than Python.
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _aliases() -> list[dict[str, Any]]:
     import yaml  # only when the index is built: cold starts do not pay for it
 
-    # The table holds thousands of names: libyaml reads it five times faster than Python.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(ALIASES.read_text(encoding="utf-8"), Loader=loader)
+    return yaml.load(ALIASES.read_text(encoding="utf-8"), Loader=_loader(yaml))
 
 
 def _build() -> Index:
@@ -486,22 +493,14 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
         variants += _containers("".join(items))
         container = _container_word("".join(items))
-        n = len(items)
-        for length in range(n - 1, 0, -1):
-            for start in range(n - length, -1, -1):
-                phrase = "".join(items[start : start + length])
-                # Later is likelier the item: Korean puts the head last, modifiers first.
-                weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
-                kind = "head" if start + length == n and length == 1 else "phrase"
-                if length == 1 and phrase in CONTAINER_WORDS:
-                    weight *= BARE_CONTAINER
-                variants.append((kind, phrase, weight))
-                variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
-        if n >= 3:
-            # A modifier between the first word and the head: "배달 떡볶이 용기" is a 배달 용기.
-            weight = PHRASE_WEIGHT + PHRASE_POSITION
-            variants.append(("phrase", items[0] + items[-1], weight))
-            variants += [(k, key, w * weight) for k, key, w in _containers(items[0] + items[-1])]
+        variants += _phrases(items)
+        generic = _generic(items)
+        if generic != items:
+            # The same query in the dictionary's words ("하이트 캔" -> 맥주캔, "스뎅 솥" ->
+            # 스테인리스솥), a little under the words as written.
+            variants.append(("generic", "".join(generic), GENERIC))
+            variants += [(k, key, w * GENERIC) for k, key, w in _containers("".join(generic))]
+            variants += [(k, key, w * GENERIC) for k, key, w in _phrases(generic)]
     if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
         variants.append(("stripped", normalize(text)[:-1], 0.98))  # English plurals
     seen: set[str] = set()
@@ -511,6 +510,68 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
             seen.add(key)
             unique.append((kind, key, weight))
     return Query(unique, frozenset(states), [normalize(w) for w in core], container)
+
+
+def _phrases(items: list[str]) -> list[tuple[str, str, float]]:
+    """Each shorter phrase of the item's words, later ones counting more (the head is last)."""
+    variants = []
+    n = len(items)
+    for length in range(n - 1, 0, -1):
+        for start in range(n - length, -1, -1):
+            phrase = "".join(items[start : start + length])
+            # Later is likelier the item: Korean puts the head last, modifiers first.
+            weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
+            kind = "head" if start + length == n and length == 1 else "phrase"
+            if length == 1 and phrase in CONTAINER_WORDS:
+                weight *= BARE_CONTAINER
+            variants.append((kind, phrase, weight))
+            variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
+    if n >= 3:
+        # A modifier between the first word and the head: "배달 떡볶이 용기" is a 배달 용기.
+        weight = PHRASE_WEIGHT + PHRASE_POSITION
+        variants.append(("phrase", items[0] + items[-1], weight))
+        variants += [(k, key, w * weight) for k, key, w in _containers(items[0] + items[-1])]
+    return variants
+
+
+@functools.cache
+def _words() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """words.yaml as (written, dictionary word) pairs, longest first: brands that begin a word,
+    and spellings found anywhere in one."""
+    import yaml
+
+    table = yaml.load(WORDS.read_text(encoding="utf-8"), Loader=_loader(yaml))
+
+    def pairs(section: str) -> tuple[tuple[str, str], ...]:
+        found = [
+            (normalize(str(w)), normalize(word))
+            for word, written in table[section].items()
+            for w in written
+        ]
+        return tuple(sorted(found, key=lambda p: -len(p[0])))
+
+    return pairs("brands"), pairs("spellings")
+
+
+def _generic(items: list[str]) -> list[str]:
+    """The item's words as the dictionary writes them: a brand at the start of a word is the
+    kind of thing it sells ("꼬북칩봉지" -> 과자봉지), a misspelling or slang inside a word its
+    spelling ("에어후라이어" -> 에어프라이어). A word that says the same as the one before it
+    goes ("맥심 모카골드" -> 커피믹스)."""
+    brands, spellings = _words()
+    out: list[str] = []
+    for word in items:
+        for written, meant in brands:
+            if word.startswith(written) and not word.startswith(meant):
+                word = meant + word[len(written) :]
+                break
+        for written, meant in spellings:
+            # not where the word already has it ("마요네즈" holds 마요)
+            if written in word and not (written in meant and meant in word):
+                word = word.replace(written, meant)
+        if not out or out[-1] != word:
+            out.append(word)
+    return out
 
 
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
@@ -646,8 +707,9 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
             floor = 0.25 * len(qgrams)
             positions += [p for p, n in counts.items() if n >= floor]
         scored = [(_similarity(key, qgrams, idx.entries[p]), p, "") for p in positions]
-        if loose and len(letters) <= 18:
-            # Edit distance is dear in Python: only for the closest few by letter pairs.
+        if loose and len(letters) <= 18 and variant != "generic":
+            # Edit distance is dear in Python: only for the closest few by letter pairs. A
+            # query already respelled is not misspelled again ("스테인리스국자" no 수저).
             closest = sorted(scored, reverse=True)[:TYPO_CANDIDATES]
             scored += [
                 (_typo(key, letters, idx.entries[p]), p, "typo") for s, p, _ in closest if s < 1.0
@@ -808,7 +870,9 @@ FEATURES = (
     "bare",
     "unmade",
 )
-WHOLE_READINGS = frozenset({"whole", "core", "stripped"})  # the query as meant, not a phrase
+WHOLE_READINGS = frozenset(
+    {"whole", "core", "stripped", "generic"}
+)  # the query as meant, not a phrase
 BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
 # Words for a container: a query that names one asks about the container, not the contents.
 CONTAINER_NAMES = (*CONTAINER_WORDS, "케이스", "뚜껑")
