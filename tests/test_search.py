@@ -125,6 +125,9 @@ def test_states_sizes_containers_and_sentences(system):
     assert top("올리브유 병") == "기름병"
     assert top("분유 캔") == "분유통"  # the dictionary's name for that container
     assert top("향수 공병") == "향수병"
+    assert top("간장 페트병") == "간장용기"  # a PET bottle is a plastic 용기, never a glass 병
+    assert top("도시락김 트레이") == "도시락 김 용기"
+    assert top("메로나 봉지") == "아이스크림 봉지"  # 메로나 ends like a verb but is a name
     assert top("핸드크림 튜브") == "핸드크림"  # the cream's tube, not a swimming 튜브
     assert top("맥주 깡통") == "맥주캔"  # a 깡통 is a can, never a bottle
     assert top("배달 짜장면 용기") == "플라스틱"  # first word + head: a 배달 용기

@@ -68,6 +68,8 @@ CONTAINER_WORDS = {
     "튜브": ("용기",),
     "팩": ("팩", "봉지"),
     "봉지": ("봉지", "팩"),
+    "페트병": ("용기", "통"),  # a PET bottle of soy sauce is the 간장용기, no glass 병
+    "트레이": ("용기", "트레이"),
 }
 # A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
 # is the cream's container, not a swimming 튜브.
@@ -91,6 +93,8 @@ CONTAINER_MATERIAL = {
     "깡통": "금속",
     "팩": "종이팩",
     "봉지": "비닐",
+    "페트병": "플라스틱",
+    "트레이": "플라스틱",
 }
 CONTAINER_CATEGORY = "재활용폐기물"  # a guide under it is about the thing as a recyclable
 CONTENTS_ONLY = 0.85  # the contents' guide, where the query asks about their container
@@ -576,8 +580,11 @@ def _generic(items: list[str]) -> list[str]:
 
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
     """A verb or a question ("버리면", "되나요", "붙은"): it asks about the item, never names it.
-    A name with a particle ("송장은") is still a name."""
+    A name with a particle ("송장은") is still a name, and so is a word the word table reads
+    ("메로나", "마요" and "심지" end like verbs)."""
     if word in known or _strip_particle(_strip_ending(word), known) in known:
+        return False
+    if _generic([word]) != [word]:
         return False
     return word.endswith(VERB_ENDINGS)
 
