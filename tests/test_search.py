@@ -134,6 +134,9 @@ def test_states_sizes_containers_and_sentences(system):
     assert top("맥주 캔 찌그러뜨려서 버려야 해?") == "맥주캔"  # 해 resembles nothing
     assert top("고양이 모래는 어디에 버려요?") == "고양이 두부모래"  # 고양이 keeps its 이
     assert top("양파망은 비닐로 버려도 되나요?") == "양파망"  # 비닐로: where, not what
+    # a category with 에, last: where the asker guesses, and the answer only when alone
+    assert top("복숭아 씨 음식물 쓰레기에 넣어도 돼요?") == "복숭아 씨"
+    assert top("음식물 쓰레기에 넣어도 돼?") == "음식물류폐기물"
     assert top("택배 상자에 붙은 송장은 어떻게 버려?") == "택배 송장"
 
 

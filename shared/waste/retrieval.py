@@ -77,6 +77,9 @@ BARE_CONTAINER = 0.9
 # The query in the dictionary's words (words.yaml: brands as what they sell, misspellings and
 # slang as the spelling) counts a little under the query as written, which may be a name.
 GENERIC = 0.96
+# Where the asker guesses the item goes ("음식물 쓰레기에 넣어도 돼?"): the answer only when
+# the query names nothing else.
+PLACE = PHRASE_WEIGHT
 # Shorter readings of a query count only when they are a name exactly: resemblance is for
 # the query as written, its core, and its head word.
 EXACT_ONLY = frozenset({"phrase", "container", "content"})
@@ -174,6 +177,11 @@ VERB_ENDINGS = (
     "한",
     "려",
     "워",
+    "어도",
+    "아도",
+    "여도",
+    "해도",
+    "돼도",
 )
 # States change how an item goes out, not what it is: taken out of the name, kept as states.
 STATES = {
@@ -230,6 +238,8 @@ class Index:
     # the last HEAD_SYLLABLES of every name -> the guides so named ("건조기" -> 식기건조기, ...)
     by_head: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     broken_glass: str | None = None
+    # names of the representative guides, by any name: where an asker guesses an item goes
+    places: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -411,6 +421,9 @@ def _build() -> Index:
                 for name in _listed(line):
                     add(name, target, "listed")
     idx.broken_glass = by_name.get(normalize(BROKEN_GLASS))
+    idx.places = frozenset(
+        e.key for e in idx.entries if e.guide_id in idx.categories and e.kind != "similar"
+    )
     idx.kind_of = _kinds(guides, idx.categories)
     for entry in idx.entries:
         if entry.kind in EXACT_KINDS and _hangul(entry.key):
@@ -493,11 +506,14 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
     container = None
     if core:
         stripped = [_strip_particle(_strip_ending(w), known) for w in core]
-        items = [w for w in stripped if not _destination_word(w, known)] or stripped
+        away = _destinations(core, known, index().places)
+        items = [w for i, w in enumerate(stripped) if i not in away] or stripped
+        # where the asker guesses it goes is the answer only when nothing else is found
+        places = [("phrase", place, PLACE) for place in away.values()]
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
         variants += _containers("".join(items))
         container = _container_word("".join(items))
-        variants += _phrases(items)
+        variants += _phrases(items) + places
         generic = _generic(items)
         if generic != items:
             # The same query in the dictionary's words ("하이트 캔" -> 맥주캔, "스뎅 솥" ->
@@ -589,11 +605,30 @@ def _verbish(word: str, known: dict[str, list[int]]) -> bool:
     return word.endswith(VERB_ENDINGS)
 
 
-def _destination_word(word: str, known: dict[str, list[int]]) -> bool:
-    for ending in ("으로", "로"):
-        if word.endswith(ending) and word not in known and word[: -len(ending)] in known:
-            return True
-    return False
+def _destinations(
+    core: list[str], known: dict[str, list[int]], places: frozenset[str]
+) -> dict[int, str]:
+    """The words that say where the asker thinks the item goes, not what it is, and the name
+    they give that place: a name with 로 ("종이로 버려도 돼?"), or a category with 에 as the
+    last word ("음식물 쓰레기에 넣어도 되나요?"; "스티로폼에 붙은 테이프" is about a 테이프),
+    of one word or two."""
+    away: dict[int, str] = {}
+    for i, word in enumerate(core):
+        word = _strip_ending(word)
+        if word in known:
+            continue
+        # nothing after it names a thing ("넣어도" may follow)
+        last = not any(_strip_particle(_strip_ending(w), known) in known for w in core[i + 1 :])
+        for endings, names in ((("으로", "로"), known), (("에다가", "에다", "에"), places)):
+            if names is places and not last:
+                continue
+            ending = next((e for e in endings if word.endswith(e) and len(word) > len(e)), "")
+            stem = word[: -len(ending)] if ending else ""
+            if stem and i and core[i - 1] + stem in names:
+                away.update({i - 1: core[i - 1] + stem, i: core[i - 1] + stem})
+            elif stem in names:
+                away[i] = stem
+    return away
 
 
 def _container_word(key: str) -> str | None:
@@ -631,7 +666,8 @@ def _strip_ending(word: str) -> str:
 def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
     """ "모래는" -> 모래, "스프레이" stays: 은/이/을 follow a final consonant and 는/가/를 a
     vowel, so a particle that does not fit the syllable before it is part of the word; and
-    이 ends so many nouns (떡볶이, 고양이) that it goes only when what is left is a name."""
+    이 ends so many nouns (떡볶이, 고양이) that it goes only when what is left is a name; nor
+    is a particle one where the word begins a name and what is left is none."""
     if key in known:
         return key
     if len(key) >= 2 and key[-1] in PARTICLES:
@@ -639,6 +675,8 @@ def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
         final = (ord(stem[-1]) - 0xAC00) % 28 if "가" <= stem[-1] <= "힣" else None
         if particle == "이" and stem not in known:
             return key
+        if stem not in known and any(name.startswith(key) for name in known):
+            return key  # "아보카도" begins 아보카도씨: its 도 is no particle
         if final is not None and particle in AFTER_CONSONANT and not final:
             return key
         if final is not None and particle in AFTER_VOWEL and final:
