@@ -119,6 +119,8 @@ def test_every_dictionary_word_of_the_word_table_is_known(system):
 
 def test_states_sizes_containers_and_sentences(system):
     assert top("깨진 맥주병이에요") == "깨진 유리"  # broken glass goes in the 불연성 bag
+    assert top("산산조각난 와인병") == "깨진 유리"
+    assert top("구멍난 청바지") == "바지"  # the 바지 guide says when worn trousers go in the bag
     assert top("고장난 선풍기") == "선풍기"  # broken appliances are still appliances
     assert top("큰 곰인형") == "인형"
     assert top("마요네즈 통") == "마요네즈 용기"  # the container, not the contents

@@ -185,7 +185,34 @@ VERB_ENDINGS = (
 )
 # States change how an item goes out, not what it is: taken out of the name, kept as states.
 STATES = {
-    "broken": ("깨진", "깨졌어요", "깨져서", "깨진거", "부서진", "금간", "금이간", "cracked"),
+    "broken": (
+        "깨진",
+        "깨졌어요",
+        "깨져서",
+        "깨진거",
+        "깨져버린",
+        "깨뜨린",
+        "부서진",
+        "박살난",
+        "산산조각난",
+        "금간",
+        "금이간",
+        "cracked",
+        "shattered",
+    ),
+    # worn out: not fit for someone else ("해지거나 오염된 바지는 종량제봉투로")
+    "worn": (
+        "찢어진",
+        "해진",
+        "헤진",
+        "해어진",
+        "구멍난",
+        "뜯어진",
+        "터진",
+        "늘어난",
+        "닳은",
+        "torn",
+    ),
     "dirty": ("음식물묻은", "기름묻은", "묻은", "더러운", "오염된", "젖은", "dirty"),
     "used": (
         "다쓴",
@@ -927,6 +954,7 @@ STATE_TEXT = {
     "small": ("작은", "소형"),
     "broken": ("깨진", "깨지", "파손"),
     "dirty": ("오염", "이물질", "묻은", "헹구", "헹군"),
+    "worn": ("해지", "훼손", "찢어", "낡"),
 }
 TIE = 0.03  # guides within this of the first are as good as tied
 
