@@ -126,6 +126,7 @@ KIN = 0.62
 KIN_AGREE = 2 / 3  # of the kin guides, at least this share in one category; and two of them
 TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
 TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
+STATE_BONUS = 0.01  # per state of the query the guide's text speaks to: breaks ties only
 
 _STRIP = re.compile(r"[\s()\[\]{}·,./_\-~'\"!?:;]+")
 _WORDS = re.compile(r"[^\s,./()!?~·:;\"']+")
@@ -811,6 +812,10 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
     for found in best.values():
         text_of = idx.text[found["guide_id"]]
         found["score"] += TEXT_BONUS * min(2, sum(w in text_of for w in words))
+        # a state the guide's text speaks to ("큰" and 「크기가 커 ... 대형폐기물」) breaks ties
+        found["score"] += STATE_BONUS * sum(
+            any(t in text_of for t in STATE_TEXT.get(state, ())) for state in query.states
+        )
         found["closeness"] = _dice(wgrams, idx.name_grams[found["guide_id"]])
     ranked = sorted(best.values(), key=lambda f: (-f["score"], -f["closeness"], f["guide_id"]))
     if "broken" in query.states and ranked:
