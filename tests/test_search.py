@@ -139,6 +139,9 @@ def test_states_sizes_containers_and_sentences(system):
     # a category with 에, last: where the asker guesses, and the answer only when alone
     assert top("복숭아 씨 음식물 쓰레기에 넣어도 돼요?") == "복숭아 씨"
     assert top("음식물 쓰레기에 넣어도 돼?") == "음식물류폐기물"
+    # what was done before ("쪄먹고") asks; a word that ends names ("껍질은") names
+    assert top("갈치 구워먹고 남은 가시") == "생선가시"  # a 갈치 is a 생선
+    assert top("키조개 껍데기") == "조개 껍데기"
     assert top("택배 상자에 붙은 송장은 어떻게 버려?") == "택배 송장"
 
 

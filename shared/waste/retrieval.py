@@ -183,6 +183,13 @@ VERB_ENDINGS = (
     "여도",
     "해도",
     "돼도",
+    # done before the item was left over: "구워먹고 남은", "담겼던"
+    "먹고",
+    "쓰고",
+    "하고",
+    "내고",
+    "이고",
+    "던",
 )
 # States change how an item goes out, not what it is: taken out of the name, kept as states.
 STATES = {
@@ -625,10 +632,12 @@ def _generic(items: list[str]) -> list[str]:
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
     """A verb or a question ("버리면", "되나요", "붙은"): it asks about the item, never names it.
     A name with a particle ("송장은") is still a name, and so is a word the word table reads
-    ("메로나", "마요" and "심지" end like verbs)."""
-    if word in known or _strip_particle(_strip_ending(word), known) in known:
+    ("메로나", "마요" and "심지" end like verbs), and a word that ends names, with its particle
+    ("껍질은": 옥수수껍질, 귤껍질)."""
+    plain = _strip_particle(_strip_ending(word), known)
+    if word in known or plain in known:
         return False
-    if _generic([word]) != [word]:
+    if _generic([word]) != [word] or (len(plain) >= 2 and plain in index().by_head):
         return False
     return word.endswith(VERB_ENDINGS)
 
