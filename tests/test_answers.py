@@ -5,8 +5,8 @@ blind file. bench/answers.py prints the whole table.
 
 Two guards, both seen (their misses read, the calibration fitted on them), with floors under
 what they measure now: holdout4, the last file measured blind, and holdout3 before it. The
-next blind file (holdout5) is being written apart from the search; when it has been measured
-once, it joins them with floors a little under that measurement. Neither guard is the
+next blind file (holdout5) was written apart from the search; when it has been measured once,
+it joins them with floors a little under that measurement. Neither guard is the
 product's target (top-1 90 %, confident-but-wrong 2 % on unseen queries), which only a blind
 file can show."""
 

@@ -613,20 +613,26 @@ def _generic(items: list[str]) -> list[str]:
     kind of thing it sells ("꼬북칩봉지" -> 과자봉지), a misspelling or slang inside a word its
     spelling ("에어후라이어" -> 에어프라이어). A word that says the same as the one before it
     goes ("맥심 모카골드" -> 커피믹스)."""
-    brands, spellings = _words()
     out: list[str] = []
-    for word in items:
-        for written, meant in brands:
-            if word.startswith(written) and not word.startswith(meant):
-                word = meant + word[len(written) :]
-                break
-        for written, meant in spellings:
-            # not where the word already has it ("마요네즈" holds 마요)
-            if written in word and not (written in meant and meant in word):
-                word = word.replace(written, meant)
+    for word in map(_respell, items):
         if not out or out[-1] != word:
             out.append(word)
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _respell(word: str) -> str:
+    """One word as the dictionary writes it (queries repeat their words: asked once each)."""
+    brands, spellings = _words()
+    for written, meant in brands:
+        if word.startswith(written) and not word.startswith(meant):
+            word = meant + word[len(written) :]
+            break
+    for written, meant in spellings:
+        # not where the word already has it ("마요네즈" holds 마요)
+        if written in word and not (written in meant and meant in word):
+            word = word.replace(written, meant)
+    return word
 
 
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
@@ -956,9 +962,8 @@ FEATURES = (
     "bare",
     "unmade",
 )
-WHOLE_READINGS = frozenset(
-    {"whole", "core", "stripped", "generic"}
-)  # the query as meant, not a phrase
+# the query as meant, not a phrase of it (the generic reading is the whole query respelled)
+WHOLE_READINGS = frozenset({"whole", "core", "stripped", "generic"})
 BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
 # Words for a container: a query that names one asks about the container, not the contents.
 CONTAINER_NAMES = (*CONTAINER_WORDS, "케이스", "뚜껑")
