@@ -32,6 +32,7 @@ from shared.waste import dictionary
 HERE = Path(__file__).resolve().parent
 ALIASES = HERE / "aliases.yaml"
 CALIBRATION = HERE / "calibration.json"
+WORDS = HERE / "words.yaml"
 
 # How much a match on each kind of name counts. Similar items are other items disposed of
 # alike: evidence, never a name. A category's lists name things by their kind ("신문지" under
@@ -67,10 +68,18 @@ CONTAINER_WORDS = {
     "튜브": ("용기",),
     "팩": ("팩", "봉지"),
     "봉지": ("봉지", "팩"),
+    "페트병": ("용기", "통"),  # a PET bottle of soy sauce is the 간장용기, no glass 병
+    "트레이": ("용기", "트레이"),
 }
 # A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
 # is the cream's container, not a swimming 튜브.
 BARE_CONTAINER = 0.9
+# The query in the dictionary's words (words.yaml: brands as what they sell, misspellings and
+# slang as the spelling) counts a little under the query as written, which may be a name.
+GENERIC = 0.96
+# Where the asker guesses the item goes ("음식물 쓰레기에 넣어도 돼?"): the answer only when
+# the query names nothing else.
+PLACE = PHRASE_WEIGHT
 # Shorter readings of a query count only when they are a name exactly: resemblance is for
 # the query as written, its core, and its head word.
 EXACT_ONLY = frozenset({"phrase", "container", "content"})
@@ -87,6 +96,8 @@ CONTAINER_MATERIAL = {
     "깡통": "금속",
     "팩": "종이팩",
     "봉지": "비닐",
+    "페트병": "플라스틱",
+    "트레이": "플라스틱",
 }
 CONTAINER_CATEGORY = "재활용폐기물"  # a guide under it is about the thing as a recyclable
 CONTENTS_ONLY = 0.85  # the contents' guide, where the query asks about their container
@@ -115,6 +126,7 @@ KIN = 0.62
 KIN_AGREE = 2 / 3  # of the kin guides, at least this share in one category; and two of them
 TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
 TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
+STATE_BONUS = 0.01  # per state of the query the guide's text speaks to: breaks ties only
 
 _STRIP = re.compile(r"[\s()\[\]{}·,./_\-~'\"!?:;]+")
 _WORDS = re.compile(r"[^\s,./()!?~·:;\"']+")
@@ -166,10 +178,49 @@ VERB_ENDINGS = (
     "한",
     "려",
     "워",
+    "어도",
+    "아도",
+    "여도",
+    "해도",
+    "돼도",
+    # done before the item was left over: "구워먹고 남은", "담겼던"
+    "먹고",
+    "쓰고",
+    "하고",
+    "내고",
+    "이고",
+    "던",
 )
 # States change how an item goes out, not what it is: taken out of the name, kept as states.
 STATES = {
-    "broken": ("깨진", "깨졌어요", "깨져서", "깨진거", "부서진", "금간", "금이간", "cracked"),
+    "broken": (
+        "깨진",
+        "깨졌어요",
+        "깨져서",
+        "깨진거",
+        "깨져버린",
+        "깨뜨린",
+        "부서진",
+        "박살난",
+        "산산조각난",
+        "금간",
+        "금이간",
+        "cracked",
+        "shattered",
+    ),
+    # worn out: not fit for someone else ("해지거나 오염된 바지는 종량제봉투로")
+    "worn": (
+        "찢어진",
+        "해진",
+        "헤진",
+        "해어진",
+        "구멍난",
+        "뜯어진",
+        "터진",
+        "늘어난",
+        "닳은",
+        "torn",
+    ),
     "dirty": ("음식물묻은", "기름묻은", "묻은", "더러운", "오염된", "젖은", "dirty"),
     "used": (
         "다쓴",
@@ -222,6 +273,8 @@ class Index:
     # the last HEAD_SYLLABLES of every name -> the guides so named ("건조기" -> 식기건조기, ...)
     by_head: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     broken_glass: str | None = None
+    # names of the representative guides, by any name: where an asker guesses an item goes
+    places: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -338,12 +391,15 @@ def _dice(a: frozenset[str], b: frozenset[str]) -> float:
     return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
 
 
+def _loader(yaml: Any) -> Any:
+    # The tables hold thousands of names: libyaml reads them five times faster than Python.
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _aliases() -> list[dict[str, Any]]:
     import yaml  # only when the index is built: cold starts do not pay for it
 
-    # The table holds thousands of names: libyaml reads it five times faster than Python.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(ALIASES.read_text(encoding="utf-8"), Loader=loader)
+    return yaml.load(ALIASES.read_text(encoding="utf-8"), Loader=_loader(yaml))
 
 
 def _build() -> Index:
@@ -400,6 +456,9 @@ def _build() -> Index:
                 for name in _listed(line):
                     add(name, target, "listed")
     idx.broken_glass = by_name.get(normalize(BROKEN_GLASS))
+    idx.places = frozenset(
+        e.key for e in idx.entries if e.guide_id in idx.categories and e.kind != "similar"
+    )
     idx.kind_of = _kinds(guides, idx.categories)
     for entry in idx.entries:
         if entry.kind in EXACT_KINDS and _hangul(entry.key):
@@ -482,26 +541,21 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
     container = None
     if core:
         stripped = [_strip_particle(_strip_ending(w), known) for w in core]
-        items = [w for w in stripped if not _destination_word(w, known)] or stripped
+        away = _destinations(core, known, index().places)
+        items = [w for i, w in enumerate(stripped) if i not in away] or stripped
+        # where the asker guesses it goes is the answer only when nothing else is found
+        places = [("phrase", place, PLACE) for place in away.values()]
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
         variants += _containers("".join(items))
         container = _container_word("".join(items))
-        n = len(items)
-        for length in range(n - 1, 0, -1):
-            for start in range(n - length, -1, -1):
-                phrase = "".join(items[start : start + length])
-                # Later is likelier the item: Korean puts the head last, modifiers first.
-                weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
-                kind = "head" if start + length == n and length == 1 else "phrase"
-                if length == 1 and phrase in CONTAINER_WORDS:
-                    weight *= BARE_CONTAINER
-                variants.append((kind, phrase, weight))
-                variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
-        if n >= 3:
-            # A modifier between the first word and the head: "배달 떡볶이 용기" is a 배달 용기.
-            weight = PHRASE_WEIGHT + PHRASE_POSITION
-            variants.append(("phrase", items[0] + items[-1], weight))
-            variants += [(k, key, w * weight) for k, key, w in _containers(items[0] + items[-1])]
+        variants += _phrases(items) + places
+        generic = _generic(items)
+        if generic != items:
+            # The same query in the dictionary's words ("하이트 캔" -> 맥주캔, "스뎅 솥" ->
+            # 스테인리스솥), a little under the words as written.
+            variants.append(("generic", "".join(generic), GENERIC))
+            variants += [(k, key, w * GENERIC) for k, key, w in _containers("".join(generic))]
+            variants += [(k, key, w * GENERIC) for k, key, w in _phrases(generic)]
     if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
         variants.append(("stripped", normalize(text)[:-1], 0.98))  # English plurals
     seen: set[str] = set()
@@ -513,19 +567,111 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
     return Query(unique, frozenset(states), [normalize(w) for w in core], container)
 
 
+def _phrases(items: list[str]) -> list[tuple[str, str, float]]:
+    """Each shorter phrase of the item's words, later ones counting more (the head is last)."""
+    variants = []
+    n = len(items)
+    for length in range(n - 1, 0, -1):
+        for start in range(n - length, -1, -1):
+            phrase = "".join(items[start : start + length])
+            # Later is likelier the item: Korean puts the head last, modifiers first.
+            weight = PHRASE_WEIGHT + PHRASE_POSITION * (start + length) / n
+            kind = "head" if start + length == n and length == 1 else "phrase"
+            if length == 1 and phrase in CONTAINER_WORDS:
+                weight *= BARE_CONTAINER
+            variants.append((kind, phrase, weight))
+            variants += [(k, key, w * weight) for k, key, w in _containers(phrase)]
+    if n >= 3:
+        # A modifier between the first word and the head: "배달 떡볶이 용기" is a 배달 용기.
+        weight = PHRASE_WEIGHT + PHRASE_POSITION
+        variants.append(("phrase", items[0] + items[-1], weight))
+        variants += [(k, key, w * weight) for k, key, w in _containers(items[0] + items[-1])]
+    return variants
+
+
+@functools.cache
+def _words() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """words.yaml as (written, dictionary word) pairs, longest first: brands that begin a word,
+    and spellings found anywhere in one."""
+    import yaml
+
+    table = yaml.load(WORDS.read_text(encoding="utf-8"), Loader=_loader(yaml))
+
+    def pairs(section: str) -> tuple[tuple[str, str], ...]:
+        found = [
+            (normalize(str(w)), normalize(word))
+            for word, written in table[section].items()
+            for w in written
+        ]
+        return tuple(sorted(found, key=lambda p: -len(p[0])))
+
+    return pairs("brands"), pairs("spellings")
+
+
+def _generic(items: list[str]) -> list[str]:
+    """The item's words as the dictionary writes them: a brand at the start of a word is the
+    kind of thing it sells ("꼬북칩봉지" -> 과자봉지), a misspelling or slang inside a word its
+    spelling ("에어후라이어" -> 에어프라이어). A word that says the same as the one before it
+    goes ("맥심 모카골드" -> 커피믹스)."""
+    out: list[str] = []
+    for word in map(_respell, items):
+        if not out or out[-1] != word:
+            out.append(word)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _respell(word: str) -> str:
+    """One word as the dictionary writes it (queries repeat their words: asked once each)."""
+    brands, spellings = _words()
+    for written, meant in brands:
+        if word.startswith(written) and not word.startswith(meant):
+            word = meant + word[len(written) :]
+            break
+    for written, meant in spellings:
+        # not where the word already has it ("마요네즈" holds 마요)
+        if written in word and not (written in meant and meant in word):
+            word = word.replace(written, meant)
+    return word
+
+
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
     """A verb or a question ("버리면", "되나요", "붙은"): it asks about the item, never names it.
-    A name with a particle ("송장은") is still a name."""
-    if word in known or _strip_particle(_strip_ending(word), known) in known:
+    A name with a particle ("송장은") is still a name, and so is a word the word table reads
+    ("메로나", "마요" and "심지" end like verbs), and a word that ends names, with its particle
+    ("껍질은": 옥수수껍질, 귤껍질)."""
+    plain = _strip_particle(_strip_ending(word), known)
+    if word in known or plain in known:
+        return False
+    if _generic([word]) != [word] or (len(plain) >= 2 and plain in index().by_head):
         return False
     return word.endswith(VERB_ENDINGS)
 
 
-def _destination_word(word: str, known: dict[str, list[int]]) -> bool:
-    for ending in ("으로", "로"):
-        if word.endswith(ending) and word not in known and word[: -len(ending)] in known:
-            return True
-    return False
+def _destinations(
+    core: list[str], known: dict[str, list[int]], places: frozenset[str]
+) -> dict[int, str]:
+    """The words that say where the asker thinks the item goes, not what it is, and the name
+    they give that place: a name with 로 ("종이로 버려도 돼?"), or a category with 에 as the
+    last word ("음식물 쓰레기에 넣어도 되나요?"; "스티로폼에 붙은 테이프" is about a 테이프),
+    of one word or two."""
+    away: dict[int, str] = {}
+    for i, word in enumerate(core):
+        word = _strip_ending(word)
+        if word in known:
+            continue
+        # nothing after it names a thing ("넣어도" may follow)
+        last = not any(_strip_particle(_strip_ending(w), known) in known for w in core[i + 1 :])
+        for endings, names in ((("으로", "로"), known), (("에다가", "에다", "에"), places)):
+            if names is places and not last:
+                continue
+            ending = next((e for e in endings if word.endswith(e) and len(word) > len(e)), "")
+            stem = word[: -len(ending)] if ending else ""
+            if stem and i and core[i - 1] + stem in names:
+                away.update({i - 1: core[i - 1] + stem, i: core[i - 1] + stem})
+            elif stem in names:
+                away[i] = stem
+    return away
 
 
 def _container_word(key: str) -> str | None:
@@ -563,7 +709,8 @@ def _strip_ending(word: str) -> str:
 def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
     """ "모래는" -> 모래, "스프레이" stays: 은/이/을 follow a final consonant and 는/가/를 a
     vowel, so a particle that does not fit the syllable before it is part of the word; and
-    이 ends so many nouns (떡볶이, 고양이) that it goes only when what is left is a name."""
+    이 ends so many nouns (떡볶이, 고양이) that it goes only when what is left is a name; nor
+    is a particle one where the word begins a name and what is left is none."""
     if key in known:
         return key
     if len(key) >= 2 and key[-1] in PARTICLES:
@@ -571,6 +718,8 @@ def _strip_particle(key: str, known: dict[str, list[int]]) -> str:
         final = (ord(stem[-1]) - 0xAC00) % 28 if "가" <= stem[-1] <= "힣" else None
         if particle == "이" and stem not in known:
             return key
+        if stem not in known and any(name.startswith(key) for name in known):
+            return key  # "아보카도" begins 아보카도씨: its 도 is no particle
         if final is not None and particle in AFTER_CONSONANT and not final:
             return key
         if final is not None and particle in AFTER_VOWEL and final:
@@ -646,8 +795,9 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
             floor = 0.25 * len(qgrams)
             positions += [p for p, n in counts.items() if n >= floor]
         scored = [(_similarity(key, qgrams, idx.entries[p]), p, "") for p in positions]
-        if loose and len(letters) <= 18:
-            # Edit distance is dear in Python: only for the closest few by letter pairs.
+        if loose and len(letters) <= 18 and variant != "generic":
+            # Edit distance is dear in Python: only for the closest few by letter pairs. A
+            # query already respelled is not misspelled again ("스테인리스국자" no 수저).
             closest = sorted(scored, reverse=True)[:TYPO_CANDIDATES]
             scored += [
                 (_typo(key, letters, idx.entries[p]), p, "typo") for s, p, _ in closest if s < 1.0
@@ -677,6 +827,10 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
     for found in best.values():
         text_of = idx.text[found["guide_id"]]
         found["score"] += TEXT_BONUS * min(2, sum(w in text_of for w in words))
+        # a state the guide's text speaks to ("큰" and 「크기가 커 ... 대형폐기물」) breaks ties
+        found["score"] += STATE_BONUS * sum(
+            any(t in text_of for t in STATE_TEXT.get(state, ())) for state in query.states
+        )
         found["closeness"] = _dice(wgrams, idx.name_grams[found["guide_id"]])
     ranked = sorted(best.values(), key=lambda f: (-f["score"], -f["closeness"], f["guide_id"]))
     if "broken" in query.states and ranked:
@@ -808,7 +962,8 @@ FEATURES = (
     "bare",
     "unmade",
 )
-WHOLE_READINGS = frozenset({"whole", "core", "stripped"})  # the query as meant, not a phrase
+# the query as meant, not a phrase of it (the generic reading is the whole query respelled)
+WHOLE_READINGS = frozenset({"whole", "core", "stripped", "generic"})
 BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
 # Words for a container: a query that names one asks about the container, not the contents.
 CONTAINER_NAMES = (*CONTAINER_WORDS, "케이스", "뚜껑")
@@ -818,6 +973,7 @@ STATE_TEXT = {
     "small": ("작은", "소형"),
     "broken": ("깨진", "깨지", "파손"),
     "dirty": ("오염", "이물질", "묻은", "헹구", "헹군"),
+    "worn": ("해지", "훼손", "찢어", "낡"),
 }
 TIE = 0.03  # guides within this of the first are as good as tied
 
