@@ -40,6 +40,7 @@ DEFAULT_FILES = (
     "holdout3.jsonl",
     "holdout4.jsonl",
     "holdout5.jsonl",
+    "holdout6.jsonl",
 )  # every labelled file there may be (missing ones are skipped); the blind one is reported too
 
 

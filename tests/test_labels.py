@@ -5,8 +5,10 @@ holdout.jsonl has since been looked at while building, so holdout2.jsonl was the
 written apart from the search, repeating no query of the other files (search_dev.jsonl included).
 holdout2 is being retired as a blind set; holdout3.jsonl is the next one, written the same way and
 repeating no query of any file before it (holdout2 included); holdout4.jsonl followed holdout3 the
-same way, over the whole dictionary; holdout5.jsonl is the blind one after holdout4, written from
-the guide text alone and repeating no query of any file before it (holdout4 included). These
+same way, over the whole dictionary; holdout5.jsonl followed holdout4, written from the guide text
+alone and repeating no query of any file before it (holdout4 included); holdout5 is now looked at
+while building, so holdout6.jsonl is the blind one, written the same way and repeating no query of
+any file before it (holdout5 included). These
 tests need no search code: they keep the labels honest against the Ministry of Environment's
 item dictionary, read from the datasets folder, so a relabelled or renumbered edition fails here
 rather than silently moving the score.
@@ -31,6 +33,7 @@ FILES = (
     "holdout3.jsonl",
     "holdout4.jsonl",
     "holdout5.jsonl",
+    "holdout6.jsonl",
 )
 KINDS = {
     "colloquial",
@@ -137,6 +140,18 @@ def test_no_query_twice_across_the_files() -> None:
                 "holdout4.jsonl",
             ),
         ),
+        (
+            "holdout6.jsonl",
+            (
+                "dev.jsonl",
+                "holdout.jsonl",
+                "search_dev.jsonl",
+                "holdout2.jsonl",
+                "holdout3.jsonl",
+                "holdout4.jsonl",
+                "holdout5.jsonl",
+            ),
+        ),
     ],
 )
 def test_blind_holdout_repeats_no_query_seen_while_building(
@@ -154,7 +169,13 @@ def test_sizes_and_every_kind_in_holdout() -> None:
     per_kind = Counter(row["kind"] for row in holdout)
     assert {kind: per_kind[kind] for kind in KINDS if per_kind[kind] < 15} == {}
     assert {row["kind"] for row in dev} == KINDS
-    for name in ("holdout2.jsonl", "holdout3.jsonl", "holdout4.jsonl", "holdout5.jsonl"):
+    for name in (
+        "holdout2.jsonl",
+        "holdout3.jsonl",
+        "holdout4.jsonl",
+        "holdout5.jsonl",
+        "holdout6.jsonl",
+    ):
         blind = Counter(row["kind"] for row in _rows(name))
         assert sum(blind.values()) >= 330, name
         assert {kind: blind[kind] for kind in KINDS if blind[kind] < 30} == {}, name
