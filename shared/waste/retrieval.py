@@ -44,6 +44,7 @@ WEIGHTS = {
     "legacy": 0.95,
     "category": 0.9,
     "listed": 0.86,
+    "example": 0.84,
     "similar": 0.5,
 }
 EXACT_KINDS = {"name", "alias", "part", "legacy"}
@@ -127,6 +128,13 @@ KIN_AGREE = 2 / 3  # of the kin guides, at least this share in one category; and
 TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
 TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
 STATE_BONUS = 0.01  # per state of the query the guide's text speaks to: breaks ties only
+# A guide's own text gives examples of what it covers ("가위, 칼, 송곳 등 날카로운 금속",
+# "돼지 기름, 오리 기름 등 동물성 기름", "잡화(신발, 가방, 벨트 등)"): an item the dictionary has
+# no name for is answered by the guide that lists it, under any name. Its lists also name
+# materials and places ("플라스틱, 금속 등으로"), so a word listed by more guides than this is
+# a material, not an example, and only the list's ending "등 <kind>" or "등)" counts.
+EXAMPLE_GUIDES = 2
+_EXAMPLES = re.compile(r"([^()\[\]:.]*?(?:,\s*[^,()\[\]:.]+?)+)\s등(?=\s[가-힣]|\))")
 
 _STRIP = re.compile(r"[\s()\[\]{}·,./_\-~'\"!?:;]+")
 _WORDS = re.compile(r"[^\s,./()!?~·:;\"']+")
@@ -365,6 +373,27 @@ def _listed(line: str) -> list[str]:
     return [n for n in names if len(normalize(n)) >= 2]
 
 
+def _examples(line: str) -> list[str]:
+    """The things a sentence of a guide gives as examples: "게, 가재 등 갑각류 껍데기" names 게,
+    가재. The first piece is cut to as many words as the second ("식물성 기름은 참기름, 들기름"),
+    and a piece of two words counts only where every piece ends in the same word ("돼지 기름,
+    오리 기름"): otherwise the words before are the sentence, not the thing."""
+    names = []
+    for found in _EXAMPLES.finditer(line):
+        pieces = [p.split() for p in found.group(1).split(",")]
+        pieces[0] = pieces[0][-len(pieces[1]) :]
+        heads = {p[-1] for p in pieces if p}
+        for words in pieces:
+            if not words or (len(words) > 1 and len(heads) > 1):
+                continue
+            name = " ".join(words)
+            key = normalize(name)
+            # "다양하며", "분류하여", "또한": the sentence going on, no thing
+            if _hangul(key) and 2 <= len(key) <= 8 and not key.endswith(("며", "여", "한")):
+                names.append(name)
+    return names
+
+
 def _destination(title: str, by_name: dict[str, str]) -> str | None:
     """The guide a "...로 배출해야 하는 품목" section sends its items to (its first category)."""
     found = re.search(r"\(?([가-힣]+?)(?:봉투)?(?:\s또는[^)]*)?\s?(?:으로|로) 배출", title)
@@ -416,7 +445,7 @@ def _build() -> Index:
         letters = jamo(key)
         idx.by_key[key].append(len(idx.entries))
         entry = Entry(key, guide_id, kind, grams(letters), letters)
-        if kind != "similar":  # weak evidence: only when named exactly, never by resemblance
+        if kind not in ("similar", "example"):  # only when named exactly, never by resemblance
             for gram in entry.grams:
                 idx.by_gram[gram].append(len(idx.entries))
         idx.entries.append(entry)
@@ -455,6 +484,16 @@ def _build() -> Index:
             for line in section["lines"]:
                 for name in _listed(line):
                     add(name, target, "listed")
+    # Last, so that a word some guide already answers to is never an example of another.
+    examples: dict[str, set[str]] = defaultdict(set)
+    for guide in guides.values():
+        for line in [*guide.get("features", []), *guide.get("dischargeMethods", [])]:
+            for name in _examples(line):
+                examples[name].add(guide["id"])
+    for name, owners in examples.items():
+        if len(owners) <= EXAMPLE_GUIDES and normalize(name) not in idx.by_key:
+            for guide_id in owners:
+                add(name, guide_id, "example")
     idx.broken_glass = by_name.get(normalize(BROKEN_GLASS))
     idx.places = frozenset(
         e.key for e in idx.entries if e.guide_id in idx.categories and e.kind != "similar"
@@ -964,7 +1003,8 @@ FEATURES = (
 )
 # the query as meant, not a phrase of it (the generic reading is the whole query respelled)
 WHOLE_READINGS = frozenset({"whole", "core", "stripped", "generic"})
-BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
+# found through a category or a guide's examples, not by its name
+BROAD_KINDS = frozenset({"category", "listed", "example"})
 # Words for a container: a query that names one asks about the container, not the contents.
 CONTAINER_NAMES = (*CONTAINER_WORDS, "케이스", "뚜껑")
 # A state is honoured when the guide's text speaks to it ("크기가 커 ... 대형폐기물").
