@@ -71,7 +71,13 @@ CONTAINER_WORDS = {
     "봉지": ("봉지", "팩"),
     "페트병": ("용기", "통"),  # a PET bottle of soy sauce is the 간장용기, no glass 병
     "트레이": ("용기", "트레이"),
+    "파우치": ("파우치", "팩", "봉지"),
+    "비닐": ("비닐", "봉지", "팩"),
 }
+# A material said before the container word ("들기름 유리병", "워셔액 플라스틱 통") is how it
+# is made, not what it held: the contents are the words before it, and the material's guide
+# stands for the container where no guide names the contents.
+CONTAINER_MADE = ("플라스틱", "알루미늄", "유리", "비닐", "스텐", "금속", "페트")
 # A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
 # is the cream's container, not a swimming 튜브.
 BARE_CONTAINER = 0.9
@@ -99,6 +105,14 @@ CONTAINER_MATERIAL = {
     "봉지": "비닐",
     "페트병": "플라스틱",
     "트레이": "플라스틱",
+    "파우치": "비닐",
+    "비닐": "비닐",
+    "플라스틱": "플라스틱",
+    "페트": "플라스틱",
+    "유리": "유리병",
+    "알루미늄": "금속",
+    "스텐": "금속",
+    "금속": "금속",
 }
 CONTAINER_CATEGORY = "재활용폐기물"  # a guide under it is about the thing as a recyclable
 CONTENTS_ONLY = 0.85  # the contents' guide, where the query asks about their container
@@ -233,6 +247,10 @@ STATES = {
     "used": (
         "다쓴",
         "다쓰고",
+        "다먹은",
+        "다마신",
+        "다먹고",
+        "다마시고",
         "쓴",
         "사용한",
         "빈",
@@ -244,7 +262,8 @@ STATES = {
         "used",
     ),
     "out_of_order": ("고장난", "고장", "망가진", "안되는", "작동안하는", "broken"),
-    "leftover": ("먹다남은", "다먹은", "남은", "유통기한지난", "상한"),
+    # emptied: "다 먹은 통" is the tub, "먹다 남은 소스" the sauce
+    "leftover": ("먹다남은", "남은", "유통기한지난", "상한"),
     "large": ("큰", "커다란", "대형", "거대한", "large", "big"),
     "small": ("작은", "조그만", "소형", "미니", "small", "mini"),
 }
@@ -293,6 +312,7 @@ class Query:
     states: frozenset[str]
     words: list[str]
     container: str | None = None  # the container word the item's name ends in ("통")
+    made: str | None = None  # the material said before that word ("유리" in "들기름 유리병")
 
 
 # ---- text -----------------------------------------------------------------------------------
@@ -577,7 +597,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
             core.append(word)
         i += 1
     variants = [("whole", normalize(text), 1.0)]
-    container = None
+    container = made = None
     if core:
         stripped = [_strip_particle(_strip_ending(w), known) for w in core]
         away = _destinations(core, known, index().places)
@@ -587,6 +607,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
         variants += _containers("".join(items))
         container = _container_word("".join(items))
+        made = _made("".join(items))
         variants += _phrases(items) + places
         generic = _generic(items)
         if generic != items:
@@ -603,7 +624,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         if key and key not in seen:
             seen.add(key)
             unique.append((kind, key, weight))
-    return Query(unique, frozenset(states), [normalize(w) for w in core], container)
+    return Query(unique, frozenset(states), [normalize(w) for w in core], container, made)
 
 
 def _phrases(items: list[str]) -> list[tuple[str, str, float]]:
@@ -729,12 +750,23 @@ def _containers(key: str) -> list[tuple[str, str, float]]:
     if word is None:
         return []
     content = key[: -len(word)]
-    names = [content + name for name in CONTAINER_WORDS[word] if name != word]
+    made = _made(key)
+    if made:  # "간장 유리병" is a 간장병, never the plastic 간장용기
+        content = content[: -len(made)]
+    names = [content + word] if made else []
+    names += [content + name for name in CONTAINER_WORDS[word] if name != word and not made]
     return [
         *(("container", name, 0.97) for name in names),
         ("container", key + "용기", 0.97),
         ("content", content, 0.88),
     ]
+
+
+def _made(key: str) -> str | None:
+    """The material between the contents and the container word: "들기름유리병" -> 유리."""
+    word = _container_word(key)
+    content = key[: -len(word)] if word else ""
+    return next((m for m in CONTAINER_MADE if content.endswith(m) and content != m), None)
 
 
 def _strip_ending(word: str) -> str:
@@ -900,7 +932,7 @@ def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]
     content = next((k for v, k, _ in query.variants if v == "content"), None)
     word = query.container
     held = [f for f in best.values() if f["variant"] == "content" and f["key"] == content]
-    material = idx.materials.get(word)
+    material = idx.materials.get(query.made or word)
     if not held and material and not any(f["exact"] for f in best.values()):
         # contents no guide names ("된장 통"): a container of that word's usual material
         _suggest(best, material, content or "", UNKNOWN_CONTENTS)
@@ -918,7 +950,7 @@ def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]
             for p in idx.by_key.get(name + container, ())
             if idx.entries[p].kind in EXACT_KINDS
         } - {found["guide_id"]}
-        material = idx.materials.get(word)
+        material = idx.materials.get(query.made or word)
         picks = [(g, score, "container") for g in sorted(own)]
         picks += [(material, score * MATERIAL, "kin")] if material and not own else []
         for gid, value, kind in picks:
