@@ -1100,7 +1100,12 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
         "bare": float(first.get("key") in CONTAINER_WORDS and len(query.words) > 1),
         # made of something the guide never names ("나무 옷걸이" as the wire 세탁소 옷걸이)
         "unmade": float(
-            any(w in idx.made_of and w not in text for w in query.words) and first["kind"] != "kin"
+            first["kind"] != "kin"
+            and (
+                any(w in idx.made_of and w not in text for w in query.words)
+                # or said before the container word ("간장 유리병" as the plastic 간장용기)
+                or bool(query.made and query.made not in text)
+            )
         ),
     }
 
