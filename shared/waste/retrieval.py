@@ -158,7 +158,7 @@ _ASKING = """
     버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
     하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
     있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
-    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 거 것 how to dispose throw away of the a an my
+    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 거 것 따로 how to dispose throw away of the a an my
 """
 FILLER = frozenset(_ASKING.split())
 ENDINGS = (
@@ -175,7 +175,7 @@ ENDINGS = (
     "는요",
     "이야",
 )
-PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에")
+PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에", "만")  # 만: "커버만 따로"
 AFTER_CONSONANT = frozenset("은을이")
 AFTER_VOWEL = frozenset("는를가")
 VERB_ENDINGS = (
