@@ -158,7 +158,8 @@ _ASKING = """
     버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
     하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
     있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
-    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 거 것 따로 how to dispose throw away of the a an my
+    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 거 것 따로
+    how to dispose throw away of the a an my
 """
 FILLER = frozenset(_ASKING.split())
 ENDINGS = (
@@ -591,7 +592,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         state = _STATE_WORDS.get(word) or _STATE_WORDS.get(_strip_ending(word))
         if state and len(words) > 1 and word not in known:
             states.add(state)
-        elif word in FILLER or (len(words) > 1 and _verbish(word, known)):
+        elif word in FILLER or (len(words) > 1 and _verbish(word, known) and not _names(pair)):
             pass
         else:
             core.append(word)
@@ -693,6 +694,13 @@ def _respell(word: str) -> str:
         if written in word and not (written in meant and meant in word):
             word = word.replace(written, meant)
     return word
+
+
+def _names(pair: str) -> bool:
+    """Two words that are a name together, as written or respelled ("검은 봉다리": 검은봉지),
+    so the first is no verb however it ends."""
+    known = index().by_key
+    return bool(pair) and (pair in known or _respell(pair) in known)
 
 
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
