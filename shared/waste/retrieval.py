@@ -44,6 +44,7 @@ WEIGHTS = {
     "legacy": 0.95,
     "category": 0.9,
     "listed": 0.86,
+    "example": 0.84,
     "similar": 0.5,
 }
 EXACT_KINDS = {"name", "alias", "part", "legacy"}
@@ -70,7 +71,13 @@ CONTAINER_WORDS = {
     "봉지": ("봉지", "팩"),
     "페트병": ("용기", "통"),  # a PET bottle of soy sauce is the 간장용기, no glass 병
     "트레이": ("용기", "트레이"),
+    "파우치": ("파우치", "팩", "봉지"),
+    "비닐": ("비닐", "봉지", "팩"),
 }
+# A material said before the container word ("들기름 유리병", "워셔액 플라스틱 통") is how it
+# is made, not what it held: the contents are the words before it, and the material's guide
+# stands for the container where no guide names the contents.
+CONTAINER_MADE = ("플라스틱", "알루미늄", "유리", "비닐", "스텐", "금속", "페트")
 # A container word alone, after the thing it held, is the least of the query: "핸드크림 튜브"
 # is the cream's container, not a swimming 튜브.
 BARE_CONTAINER = 0.9
@@ -98,6 +105,14 @@ CONTAINER_MATERIAL = {
     "봉지": "비닐",
     "페트병": "플라스틱",
     "트레이": "플라스틱",
+    "파우치": "비닐",
+    "비닐": "비닐",
+    "플라스틱": "플라스틱",
+    "페트": "플라스틱",
+    "유리": "유리병",
+    "알루미늄": "금속",
+    "스텐": "금속",
+    "금속": "금속",
 }
 CONTAINER_CATEGORY = "재활용폐기물"  # a guide under it is about the thing as a recyclable
 CONTENTS_ONLY = 0.85  # the contents' guide, where the query asks about their container
@@ -127,6 +142,13 @@ KIN_AGREE = 2 / 3  # of the kin guides, at least this share in one category; and
 TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
 TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
 STATE_BONUS = 0.01  # per state of the query the guide's text speaks to: breaks ties only
+# A guide's own text gives examples of what it covers ("가위, 칼, 송곳 등 날카로운 금속",
+# "돼지 기름, 오리 기름 등 동물성 기름", "잡화(신발, 가방, 벨트 등)"): an item the dictionary has
+# no name for is answered by the guide that lists it, under any name. Its lists also name
+# materials and places ("플라스틱, 금속 등으로"), so a word listed by more guides than this is
+# a material, not an example, and only the list's ending "등 <kind>" or "등)" counts.
+EXAMPLE_GUIDES = 2
+_EXAMPLES = re.compile(r"([^()\[\]:.]*?(?:,\s*[^,()\[\]:.]+?)+)\s등(?=\s[가-힣]|\))")
 
 _STRIP = re.compile(r"[\s()\[\]{}·,./_\-~'\"!?:;]+")
 _WORDS = re.compile(r"[^\s,./()!?~·:;\"']+")
@@ -136,7 +158,8 @@ _ASKING = """
     버려야 버려도 버리기 버림 분리수거 분리배출 배출 배출법 방법 처리 처리법 어디에 어디
     하나요 해요 돼요 되나요 되요 인가요 나요 이거 이건 이게 그거 저거 좀 요 있어요
     있는데 있는 없는 버려 버리지 아니야 아니에요 맞아 맞나요 알려줘 알려주세요 해야 돼 되나
-    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 거 것 how to dispose throw away of the a an my
+    가능 가능한가요 수거 했어요 했는데 하려고 해 그냥 거 것 따로
+    how to dispose throw away of the a an my
 """
 FILLER = frozenset(_ASKING.split())
 ENDINGS = (
@@ -153,7 +176,7 @@ ENDINGS = (
     "는요",
     "이야",
 )
-PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에")
+PARTICLES = ("은", "는", "을", "를", "이", "가", "도", "의", "에", "만")  # 만: "커버만 따로"
 AFTER_CONSONANT = frozenset("은을이")
 AFTER_VOWEL = frozenset("는를가")
 VERB_ENDINGS = (
@@ -225,6 +248,10 @@ STATES = {
     "used": (
         "다쓴",
         "다쓰고",
+        "다먹은",
+        "다마신",
+        "다먹고",
+        "다마시고",
         "쓴",
         "사용한",
         "빈",
@@ -236,7 +263,8 @@ STATES = {
         "used",
     ),
     "out_of_order": ("고장난", "고장", "망가진", "안되는", "작동안하는", "broken"),
-    "leftover": ("먹다남은", "다먹은", "남은", "유통기한지난", "상한"),
+    # emptied: "다 먹은 통" is the tub, "먹다 남은 소스" the sauce
+    "leftover": ("먹다남은", "남은", "유통기한지난", "상한"),
     "large": ("큰", "커다란", "대형", "거대한", "large", "big"),
     "small": ("작은", "조그만", "소형", "미니", "small", "mini"),
 }
@@ -285,6 +313,7 @@ class Query:
     states: frozenset[str]
     words: list[str]
     container: str | None = None  # the container word the item's name ends in ("통")
+    made: str | None = None  # the material said before that word ("유리" in "들기름 유리병")
 
 
 # ---- text -----------------------------------------------------------------------------------
@@ -365,6 +394,27 @@ def _listed(line: str) -> list[str]:
     return [n for n in names if len(normalize(n)) >= 2]
 
 
+def _examples(line: str) -> list[str]:
+    """The things a sentence of a guide gives as examples: "게, 가재 등 갑각류 껍데기" names 게,
+    가재. The first piece is cut to as many words as the second ("식물성 기름은 참기름, 들기름"),
+    and a piece of two words counts only where every piece ends in the same word ("돼지 기름,
+    오리 기름"): otherwise the words before are the sentence, not the thing."""
+    names = []
+    for found in _EXAMPLES.finditer(line):
+        pieces = [p.split() for p in found.group(1).split(",")]
+        pieces[0] = pieces[0][-len(pieces[1]) :]
+        heads = {p[-1] for p in pieces if p}
+        for words in pieces:
+            if not words or (len(words) > 1 and len(heads) > 1):
+                continue
+            name = " ".join(words)
+            key = normalize(name)
+            # "다양하며", "분류하여", "또한": the sentence going on, no thing
+            if _hangul(key) and 2 <= len(key) <= 8 and not key.endswith(("며", "여", "한")):
+                names.append(name)
+    return names
+
+
 def _destination(title: str, by_name: dict[str, str]) -> str | None:
     """The guide a "...로 배출해야 하는 품목" section sends its items to (its first category)."""
     found = re.search(r"\(?([가-힣]+?)(?:봉투)?(?:\s또는[^)]*)?\s?(?:으로|로) 배출", title)
@@ -416,7 +466,7 @@ def _build() -> Index:
         letters = jamo(key)
         idx.by_key[key].append(len(idx.entries))
         entry = Entry(key, guide_id, kind, grams(letters), letters)
-        if kind != "similar":  # weak evidence: only when named exactly, never by resemblance
+        if kind not in ("similar", "example"):  # only when named exactly, never by resemblance
             for gram in entry.grams:
                 idx.by_gram[gram].append(len(idx.entries))
         idx.entries.append(entry)
@@ -455,6 +505,16 @@ def _build() -> Index:
             for line in section["lines"]:
                 for name in _listed(line):
                     add(name, target, "listed")
+    # Last, so that a word some guide already answers to is never an example of another.
+    examples: dict[str, set[str]] = defaultdict(set)
+    for guide in guides.values():
+        for line in [*guide.get("features", []), *guide.get("dischargeMethods", [])]:
+            for name in _examples(line):
+                examples[name].add(guide["id"])
+    for name, owners in examples.items():
+        if len(owners) <= EXAMPLE_GUIDES and normalize(name) not in idx.by_key:
+            for guide_id in owners:
+                add(name, guide_id, "example")
     idx.broken_glass = by_name.get(normalize(BROKEN_GLASS))
     idx.places = frozenset(
         e.key for e in idx.entries if e.guide_id in idx.categories and e.kind != "similar"
@@ -532,13 +592,13 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         state = _STATE_WORDS.get(word) or _STATE_WORDS.get(_strip_ending(word))
         if state and len(words) > 1 and word not in known:
             states.add(state)
-        elif word in FILLER or (len(words) > 1 and _verbish(word, known)):
+        elif word in FILLER or (len(words) > 1 and _verbish(word, known) and not _names(pair)):
             pass
         else:
             core.append(word)
         i += 1
     variants = [("whole", normalize(text), 1.0)]
-    container = None
+    container = made = None
     if core:
         stripped = [_strip_particle(_strip_ending(w), known) for w in core]
         away = _destinations(core, known, index().places)
@@ -548,6 +608,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
         variants += _containers("".join(items))
         container = _container_word("".join(items))
+        made = _made("".join(items))
         variants += _phrases(items) + places
         generic = _generic(items)
         if generic != items:
@@ -564,7 +625,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         if key and key not in seen:
             seen.add(key)
             unique.append((kind, key, weight))
-    return Query(unique, frozenset(states), [normalize(w) for w in core], container)
+    return Query(unique, frozenset(states), [normalize(w) for w in core], container, made)
 
 
 def _phrases(items: list[str]) -> list[tuple[str, str, float]]:
@@ -635,6 +696,13 @@ def _respell(word: str) -> str:
     return word
 
 
+def _names(pair: str) -> bool:
+    """Two words that are a name together, as written or respelled ("검은 봉다리": 검은봉지),
+    so the first is no verb however it ends."""
+    known = index().by_key
+    return bool(pair) and (pair in known or _respell(pair) in known)
+
+
 def _verbish(word: str, known: dict[str, list[int]]) -> bool:
     """A verb or a question ("버리면", "되나요", "붙은"): it asks about the item, never names it.
     A name with a particle ("송장은") is still a name, and so is a word the word table reads
@@ -690,12 +758,23 @@ def _containers(key: str) -> list[tuple[str, str, float]]:
     if word is None:
         return []
     content = key[: -len(word)]
-    names = [content + name for name in CONTAINER_WORDS[word] if name != word]
+    made = _made(key)
+    if made:  # "간장 유리병" is a 간장병, never the plastic 간장용기
+        content = content[: -len(made)]
+    names = [content + word] if made else []
+    names += [content + name for name in CONTAINER_WORDS[word] if name != word and not made]
     return [
         *(("container", name, 0.97) for name in names),
         ("container", key + "용기", 0.97),
         ("content", content, 0.88),
     ]
+
+
+def _made(key: str) -> str | None:
+    """The material between the contents and the container word: "들기름유리병" -> 유리."""
+    word = _container_word(key)
+    content = key[: -len(word)] if word else ""
+    return next((m for m in CONTAINER_MADE if content.endswith(m) and content != m), None)
 
 
 def _strip_ending(word: str) -> str:
@@ -861,7 +940,7 @@ def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]
     content = next((k for v, k, _ in query.variants if v == "content"), None)
     word = query.container
     held = [f for f in best.values() if f["variant"] == "content" and f["key"] == content]
-    material = idx.materials.get(word)
+    material = idx.materials.get(query.made or word)
     if not held and material and not any(f["exact"] for f in best.values()):
         # contents no guide names ("된장 통"): a container of that word's usual material
         _suggest(best, material, content or "", UNKNOWN_CONTENTS)
@@ -879,7 +958,7 @@ def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]
             for p in idx.by_key.get(name + container, ())
             if idx.entries[p].kind in EXACT_KINDS
         } - {found["guide_id"]}
-        material = idx.materials.get(word)
+        material = idx.materials.get(query.made or word)
         picks = [(g, score, "container") for g in sorted(own)]
         picks += [(material, score * MATERIAL, "kin")] if material and not own else []
         for gid, value, kind in picks:
@@ -964,7 +1043,8 @@ FEATURES = (
 )
 # the query as meant, not a phrase of it (the generic reading is the whole query respelled)
 WHOLE_READINGS = frozenset({"whole", "core", "stripped", "generic"})
-BROAD_KINDS = frozenset({"category", "listed"})  # found through a category, not by its name
+# found through a category or a guide's examples, not by its name
+BROAD_KINDS = frozenset({"category", "listed", "example"})
 # Words for a container: a query that names one asks about the container, not the contents.
 CONTAINER_NAMES = (*CONTAINER_WORDS, "케이스", "뚜껑")
 # A state is honoured when the guide's text speaks to it ("크기가 커 ... 대형폐기물").
@@ -1028,7 +1108,12 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
         "bare": float(first.get("key") in CONTAINER_WORDS and len(query.words) > 1),
         # made of something the guide never names ("나무 옷걸이" as the wire 세탁소 옷걸이)
         "unmade": float(
-            any(w in idx.made_of and w not in text for w in query.words) and first["kind"] != "kin"
+            first["kind"] != "kin"
+            and (
+                any(w in idx.made_of and w not in text for w in query.words)
+                # or said before the container word ("간장 유리병" as the plastic 간장용기)
+                or bool(query.made and query.made not in text)
+            )
         ),
     }
 
