@@ -100,6 +100,25 @@ def test_cache_ttl_semantics_in_memory(env):
     assert cache.hit_rate_limit("rl", 2, 60) > 0
 
 
+def test_a_pipeline_runs_its_commands_together_at_execute_in_memory(env):
+    from shared.core import cache
+
+    c = cache.client()
+    listener = c.pubsub()
+    listener.subscribe("ch")
+    c.set("gone", "x")
+    with c.pipeline() as tx:
+        tx.set("k", "v", ex=60).delete("gone").publish("ch", "hello")
+        assert c.get("k") is None  # queued, not run
+        assert c.get("gone") == "x" and listener.get_message(True) is None
+        assert tx.execute() == [True, 1, 1]
+    assert c.get("k") == "v" and c.get("gone") is None and 0 < c.ttl("k") <= 60
+    assert listener.get_message(True, timeout=1)["data"] == "hello"
+    with c.pipeline() as tx:
+        tx.set("k", "dropped")  # left without execute: nothing runs
+    assert c.get("k") == "v"
+
+
 @pytest.mark.services
 def test_cache_ttl_semantics_on_redis(services):
     from shared.core import cache
