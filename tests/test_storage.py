@@ -129,3 +129,27 @@ def test_cache_ttl_semantics_on_redis(services):
     assert c.set("growbin-test:k", "other", nx=True) is None
     time.sleep(1.1)
     assert c.get("growbin-test:k") is None
+
+
+@pytest.mark.services
+def test_mget_on_redis_reads_as_redis_py_does_and_outlives_a_dropped_connection(services):
+    """The status poll's MGET is sent without redis-py's wrapping (shared/core/redis_client):
+    the same answers, either call form, and a connection Redis closed is not an error."""
+    import redis
+
+    from shared.core import cache, settings
+
+    c = cache.client()
+    keys = ["growbin-test:a", "growbin-test:missing", "growbin-test:b"]
+    c.set(keys[0], "가"), c.set(keys[2], "b")
+    try:
+        expected = redis.Redis.mget(c, keys)  # redis-py's own, through execute_command
+        assert expected == ["가", None, "b"]
+        assert c.mget(keys) == expected and c.mget(*keys) == expected
+        ours = c.client_id()  # the pool hands the last connection back first: the next call's
+        with redis.Redis.from_url(settings.settings().redis_url) as admin:
+            assert admin.client_kill_filter(_id=ours) == 1
+        assert c.mget(keys) == expected
+        assert c.client_id() != ours
+    finally:
+        c.delete(*keys)

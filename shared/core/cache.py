@@ -249,6 +249,8 @@ def client() -> Client:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    from shared.core.redis_client import Redis
+
     # One connection per request thread, and a few for the threads besides (the local broker's
     # deliveries): redis-py's default pool refuses the 101st concurrent caller with "Too many
     # connections", a 503 while Redis is healthy. A blocking pool makes a caller beyond it
@@ -266,7 +268,7 @@ def client() -> Client:
         # is answered 503 after one socket timeout; a dropped connection is retried once.
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
-    return redis.Redis(connection_pool=pool)
+    return Redis(connection_pool=pool)
 
 
 def get_json(key: str) -> Any:
