@@ -117,9 +117,9 @@ def _wrap_publish(published: dict[tuple[str, int], float]) -> None:
 
     original = progress.publish
 
-    def stamped(view: dict) -> None:
+    def stamped(view: dict, via=None) -> None:
         published[(view["job_id"], progress.event_id(view))] = time.monotonic()
-        original(view)
+        original(view, via)
 
     progress.publish = stamped
 

@@ -5,6 +5,7 @@ however many streams a process holds, one subscription."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -311,7 +312,7 @@ def test_a_dropped_subscription_comes_back_and_the_streams_read_what_they_missed
         assert len(ours) == 1  # however many streams: this process's one subscription
         # A change whose message is lost (published while no one listened: here, not at all).
         with monkeypatch.context() as lost:
-            lost.setattr(progress, "publish", lambda view: None)
+            lost.setattr(progress, "publish", lambda view, via=None: None)
             jobs.advance(job_id, "queued")
         redis.client_kill_filter(_id=ours[0])
         stream.wait_for(lambda: [i for i, _ in stream.events] == [0, 10])
@@ -321,3 +322,49 @@ def test_a_dropped_subscription_comes_back_and_the_streams_read_what_they_missed
         assert [i for i, _ in stream.events] == [0, 10, 100]
     finally:
         system.stop()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_a_status_change_is_cached_and_published_together_or_not_at_all(
+    services, monkeypatch, failing
+):
+    """A status change is one transaction. Redis stops answering from the first, second or
+    third round trip of the write on (it made three): either way, the view the pollers read
+    is the last one the streams were sent, never a newer one the streams never hear of."""
+    import redis
+
+    from shared.auth import accounts
+
+    db.migrate()
+    listener = cache.client().pubsub()
+    listener.subscribe(progress.PROGRESS.channel)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    user = accounts.find_or_create("dev", "tx", "tx")
+    job_id = jobs.create(user["id"], "image/jpeg", 1000, "pet")["id"]
+    before = jobs.status(user["id"], job_id)  # and the writer's connection is open: only
+    assert listener.get_message(timeout=5)["type"] == "message"  # its commands are counted
+    writer, sent = threading.get_ident(), []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def going_away(self, command, check_health=True):
+        if threading.get_ident() == writer:  # the write's round trips, not the listener's
+            sent.append(command)
+            if len(sent) >= failing:
+                raise redis.ConnectionError("Redis went away")
+        return send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", going_away)
+    # The step is in the row either way; a failed write's redelivery drops the cached view.
+    with contextlib.suppress(redis.ConnectionError):
+        jobs.advance(job_id, "queued")
+    monkeypatch.undo()
+    assert sent  # the write went through the patched connection
+    published = []
+    while (message := listener.get_message(timeout=0.5)) is not None:
+        if message["type"] == "message" and json.loads(message["data"])["key"] == job_id:
+            published.append(json.loads(message["data"])["data"])
+    listener.close()
+    cached = cache.get_json(jobs.status_key(job_id))
+    cached.pop("user_id")
+    assert cached == (published[-1] if published else before)

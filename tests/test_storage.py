@@ -100,6 +100,25 @@ def test_cache_ttl_semantics_in_memory(env):
     assert cache.hit_rate_limit("rl", 2, 60) > 0
 
 
+def test_a_pipeline_runs_its_commands_together_at_execute_in_memory(env):
+    from shared.core import cache
+
+    c = cache.client()
+    listener = c.pubsub()
+    listener.subscribe("ch")
+    c.set("gone", "x")
+    with c.pipeline() as tx:
+        tx.set("k", "v", ex=60).delete("gone").publish("ch", "hello")
+        assert c.get("k") is None  # queued, not run
+        assert c.get("gone") == "x" and listener.get_message(True) is None
+        assert tx.execute() == [True, 1, 1]
+    assert c.get("k") == "v" and c.get("gone") is None and 0 < c.ttl("k") <= 60
+    assert listener.get_message(True, timeout=1)["data"] == "hello"
+    with c.pipeline() as tx:
+        tx.set("k", "dropped")  # left without execute: nothing runs
+    assert c.get("k") == "v"
+
+
 @pytest.mark.services
 def test_cache_ttl_semantics_on_redis(services):
     from shared.core import cache
@@ -110,3 +129,27 @@ def test_cache_ttl_semantics_on_redis(services):
     assert c.set("growbin-test:k", "other", nx=True) is None
     time.sleep(1.1)
     assert c.get("growbin-test:k") is None
+
+
+@pytest.mark.services
+def test_mget_on_redis_reads_as_redis_py_does_and_outlives_a_dropped_connection(services):
+    """The status poll's MGET is sent without redis-py's wrapping (shared/core/redis_client):
+    the same answers, either call form, and a connection Redis closed is not an error."""
+    import redis
+
+    from shared.core import cache, settings
+
+    c = cache.client()
+    keys = ["growbin-test:a", "growbin-test:missing", "growbin-test:b"]
+    c.set(keys[0], "가"), c.set(keys[2], "b")
+    try:
+        expected = redis.Redis.mget(c, keys)  # redis-py's own, through execute_command
+        assert expected == ["가", None, "b"]
+        assert c.mget(keys) == expected and c.mget(*keys) == expected
+        ours = c.client_id()  # the pool hands the last connection back first: the next call's
+        with redis.Redis.from_url(settings.settings().redis_url) as admin:
+            assert admin.client_kill_filter(_id=ours) == 1
+        assert c.mget(keys) == expected
+        assert c.client_id() != ours
+    finally:
+        c.delete(*keys)

@@ -49,6 +49,25 @@ class Client(Protocol):
 
     def pubsub(self) -> PubSub: ...
 
+    def pipeline(self, transaction: bool = True) -> Pipeline: ...
+
+
+class Pipeline(Protocol):
+    """A transaction (MULTI/EXEC, redis-py's `Pipeline`): the commands queued on it run at
+    `execute`, together, in one round trip, with no other client's command between them."""
+
+    def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> Pipeline: ...
+
+    def delete(self, *keys: str) -> Pipeline: ...
+
+    def publish(self, channel: str, message: str) -> Pipeline: ...
+
+    def execute(self) -> list[Any]: ...
+
+    def __enter__(self) -> Pipeline: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 class PubSub(Protocol):
     """The part of redis-py's `PubSub` the project uses: one connection's subscriptions."""
@@ -100,12 +119,45 @@ class MemoryPubSub:
             self._channels.clear()
 
 
+class MemoryPipeline:
+    """`Pipeline` on a `Memory`: the queued commands run at `execute` under the store's lock,
+    so no other thread's command falls between them."""
+
+    def __init__(self, hub: Memory) -> None:
+        self._hub = hub
+        self._queued: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+
+    def set(self, key: str, value: Any, ex: int | None = None, nx: bool = False) -> MemoryPipeline:
+        self._queued.append((self._hub.set, (key, value), {"ex": ex, "nx": nx}))
+        return self
+
+    def delete(self, *keys: str) -> MemoryPipeline:
+        self._queued.append((self._hub.delete, keys, {}))
+        return self
+
+    def publish(self, channel: str, message: str) -> MemoryPipeline:
+        self._queued.append((self._hub.publish, (channel, message), {}))
+        return self
+
+    def execute(self) -> list[Any]:
+        queued, self._queued = self._queued, []
+        with self._hub._lock:
+            return [command(*args, **kwargs) for command, args, kwargs in queued]
+
+    def __enter__(self) -> MemoryPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queued = []  # as redis-py: what was not executed is dropped
+
+
 class Memory:
     """The commands of `Client` in one process, thread-safe, with Redis's TTL semantics."""
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}
-        self._lock = threading.Lock()
+        # Reentrant: a pipeline holds it across the commands it runs.
+        self._lock = threading.RLock()
         self._subscribers: dict[str, list[MemoryPubSub]] = {}
 
     def _live(self, key: str) -> str | None:
@@ -180,6 +232,9 @@ class Memory:
     def pubsub(self) -> MemoryPubSub:
         return MemoryPubSub(self)
 
+    def pipeline(self, transaction: bool = True) -> MemoryPipeline:
+        return MemoryPipeline(self)
+
 
 POOL_SPARE = 4  # connections beyond the request threads
 
@@ -193,6 +248,8 @@ def client() -> Client:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    from shared.core.redis_client import Redis
 
     # One connection per request thread, and a few for the threads besides (the local broker's
     # deliveries): redis-py's default pool refuses the 101st concurrent caller with "Too many
@@ -211,7 +268,7 @@ def client() -> Client:
         # is answered 503 after one socket timeout; a dropped connection is retried once.
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
-    return redis.Redis(connection_pool=pool)
+    return Redis(connection_pool=pool)
 
 
 def get_json(key: str) -> Any:
@@ -219,8 +276,9 @@ def get_json(key: str) -> Any:
     return json.loads(raw) if raw is not None else None
 
 
-def set_json(key: str, value: Any, ttl: int) -> None:
-    client().set(key, json.dumps(value, ensure_ascii=False, default=str), ex=ttl)
+def set_json(key: str, value: Any, ttl: int, via: Client | Pipeline | None = None) -> None:
+    """Cache `value` as JSON for `ttl` seconds; queued on the transaction `via` when given."""
+    (via or client()).set(key, json.dumps(value, ensure_ascii=False, default=str), ex=ttl)
 
 
 def hit_rate_limit(key: str, limit: int, window: int) -> int | None:

@@ -62,10 +62,11 @@ class Fanout:
         self._thread: threading.Thread | None = None
         _FANOUTS.append(self)
 
-    def publish(self, key: str, data: Any) -> None:
-        """Send `data` to every stream watching `key`, in every process."""
+    def publish(self, key: str, data: Any, via: cache.Pipeline | None = None) -> None:
+        """Send `data` to every stream watching `key`, in every process; queued on the
+        transaction `via` when given (it is sent when that executes)."""
         message = json.dumps({"key": key, "data": data}, ensure_ascii=False, default=str)
-        cache.client().publish(self.channel, message)
+        (via or cache.client()).publish(self.channel, message)
 
     def watch(self, key: str) -> Inbox:
         """An inbox for `key`, registered and with the subscription live before it returns:

@@ -253,12 +253,17 @@ def rate_limit_key(user_id: str) -> str:
 
 
 def _cache_status(job: dict[str, Any]) -> None:
-    """Publish the row's view to the pollers; the user's stats are stale from now on."""
-    cache.set_json(
-        status_key(job["id"]), {**status_view(job), "user_id": job["user_id"]}, STATUS_TTL
-    )
-    cache.client().delete(stats_key(job["user_id"]))
-    progress.publish(status_view(job))  # after the cache: a stream that reads it misses nothing
+    """The row's view to the pollers (cached) and the streams (published), and the user's
+    stats stale: one transaction, one round trip (it was three). Neither happens without the
+    other, so a stream never waits for a change the pollers see, and no other writer's view
+    falls between them: the view cached is the last one published. Cached first: a stream
+    that reads it on the message misses nothing."""
+    view = status_view(job)
+    with cache.client().pipeline() as tx:
+        cache.set_json(status_key(job["id"]), {**view, "user_id": job["user_id"]}, STATUS_TTL, tx)
+        tx.delete(stats_key(job["user_id"]))
+        progress.publish(view, tx)
+        tx.execute()
 
 
 def _step(conn: Any, job_id: str, stage: str, now: Any) -> dict[str, Any] | None:

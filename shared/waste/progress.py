@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from shared.core import streams
+from shared.core import cache, streams
 
 PROGRESS = streams.Fanout("waste:progress")
 FINAL = ("completed", "failed")
@@ -20,9 +20,10 @@ LAST = 100  # the final event's id, whichever way the job ended
 RECONNECT_MS = 1000  # how soon a client reconnects when a stream ends before the job
 
 
-def publish(view: dict[str, Any]) -> None:
-    """Tell the streams of this job (in every process) where it is now."""
-    PROGRESS.publish(view["job_id"], view)
+def publish(view: dict[str, Any], via: cache.Pipeline | None = None) -> None:
+    """Tell the streams of this job (in every process) where it is now; as part of the
+    transaction `via` when given."""
+    PROGRESS.publish(view["job_id"], view, via)
 
 
 def event_id(view: dict[str, Any]) -> int:
