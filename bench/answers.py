@@ -41,7 +41,7 @@ DEFAULT_FILES = (
     "holdout4.jsonl",
     "holdout5.jsonl",
     "holdout6.jsonl",
-)  # every labelled file there may be (missing ones are skipped); the blind one is reported too
+)  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -23,18 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.answers import DEFAULT_FILES as WRITTEN
 from shared.core import datasets
 
 ANSWERS = Path(__file__).parent / "answers"
-FILES = (
-    "dev.jsonl",
-    "holdout.jsonl",
-    "holdout2.jsonl",
-    "holdout3.jsonl",
-    "holdout4.jsonl",
-    "holdout5.jsonl",
-    "holdout6.jsonl",
-)
+# search_dev.jsonl has kinds of its own: only its queries are read here.
+FILES = tuple(name for name in WRITTEN if name != "search_dev.jsonl")
 KINDS = {
     "colloquial",
     "brand",
@@ -120,39 +114,12 @@ def test_no_query_twice_across_the_files() -> None:
     assert [query for query, count in seen.items() if count > 1] == []
 
 
+# Each blind file against every file written before it (search_dev.jsonl included).
+BLIND = ("holdout2.jsonl", "holdout3.jsonl", "holdout4.jsonl", "holdout5.jsonl", "holdout6.jsonl")
+
+
 @pytest.mark.parametrize(
-    ("blind", "before"),
-    [
-        ("holdout2.jsonl", ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl")),
-        ("holdout3.jsonl", ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl", "holdout2.jsonl")),
-        (
-            "holdout4.jsonl",
-            ("dev.jsonl", "holdout.jsonl", "search_dev.jsonl", "holdout2.jsonl", "holdout3.jsonl"),
-        ),
-        (
-            "holdout5.jsonl",
-            (
-                "dev.jsonl",
-                "holdout.jsonl",
-                "search_dev.jsonl",
-                "holdout2.jsonl",
-                "holdout3.jsonl",
-                "holdout4.jsonl",
-            ),
-        ),
-        (
-            "holdout6.jsonl",
-            (
-                "dev.jsonl",
-                "holdout.jsonl",
-                "search_dev.jsonl",
-                "holdout2.jsonl",
-                "holdout3.jsonl",
-                "holdout4.jsonl",
-                "holdout5.jsonl",
-            ),
-        ),
-    ],
+    ("blind", "before"), [(name, WRITTEN[: WRITTEN.index(name)]) for name in BLIND]
 )
 def test_blind_holdout_repeats_no_query_seen_while_building(
     blind: str, before: tuple[str, ...]
