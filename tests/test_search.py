@@ -237,3 +237,43 @@ def test_search_stays_fast(system):
             rules.search(query)
             times.append(time.perf_counter() - started)
     assert sorted(times)[int(0.95 * len(times))] < 0.05  # 20 ms measured; slack for shared CI
+
+
+def test_an_empty_container_glued_to_its_word_is_that_container(system):
+    """ "빈통", "빈병", "빈캔" after a name are that thing's empty container, written as one word
+    (the 빈병 alias alone stays the deposit bottle); "빈 거" is an empty thing."""
+    assert top("비요뜨 빈통") == "요거트 용기"
+    assert top("참이슬 빈병") == "소주병"
+    assert top("하이트 빈캔") == "맥주캔"
+    assert top("린스 빈통") == "린스"
+    assert top("빈병") == "소주병"
+    query = retrieval.read("하이트 빈캔")
+    assert "used" in query.states and query.words == ["하이트", "캔"]
+
+
+def test_english_plurals_are_read_word_by_word(system):
+    """The aliases are singular: "AAA batteries" is an AAA battery, not any battery."""
+    assert top("AAA batteries") == "AAA건전지"
+    assert top("milk cartons") == "우유팩"
+    assert top("wine glasses") == "와인잔"
+    assert retrieval._english(["batteries", "boxes", "glasses", "cups"]) == [
+        "battery",
+        "box",
+        "glass",
+        "cup",
+    ]
+
+
+def test_an_amount_is_no_container(system):
+    """ "한 봉지", "세 개": how much of the item, not the bag it came in."""
+    assert top("건전지 두 봉지") == "전지"
+    assert top("칫솔 세 개") == "칫솔"
+    assert retrieval.read("건전지 두 봉지").container is None
+
+
+def test_a_pouch_is_no_bottle(system):
+    """A refill pouch of a bottled product is soft packaging (비닐), not the bottle its
+    guide is about; an alias for the contents' pouch names the contents only while full."""
+    for query in ("바디워시 리필 파우치", "섬유유연제 리필 파우치"):
+        assert top(query) == "비닐", query
+    assert top("린스 통") == "린스"  # a hard container of it is still its guide's bottle

@@ -115,6 +115,8 @@ CONTAINER_MATERIAL = {
     "금속": "금속",
 }
 CONTAINER_CATEGORY = "재활용폐기물"  # a guide under it is about the thing as a recyclable
+# Soft containers: a pouch of shampoo is no shampoo bottle, whatever the shampoo guide says.
+SOFT_CONTAINERS = frozenset({"파우치", "비닐", "봉지"})
 CONTENTS_ONLY = 0.85  # the contents' guide, where the query asks about their container
 UNKNOWN_CONTENTS = 0.6  # the material's guide, where no guide names the contents at all
 MATERIAL = 0.95  # the material's guide, against the contents' exact match it stands for
@@ -272,6 +274,28 @@ _STATE_WORDS = {w: state for state, words in STATES.items() for w in words}
 # The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
 BROKEN_GLASS = "깨진 유리"
 GLASS_CATEGORIES = frozenset({"유리병"})
+EMPTY = "빈"  # glued to a container word: "빈통" is an empty tub
+QUANTITIES = frozenset(["한", "두", "세", "네", "다섯", "몇", "여러", "반"])
+COUNTERS = frozenset(
+    [
+        *CONTAINER_WORDS,
+        *[
+            "박스",
+            "상자",
+            "개",
+            "묶음",
+            "포대",
+            "자루",
+            "장",
+            "뭉치",
+            "더미",
+            "켤레",
+            "벌",
+            "알",
+            "봉",
+        ],
+    ]
+)
 
 
 @dataclass
@@ -589,6 +613,17 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
             states.add(_STATE_WORDS[pair])
             i += 2
             continue
+        if len(words) > 2 and _measure(word, normalize(words[i + 1]) if pair else ""):
+            i += 2  # "옷핀 한 봉지", "낙엽 몇 봉지": how much, not in what
+            continue
+        emptied = _emptied(word) if len(words) > 1 else None
+        if emptied is not None:
+            # "빈통", "빈병", "빈거": the empty state glued to a container word, or to "thing"
+            states.add("used")
+            if emptied:
+                core.append(emptied)
+            i += 1
+            continue
         state = _STATE_WORDS.get(word) or _STATE_WORDS.get(_strip_ending(word))
         if state and len(words) > 1 and word not in known:
             states.add(state)
@@ -618,7 +653,10 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
             variants += [(k, key, w * GENERIC) for k, key, w in _containers("".join(generic))]
             variants += [(k, key, w * GENERIC) for k, key, w in _phrases(generic)]
     if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
-        variants.append(("stripped", normalize(text)[:-1], 0.98))  # English plurals
+        singular = _english([normalize(w) for w in core or words])
+        variants.append(("stripped", "".join(singular), 0.98))
+        # exact only: "pad" resembles ipad and notepad, where "pads" was a cotton pad
+        variants += [("phrase", key, w * 0.98) for _, key, w in _phrases(singular)]
     seen: set[str] = set()
     unique = []
     for kind, key, weight in variants:
@@ -626,6 +664,41 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
             seen.add(key)
             unique.append((kind, key, weight))
     return Query(unique, frozenset(states), [normalize(w) for w in core], container, made)
+
+
+def _measure(word: str, following: str) -> bool:
+    """A number and a counter ("한 봉지", "두 박스", "3개"): an amount of the item, so the
+    counter is no container that held it."""
+    amount = word in QUANTITIES or word.isdigit()
+    return amount and _strip_particle(_strip_ending(following), {}) in COUNTERS
+
+
+def _emptied(word: str) -> str | None:
+    """ "빈통" after a name is that thing's empty tub ("요플레 빈통": the 요플레 통), written as
+    one word: the container word it is glued to ("" for "빈거", an empty thing), or None. An
+    alias of its own ("빈병") counts only alone: after a brand it is that brand's bottle."""
+    rest = word[len(EMPTY) :]
+    if not word.startswith(EMPTY) or not rest:
+        return None
+    rest = _strip_particle(_strip_ending(rest), {})
+    if rest in CONTAINER_WORDS:
+        return rest
+    return "" if rest in FILLER else None
+
+
+def _english(words: list[str]) -> list[str]:
+    """English plurals, word by word: "pizza boxes" is a pizza box, "AA batteries" AA battery
+    (the aliases are singular; a plural the table names stays as written too)."""
+    out = []
+    for word in words:
+        if len(word) > 3 and word.endswith("ies"):
+            word = word[:-3] + "y"
+        elif len(word) > 3 and word.endswith(("xes", "ches", "shes", "sses")):
+            word = word[:-2]
+        elif len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us")):
+            word = word[:-1]
+        out.append(word)
+    return out
 
 
 def _phrases(items: list[str]) -> list[tuple[str, str, float]]:
@@ -939,15 +1012,23 @@ def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]
         return  # "광택제 남은 통": the contents are the question
     content = next((k for v, k, _ in query.variants if v == "content"), None)
     word = query.container
-    held = [f for f in best.values() if f["variant"] == "content" and f["key"] == content]
+    held = [f for f in best.values() if _held(f, content or "", word, query.states, idx.made_of)]
     material = idx.materials.get(query.made or word)
     if not held and material and not any(f["exact"] for f in best.values()):
         # contents no guide names ("된장 통"): a container of that word's usual material
         _suggest(best, material, content or "", UNKNOWN_CONTENTS)
     for found in held:
         guide = idx.guides[found["guide_id"]]
-        if any(path and path[0] == CONTAINER_CATEGORY for path in guide["categoryPaths"]):
-            continue  # 샴푸, 매니큐어: the guide is about the bottle
+        if found["variant"] != "content" and normalize(guide["name"]).endswith(CONTAINER_NAMES):
+            continue  # "농약병", "프링글스": the guide is the container itself (빈 농약용기)
+        # a pouch is no bottle: the guide of a bottled thing (its text is about the 용기)
+        soft = (
+            word in SOFT_CONTAINERS
+            and idx.kind_of.get(found["guide_id"]) != material
+            and "용기" in idx.text[found["guide_id"]]
+        )
+        if not soft and any(p and p[0] == CONTAINER_CATEGORY for p in guide["categoryPaths"]):
+            continue  # 샴푸, 매니큐어: the guide is about the bottle (but not about a pouch)
         score = found["score"]
         found["score"] = score * CONTENTS_ONLY
         names = [normalize(guide["name"]), *(normalize(p) for p in _parts(guide["name"]))]
@@ -972,6 +1053,24 @@ def _contents_container(idx: Index, query: Query, best: dict[str, dict[str, Any]
                     "key": content,
                     "how": kind,
                 }
+
+
+def _held(
+    found: dict[str, Any], content: str, word: str, states: frozenset[str], made: dict[str, str]
+) -> bool:
+    """Whether a guide was found for what the container held: by the contents ("샴푸" of
+    "샴푸 리필 파우치", a phrase inside them that is no container itself), or, once emptied,
+    by the contents' own name for the container ("다 먹은 한약 빈 파우치": 한약파우치 names
+    the medicine, and the medicine is gone)."""
+    key, variant = found["key"], found["variant"]
+    if not key or not content:
+        return False
+    if variant == "content":
+        return key == content
+    if variant == "phrase":  # not a material: "도자기 화병" is no 도자기's vase
+        return key in content and not _container_word(key) and key not in (*CONTAINER_WORDS, *made)
+    own = {content + name for name in (word, *CONTAINER_WORDS[word])}
+    return "used" in states and variant in WHOLE_READINGS and key in own
 
 
 def _kin(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
