@@ -277,3 +277,35 @@ def test_a_pouch_is_no_bottle(system):
     for query in ("바디워시 리필 파우치", "섬유유연제 리필 파우치"):
         assert top(query) == "비닐", query
     assert top("린스 통") == "린스"  # a hard container of it is still its guide's bottle
+
+
+def test_a_guides_examples_are_things_it_is_about_never_places_colours_or_materials(system):
+    """Only a list the sentence is about names things: not where to take them, their colour,
+    what they are made of, the dirt to remove or what another thing holds; a list of sources
+    of a part names that part of each."""
+    assert retrieval._examples("가위, 칼, 송곳 등 날카로운 금속은 종이와 함께") == ["가위", "송곳"]
+    assert retrieval._examples("돼지 기름, 오리 기름 등 동물성 기름이 있습니다.") == [
+        "돼지 기름",
+        "오리 기름",
+    ]
+    assert retrieval._examples("호두, 은행 등 단단한 껍데기는 분쇄시설의") == [
+        "호두 껍데기",
+        "호두 껍질",
+        "은행 껍데기",
+        "은행 껍질",
+    ]
+    for line in (
+        "폐의약품은 약국, 보건소, 주민센터 등 전용수거함에 배출합니다.",
+        "학교, 사무실, 식당 등 사업소에서 배출하는 경우",
+        "검정색, 파란색, 자주색 등 이색 유리병이 있습니다.",
+        "영농폐비닐은 흙, 자갈, 잡초 등 이물질을 제거한 후",
+        "바지는 면, 모, 나일론 등 다양한 섬유재질로 제작됩니다.",
+        "육수팩의 멸치, 버섯, 다시마 등 내용물은 음식물류폐기물로",
+        "생수 및 음료 이외의 투명페트병(주류, 양념류, 식용유 등)은 플라스틱으로",
+        "커팅매트는 종이, 시트류 등 재단시 사용하는 제품으로",
+    ):
+        assert retrieval._examples(line) == [], line
+    mined = {e.key for e in retrieval.index().entries if e.kind == "example"}
+    assert not mined & {"자갈", "학교", "약국", "파란색", "나일론", "멸치", "주류"}
+    assert not rules.confident(rules.search("자갈"))
+    assert top("감씨앗") in ("복숭아 씨", "아보카도씨")  # 「복숭아, 감, 아보카도 등 단단한 씨앗」

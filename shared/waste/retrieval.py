@@ -150,6 +150,14 @@ STATE_BONUS = 0.01  # per state of the query the guide's text speaks to: breaks 
 # materials and places ("플라스틱, 금속 등으로"), so a word listed by more guides than this is
 # a material, not an example, and only the list's ending "등 <kind>" or "등)" counts.
 EXAMPLE_GUIDES = 2
+# Words after a list's 등 that make its items something other than things to throw out:
+# materials, dirt and harm, kinds and colours, information.
+NOT_ITEMS = ("재질", "소재", "물질", "종류", "색상", "정보", "성분", "악영향")
+# a sentence going on ("다양하며"), a colour ("파란색"), a class of things ("양념류")
+NOT_A_THING = ("며", "여", "한", "색", "류")
+DOING = ("하는", "되는", "있는", "없는", "같은")  # verbs before a noun, never its subject
+# A list of sources of a part ("호두, 은행 등 단단한 껍데기는"): each example is that part.
+PARTS = {"껍데기": ("껍데기", "껍질"), "씨앗": ("씨앗", "씨"), "가루": ("가루",)}
 _EXAMPLES = re.compile(r"([^()\[\]:.]*?(?:,\s*[^,()\[\]:.]+?)+)\s등(?=\s[가-힣]|\))")
 
 _STRIP = re.compile(r"[\s()\[\]{}·,./_\-~'\"!?:;]+")
@@ -419,13 +427,23 @@ def _listed(line: str) -> list[str]:
 
 
 def _examples(line: str) -> list[str]:
-    """The things a sentence of a guide gives as examples: "게, 가재 등 갑각류 껍데기" names 게,
-    가재. The first piece is cut to as many words as the second ("식물성 기름은 참기름, 들기름"),
-    and a piece of two words counts only where every piece ends in the same word ("돼지 기름,
-    오리 기름"): otherwise the words before are the sentence, not the thing."""
+    """The things a sentence of a guide gives as examples: "게, 가재 등 갑각류 껍데기는" names
+    가재 껍데기. The first piece is cut to as many words as the second ("식물성 기름은 참기름,
+    들기름"), and a piece of two words counts only where every piece ends in the same word
+    ("돼지 기름, 오리 기름"): otherwise the words before are the sentence, not the thing.
+    Only a list the sentence is about counts (`_kind_after`): not materials ("면, 모, 나일론 등
+    다양한 섬유재질로"), dirt ("흙, 자갈, 잡초 등 이물질을"), places ("약국, 보건소 등
+    전용수거함에", "학교, 사무실, 식당 등 사업소에서") or colours ("검정색, 파란색")."""
     names = []
     for found in _EXAMPLES.finditer(line):
+        kind = _kind_after(line[found.end() :])
+        before = line[: found.start()]
+        if kind is None or (before.endswith("(") and before[:-1].endswith(CONTAINER_NAMES)):
+            continue  # "투명페트병(주류, 양념류 등)": what the bottle held, not the bottle
         pieces = [p.split() for p in found.group(1).split(",")]
+        said = pieces[0][: -len(pieces[1])]
+        if said and said[-1].endswith("의"):
+            continue  # "육수팩의 멸치, 버섯 등": what the guide's item holds, not the item
         pieces[0] = pieces[0][-len(pieces[1]) :]
         heads = {p[-1] for p in pieces if p}
         for words in pieces:
@@ -433,10 +451,39 @@ def _examples(line: str) -> list[str]:
                 continue
             name = " ".join(words)
             key = normalize(name)
-            # "다양하며", "분류하여", "또한": the sentence going on, no thing
-            if _hangul(key) and 2 <= len(key) <= 8 and not key.endswith(("며", "여", "한")):
-                names.append(name)
+            # "다양하며", "분류하여", "또한": the sentence going on, no thing; "파란색": a colour
+            if not _hangul(key) or not 1 <= len(key) <= 8 or key.endswith(NOT_A_THING):
+                continue
+            if len(key) < 2 and not kind:  # one syllable is a name only with its part: 감 씨
+                continue
+            # "복숭아, 감, 아보카도 등 단단한 씨앗은": the seed of each, never the fruit
+            whole = not kind or key.endswith(kind)
+            names += [name] if whole else [f"{name} {part}" for part in kind]
     return names
+
+
+def _kind_after(rest: str) -> tuple[str, ...] | None:
+    """What follows a list's 등 says whether the listed are things the guide is about: the
+    subject or topic of the sentence ("등 날카로운 금속은", "등 동물성 기름이", "(신발, 가방,
+    벨트 등),"). None when they are not, () when they are the things themselves, or the part
+    of each that is meant ("등 단단한 씨앗은": 씨앗, 씨)."""
+    if rest.startswith(")"):
+        after = rest[1:].lstrip()
+        return () if not after or after[0] in ",)" or after.startswith(("은", "는")) else None
+    for word in rest.split()[:3]:
+        if word.endswith(","):
+            return None  # "식품, 과일, 전자제품 등 포장용기, 단열재": modifiers of another list
+        word = word.rstrip(".)")
+        if any(abstract in word for abstract in NOT_ITEMS):
+            return None
+        if word.endswith(("을", "를", "에", "에서", "과", "와", "로", "의", "도")):
+            return None
+        if word.endswith(DOING):
+            continue  # "등 재단시 사용하는 제품으로": a verb that describes, no subject
+        if word.endswith(("은", "는", "이", "가", "입니다")):
+            stem = word[:-1]
+            return next((parts for part, parts in PARTS.items() if stem.endswith(part)), ())
+    return None
 
 
 def _destination(title: str, by_name: dict[str, str]) -> str | None:
