@@ -1186,6 +1186,7 @@ FEATURES = (
     "typo",
     "bare",
     "unmade",
+    "short_typo",
 )
 # the query as meant, not a phrase of it (the generic reading is the whole query respelled)
 WHOLE_READINGS = frozenset({"whole", "core", "stripped", "generic"})
@@ -1214,10 +1215,12 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
     was found, as a solid hit differs from a lucky one: named exactly, by the whole query (not
     a phrase of it), or by a phrase without its head; the contents where the query names a
     container; a category's broad guide;
-    a state the query gives that the guide's text never speaks to; other guides tied with it;
+    a state the query gives that the guide's text never speaks to (or leftovers answered by a
+    container's guide); other guides tied with it;
     found by its kin (a category's guide for an item no name fits), by a name that is only part
-    of the query or of which the query is only part, by a misspelling, or by the container
-    word alone; a material the query names that the guide's text never does."""
+    of the query or of which the query is only part, by a misspelling (of a two-syllable name
+    apart: one letter off 수건 is 수전), or by the container word alone; a material the query
+    names that the guide's text never does."""
     if not ranked:
         return dict.fromkeys(FEATURES, 0.0)
     idx = index()
@@ -1245,13 +1248,20 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
         "headless": float(headless),
         "content": float(asks_container and not any(w in name for w in CONTAINER_NAMES)),
         "broad": float(first["guide_id"] in idx.categories or first["kind"] in BROAD_KINDS),
-        "unhonoured": float(unhonoured and first["kind"] != "state"),
+        # or leftovers asked about, answered by a container's guide ("유통기한 지난 컵라면"
+        # as the 컵라면 용기): the contents are the question
+        "unhonoured": float(
+            (unhonoured and first["kind"] != "state")
+            or ("leftover" in query.states and not asks_container and _container_name(name))
+        ),
         "tied": float(min(3, len(near) - 1)),
         "kin": float(first["kind"] == "kin"),
         "partial": float(not exact and first.get("how") == "partial"),
         "typo": float(not exact and first.get("how") == "typo"),
         # only the container word matched ("팬시피스트 캔" as a 캔): the thing it held is unknown
         "bare": float(first.get("key") in CONTAINER_WORDS and len(query.words) > 1),
+        # a letter off a name of two syllables is as often another word (수건 as 수전)
+        "short_typo": float(first.get("how") == "typo" and len(first.get("key", "")) <= 2),
         # made of something the guide never names ("나무 옷걸이" as the wire 세탁소 옷걸이)
         "unmade": float(
             first["kind"] != "kin"
@@ -1262,6 +1272,11 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
             )
         ),
     }
+
+
+def _container_name(name: str) -> bool:
+    """A guide named for a container ("컵라면 용기(종이)", "우유팩")."""
+    return any(word in name for word in ("용기", "병", "캔", "팩", "통"))
 
 
 def probability(values: dict[str, float], constants: dict[str, Any] | None = None) -> float:
