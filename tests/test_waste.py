@@ -762,17 +762,17 @@ def test_each_stage_reads_its_job_in_the_write_that_moves_it(client, system, fak
         event.remove(engine, "engine_connect", connected)
         event.remove(engine, "commit", committed)
     assert response.status_code == 200
-    # (connections, commits). Each stage: the dedup check, its job moved and read in one
-    # transaction, its own work, the dedup record. The analysis reads the vision cache, stores
-    # the description in a commit of its own (paid for: it must survive what follows), then the
-    # image's hash and the tokens;
-    # classification reads the user's corrections and the model's stored choice, then stores
-    # the choice with its tokens; feedback counts its tokens; saving moves the job through
-    # save to done with the result in one transaction.
+    # (connections, commits). Each stage moves its job, reads it and deduplicates its delivery
+    # (the check and the record) in one transaction. The analysis then reads the vision cache,
+    # stores the description in a commit of its own (paid for: it must survive what follows),
+    # then the image's hash and the tokens; classification reads the user's correction and the
+    # model's stored choices in its first transaction, then stores the choice with its tokens;
+    # feedback counts its tokens; saving moves the job through save to done with the result
+    # and the record in one transaction.
     expected = {
-        "image_analyze": (6, 4),
-        "classification_identify": (6, 3),
-        "feedback_generate": (4, 3),
-        "result_save": (3, 2),
+        "image_analyze": (4, 3),
+        "classification_identify": (2, 2),
+        "feedback_generate": (2, 2),
+        "result_save": (1, 1),
     }
     assert {name: (connections[name], commits[name]) for name in expected} == expected
