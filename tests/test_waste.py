@@ -776,3 +776,25 @@ def test_each_stage_reads_its_job_in_the_write_that_moves_it(client, system, fak
         "result_save": (1, 1),
     }
     assert {name: (connections[name], commits[name]) for name in expected} == expected
+
+
+def test_a_handled_delivery_runs_again_until_the_next_stage_took_its_event(system):
+    """A stage deduplicates in the transaction that moves its job: the same delivery again
+    runs the stage again while its emit may have been lost (the job has not moved past it),
+    and is a duplicate once the next stage took the event."""
+    from shared.core.idempotency import Delivery, Duplicate
+    from shared.waste import pipeline
+    from shared.waste.messages import Uploaded
+
+    client = system.app.test_client()
+    job_id = start(client, login(client), hint="페트병")["job_id"]
+    delivery = Delivery("uploaded-1", "image_analyze")
+    first = pipeline.analyze(Uploaded(job_id), delivery)
+    assert first is not None
+    assert pipeline.analyze(Uploaded(job_id), delivery) == first  # the emit was lost
+    assert pipeline.classify(first, Delivery("analyzed-1", "classification_identify"))
+    with pytest.raises(Duplicate):
+        pipeline.analyze(Uploaded(job_id), delivery)
+    # another id (a replay from outside) runs, and changes nothing
+    assert pipeline.analyze(Uploaded(job_id), Delivery("uploaded-2", "image_analyze")) == first
+    assert jobs.get(_job_row(job_id)["user_id"], job_id)["stage"] == "classify"
