@@ -762,17 +762,39 @@ def test_each_stage_reads_its_job_in_the_write_that_moves_it(client, system, fak
         event.remove(engine, "engine_connect", connected)
         event.remove(engine, "commit", committed)
     assert response.status_code == 200
-    # (connections, commits). Each stage: the dedup check, its job moved and read in one
-    # transaction, its own work, the dedup record. The analysis reads the vision cache, stores
-    # the description in a commit of its own (paid for: it must survive what follows), then the
-    # image's hash and the tokens;
-    # classification reads the user's corrections and the model's stored choice, then stores
-    # the choice with its tokens; feedback counts its tokens; saving moves the job through
-    # save to done with the result in one transaction.
+    # (connections, commits). Each stage moves its job, reads it and deduplicates its delivery
+    # (the check and the record) in one transaction. The analysis then reads the vision cache,
+    # stores the description in a commit of its own (paid for: it must survive what follows),
+    # then the image's hash and the tokens; classification reads the user's correction and the
+    # model's stored choices in its first transaction, then stores the choice with its tokens;
+    # feedback counts its tokens; saving moves the job through save to done with the result
+    # and the record in one transaction.
     expected = {
-        "image_analyze": (6, 4),
-        "classification_identify": (6, 3),
-        "feedback_generate": (4, 3),
-        "result_save": (3, 2),
+        "image_analyze": (4, 3),
+        "classification_identify": (2, 2),
+        "feedback_generate": (2, 2),
+        "result_save": (1, 1),
     }
     assert {name: (connections[name], commits[name]) for name in expected} == expected
+
+
+def test_a_handled_delivery_runs_again_until_the_next_stage_took_its_event(system):
+    """A stage deduplicates in the transaction that moves its job: the same delivery again
+    runs the stage again while its emit may have been lost (the job has not moved past it),
+    and is a duplicate once the next stage took the event."""
+    from shared.core.idempotency import Delivery, Duplicate
+    from shared.waste import pipeline
+    from shared.waste.messages import Uploaded
+
+    client = system.app.test_client()
+    job_id = start(client, login(client), hint="페트병")["job_id"]
+    delivery = Delivery("uploaded-1", "image_analyze")
+    first = pipeline.analyze(Uploaded(job_id), delivery)
+    assert first is not None
+    assert pipeline.analyze(Uploaded(job_id), delivery) == first  # the emit was lost
+    assert pipeline.classify(first, Delivery("analyzed-1", "classification_identify"))
+    with pytest.raises(Duplicate):
+        pipeline.analyze(Uploaded(job_id), delivery)
+    # another id (a replay from outside) runs, and changes nothing
+    assert pipeline.analyze(Uploaded(job_id), Delivery("uploaded-2", "image_analyze")) == first
+    assert jobs.get(_job_row(job_id)["user_id"], job_id)["stage"] == "classify"

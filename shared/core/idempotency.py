@@ -3,9 +3,15 @@
 A consumer's effects are themselves idempotent (upserts, monotonic progress, deterministic ids
 for the events it emits), so the record is written after success: a crash between the effects
 and the record means a redelivery redoes the same effects, never different ones.
+
+A consumer may deduplicate in its own transactions instead (the analysis stages: the check and
+the record ride in the transaction that moves the job). It is handed its `Delivery` and raises
+`Duplicate` for a delivery it has handled; the registry logs and counts it as one.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from sqlalchemy import Column, String, Table, bindparam, select
 from sqlalchemy.engine import Connection
@@ -26,6 +32,21 @@ _SEEN = select(processed_events.c.event_id).where(
     processed_events.c.event_id == bindparam("event_id"),
     processed_events.c.consumer == bindparam("consumer"),
 )
+
+
+# The same check as an EXISTS column, for a consumer that asks it in a statement of its own.
+SEEN = _SEEN.exists().label("seen")
+
+
+class Delivery(NamedTuple):
+    """Which event a consumer is handling: what its record is keyed on."""
+
+    event_id: str
+    consumer: str
+
+
+class Duplicate(Exception):
+    """Raised by a consumer that deduplicates itself: it has handled this delivery already."""
 
 
 def seen(event_id: str, consumer: str) -> bool:

@@ -381,6 +381,7 @@ def event(
     uses: tuple[str, ...] = ("db", "cache"),
     timeout_seconds: int = 60,
     on_dead_letter: OnDeadLetter | None = None,
+    deduplicates: bool = False,
 ):
     """Declare an event function, triggered by exact match on the event's `type`.
 
@@ -389,7 +390,9 @@ def event(
     honours only exact attribute filters. Delivery is at least once, so every call is
     deduplicated on the CloudEvent id and the function's name. `on_dead_letter(event, error)`
     is the domain's reaction when the Trigger's retries are spent (the dead-letter sink calls
-    it, locally and on the cluster).
+    it, locally and on the cluster). A function that `deduplicates` does both inside its own
+    transactions (`idempotency.Delivery`, `idempotency.Duplicate`), where a check and a record
+    of their own would cost two more connections and a commit per delivery.
     """
     # Each delivery attempt may take as long as the function may run, never less.
     delivery = delivery or Delivery(timeout=f"PT{timeout_seconds}S")
@@ -423,11 +426,14 @@ def event(
             from shared.core import idempotency
 
             event_id = cloud_event["id"]
-            if idempotency.seen(event_id, fn.__name__):
+            if not deduplicates and idempotency.seen(event_id, fn.__name__):
                 log_event("info", "duplicate_event", function=fn.__name__, event_id=event_id)
                 return "duplicate"
             try:
                 fn(cloud_event)
+            except idempotency.Duplicate:
+                log_event("info", "duplicate_event", function=fn.__name__, event_id=event_id)
+                return "duplicate"
             except Exception as exc:
                 log_event(
                     "error",
@@ -439,7 +445,8 @@ def event(
                     exc_info=exc,
                 )
                 raise  # a non-2xx answer makes the broker retry, then dead-letter
-            idempotency.remember(event_id, fn.__name__)
+            if not deduplicates:
+                idempotency.remember(event_id, fn.__name__)
             return "ok"
 
         target = functions_framework.cloud_event(consume)

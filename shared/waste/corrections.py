@@ -101,12 +101,15 @@ _REMEMBERED = (
 )
 
 
-def remembered(user_id: str, image_sha256: str | None) -> str | None:
-    """The guide this user last chose for this very photo, if they ever corrected it."""
+def remembered(user_id: str, image_sha256: str | None, conn: Any = None) -> str | None:
+    """The guide this user last chose for this very photo, if they ever corrected it; read on
+    the caller's connection when it passes one."""
     if not image_sha256:
         return None
-    with db.reading() as conn:
-        return conn.execute(_REMEMBERED, {"user_id": user_id, "sha256": image_sha256}).scalar()
+    if conn is None:
+        with db.reading() as conn:
+            return remembered(user_id, image_sha256, conn)
+    return conn.execute(_REMEMBERED, {"user_id": user_id, "sha256": image_sha256}).scalar()
 
 
 def frequent(since: datetime | None = None, limit: int = 20) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.core import cache, db, telemetry
+from shared.core import cache, db, idempotency, telemetry
 from shared.core.batching import chunked
 from shared.core.errors import ApiError, not_found
 from shared.core.times import parse_rfc3339, rfc3339
@@ -252,18 +254,22 @@ def rate_limit_key(user_id: str) -> str:
     return f"ratelimit:analyze:{user_id}"
 
 
-def _cache_status(job: dict[str, Any]) -> None:
+def _cache_status(job: dict[str, Any], tx: cache.Pipeline | None = None) -> None:
     """The row's view to the pollers (cached) and the streams (published), and the user's
     stats stale: one transaction, one round trip (it was three). Neither happens without the
     other, so a stream never waits for a change the pollers see, and no other writer's view
     falls between them: the view cached is the last one published. Cached first: a stream
-    that reads it on the message misses nothing."""
+    that reads it on the message misses nothing. Queued on `tx` when the caller passes its
+    own transaction, to send with what it caches too."""
+    if tx is None:
+        with cache.client().pipeline() as tx:
+            _cache_status(job, tx)
+            tx.execute()
+        return
     view = status_view(job)
-    with cache.client().pipeline() as tx:
-        cache.set_json(status_key(job["id"]), {**view, "user_id": job["user_id"]}, STATUS_TTL, tx)
-        tx.delete(stats_key(job["user_id"]))
-        progress.publish(view, tx)
-        tx.execute()
+    cache.set_json(status_key(job["id"]), {**view, "user_id": job["user_id"]}, STATUS_TTL, tx)
+    tx.delete(stats_key(job["user_id"]))
+    progress.publish(view, tx)
 
 
 def _step(conn: Any, job_id: str, stage: str, now: Any) -> dict[str, Any] | None:
@@ -303,13 +309,17 @@ def _step_statement(stage: str) -> Any:
     )
 
 
-def _publish_move(job_id: str, moved: dict[str, Any] | None) -> None:
+def _publish_move(
+    job_id: str, moved: dict[str, Any] | None, tx: cache.Pipeline | None = None
+) -> None:
     """After the commit: the moved row's view to the pollers. Nothing moved: a redelivery,
     maybe of a step whose view never reached the cache (Redis failed after the database took
     it). Drop the view; the next poll reads the row. Dropping, not rewriting, cannot put an
-    older view over a newer one."""
+    older view over a newer one. Queued on `tx` when the caller passes one."""
     if moved is not None:
-        _cache_status(moved)
+        _cache_status(moved, tx)
+    elif tx is not None:
+        tx.delete(status_key(job_id))
     else:
         cache.client().delete(status_key(job_id))
 
@@ -331,13 +341,58 @@ def advance(job_id: str, stage: str) -> bool:
     return _move(job_id, stage)[0]
 
 
-def enter(job_id: str, stage: str) -> dict[str, Any] | None:
-    """The job as a pipeline stage starts on it, moved forward to `stage` in the transaction
-    that reads it (one database round trip where a read and then a write were two); None when
-    the job is gone or has failed: the stage has nothing to do."""
+# The job as it is, and whether a delivery was handled already: one statement, in the
+# transaction of a step that did not move the job. Without a delivery `seen` is false.
+_CURRENT = select(jobs, idempotency.SEEN).where(jobs.c.id == bindparam("job_id"))
+
+
+def _current(
+    conn: Any, job_id: str, stage: str, delivery: idempotency.Delivery | None
+) -> dict[str, Any] | None:
+    """The job a step did not move. A delivery this stage has handled, of a job that has moved
+    past the stage since, is a duplicate: the next stage took what this one emitted. Handled
+    but not moved past, its emit may have been lost (the broker down after the commit): the
+    stage runs again, and re-emits the same event id."""
+    event_id, consumer = delivery or (None, None)
+    row = conn.execute(
+        _CURRENT, {"job_id": job_id, "event_id": event_id, "consumer": consumer}
+    ).first()
+    if row is None:
+        return None
+    job = dict(row._mapping)
+    if job.pop("seen") and job["progress"] > STAGES[stage][1]:
+        raise idempotency.Duplicate(f"{consumer} handled {event_id}")
+    return job
+
+
+@contextmanager
+def entering(
+    job_id: str, stage: str, delivery: idempotency.Delivery | None = None
+) -> Iterator[tuple[Any, dict[str, Any] | None]]:
+    """The job as a pipeline stage starts on it, moved forward to `stage`, with the delivery's
+    duplicate check and record, in one transaction: `with jobs.entering(...) as (conn, job):`
+    reads what else the stage needs in it too. The job is None when it is gone or has failed:
+    the stage has nothing to do. A duplicate raises `idempotency.Duplicate`. The move is
+    pushed to the pollers and streams after the commit."""
     telemetry.annotate(job_id=job_id, stage=stage)
-    job = _move(job_id, stage)[1]
-    return job if job is not None and job["status"] != "failed" else None
+    with db.transaction() as conn:
+        job = moved = _step(conn, job_id, stage, db.now())
+        if moved is None:  # a job moved now cannot have had this delivery before
+            job = _current(conn, job_id, stage, delivery)
+        if job is not None and job["status"] == "failed":
+            job = None
+        if job is not None and delivery is not None:
+            idempotency.remember(*delivery, conn)
+        yield conn, job
+    _publish_move(job_id, moved)
+
+
+def enter(
+    job_id: str, stage: str, delivery: idempotency.Delivery | None = None
+) -> dict[str, Any] | None:
+    """`entering` for a stage that needs nothing else read with its job."""
+    with entering(job_id, stage, delivery) as (_, job):
+        return job
 
 
 def record_vision(job_id: str, image_sha256: str | None, source: str, tokens: int = 0) -> None:
@@ -426,19 +481,32 @@ def _result_key(job_id: str) -> str:
     return f"job:{job_id}:result"
 
 
-def save_result(job_id: str, body: dict[str, Any]) -> None:
+# What saving reads first, the delivery's duplicate check with it; and the result kept.
+_SAVING = select(jobs.c.user_id, jobs.c.image_key, jobs.c.status, idempotency.SEEN).where(
+    jobs.c.id == bindparam("job_id")
+)
+_SAVED = select(results.c.body).where(results.c.job_id == bindparam("job_id"))
+
+
+def save_result(
+    job_id: str, body: dict[str, Any], delivery: idempotency.Delivery | None = None
+) -> None:
     """Persist the finished result (idempotent), cache it 7 days, complete the job: the step to
-    `save`, the result and the step to `done` in one transaction (they were three). A failed or
-    deleted job saves nothing."""
+    `save`, the result, the step to `done` and the delivery's record in one transaction, the
+    cached result and the job's view in one cache round trip. A failed or deleted job saves
+    nothing; a delivery handled before, of a completed job, raises `idempotency.Duplicate`."""
     telemetry.annotate(job_id=job_id, stage="save")
     started = db.now()
     body = {**body, "completed_at": rfc3339(started)}
+    event_id, consumer = delivery or (None, None)
     with db.transaction() as conn:
         job = conn.execute(
-            select(jobs.c.user_id, jobs.c.image_key, jobs.c.status).where(jobs.c.id == job_id)
+            _SAVING, {"job_id": job_id, "event_id": event_id, "consumer": consumer}
         ).first()
         if job is None or job.status == "failed":
             return  # deleted with its user while it ran, or failed meanwhile (timed out)
+        if job.seen and job.status == "completed":
+            raise idempotency.Duplicate(f"{consumer} handled {event_id}")
         db.upsert(
             conn,
             results,
@@ -455,12 +523,16 @@ def save_result(job_id: str, body: dict[str, Any]) -> None:
             },
             keys=["job_id"],
         )  # a replay keeps the first result, completed_at included
-        saved = conn.execute(select(results.c.body).where(results.c.job_id == job_id)).scalar()
+        saved = conn.execute(_SAVED, {"job_id": job_id}).scalar()
         _step(conn, job_id, "save", started)
         done = _step(conn, job_id, "done", db.now())
+        if delivery is not None:
+            idempotency.remember(*delivery, conn)
     cached = {**saved, "user_id": job.user_id, "image_key": job.image_key}
-    cache.set_json(_result_key(job_id), cached, RESULT_TTL)
-    _publish_move(job_id, done)
+    with cache.client().pipeline() as tx:
+        cache.set_json(_result_key(job_id), cached, RESULT_TTL, tx)
+        _publish_move(job_id, done, tx)
+        tx.execute()
     if done is not None:  # this call completed it: a replay is not a second analysis
         telemetry.count(
             telemetry.ANALYSES_COMPLETED, needs_confirmation=saved["needs_confirmation"]

@@ -2,10 +2,11 @@
 
     Uploaded -> analyze -> Analyzed -> classify -> Classified -> feedback -> Answered -> save
 
-Each stage takes the previous stage's message and returns the next one, or None when the job
-has ended (failed, deleted). Stages are safe to run twice: progress only moves forward,
-the vision answer is cached by image hash, and the result is upserted. A failure the stage
-understands (the model is rate limited, the image unreadable, nothing in the dictionary
+Each stage takes the previous stage's message (and the delivery that brought it, which the
+stage deduplicates in the transaction that moves its job) and returns the next one, or None
+when the job has ended (failed, deleted). Stages are safe to run twice: progress only moves
+forward, the vision answer is cached by image hash, and the result is upserted. A failure the
+stage understands (the model is rate limited, the image unreadable, nothing in the dictionary
 matches) fails the job with its code; anything else raises, so the broker retries it.
 """
 
@@ -21,6 +22,7 @@ from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, bindpar
 
 from shared.core import db, storage, telemetry
 from shared.core.errors import ApiError, log_event
+from shared.core.idempotency import Delivery
 from shared.core.settings import settings
 from shared.waste import ai, answers, budget, corrections, images, jobs, messages, rules
 from shared.waste.messages import Analyzed, Answered, Classified, Uploaded
@@ -147,12 +149,12 @@ def _remember_description(conn: Any, sha256: str, model: str, description: dict[
     )
 
 
-def analyze(uploaded: Uploaded) -> Analyzed | None:
+def analyze(uploaded: Uploaded, delivery: Delivery | None = None) -> Analyzed | None:
     """What the item is: from the vision model (cached by the stored image's hash, before any
     conversion), or the user's hint (no model configured, or its budget spent: without a hint
     the job then fails with MODEL_BUDGET_EXHAUSTED). The hash is kept either way: a user's
     correction of this photo is found by it."""
-    job = jobs.enter(uploaded.job_id, "analyze")
+    job = jobs.enter(uploaded.job_id, "analyze", delivery)
     if job is None:
         return None
     if not ai.configured() and not job["hint"]:
@@ -226,16 +228,19 @@ def _queries(description: dict[str, Any], hint: str | None) -> list[str]:
     return [q for q in dict.fromkeys([named, hint or ""]) if q]
 
 
-def classify(analyzed: Analyzed) -> Classified | None:
+def classify(analyzed: Analyzed, delivery: Delivery | None = None) -> Classified | None:
     """Ground the description in the official dictionary: a real guide id, never an invention.
     A user's own correction of this photo wins; with a model, it picks among the dictionary's
-    candidates; an answer nobody vouches for asks the user to confirm it."""
-    job = jobs.enter(analyzed.job_id, "classify")
+    candidates; an answer nobody vouches for asks the user to confirm it. The correction and
+    the model's stored choices are read in the transaction that moves the job."""
+    with jobs.entering(analyzed.job_id, "classify", delivery) as (conn, job):
+        if job is not None:
+            chosen = corrections.remembered(job["user_id"], job["image_sha256"], conn)
+            asked = {q: guide for q, guide in conn.execute(_ASKED, {"job_id": job["id"]})}
     if job is None:
         return None
     description = analyzed.description
     situation_tags = description.get("tags", [])
-    chosen = corrections.remembered(job["user_id"], job["image_sha256"])
     if chosen and rules.guide(chosen):
         return Classified(
             job["id"], chosen, 1.0, description["name"], [], situation_tags, chosen_by="user"
@@ -255,7 +260,7 @@ def classify(analyzed: Analyzed) -> Classified | None:
         return None
     best, sure, chooser = matches[0], rules.confident(matches), "search"
     if analyzed.source != "hint":
-        best, sure, chooser = _model_choice(job["id"], description, matches, best, sure)
+        best, sure, chooser = _model_choice(job["id"], description, matches, best, sure, asked)
     confidence = best["confidence"]
     if description.get("confidence") is not None:  # the model's doubt about what it saw
         confidence = round(confidence * max(0.0, min(1.0, description["confidence"])), 3)
@@ -278,8 +283,9 @@ def classify(analyzed: Analyzed) -> Classified | None:
     )
 
 
-_ASKED = select(model_choices.c.guide_id).where(
-    model_choices.c.job_id == bindparam("job_id"), model_choices.c.question == bindparam("question")
+# The choices stored for a job, by question: none but on a redelivery.
+_ASKED = select(model_choices.c.question, model_choices.c.guide_id).where(
+    model_choices.c.job_id == bindparam("job_id")
 )
 
 
@@ -289,19 +295,18 @@ def _model_choice(
     matches: list[dict[str, Any]],
     best: dict[str, Any],
     sure: bool,
+    asked: dict[str, str | None],
 ) -> tuple[dict[str, Any], bool, str]:
     """The model picks one of the dictionary's candidates for what it saw, or says none fits
     (then the user confirms). A failing model leaves the search's own answer and confidence.
     An answer is stored with the job (`model_choices`) before anything else can fail, so a
-    redelivery does not ask again. Returns the guide's match, whether it is sure, and who
-    chose it."""
+    redelivery does not ask again: `asked` is what is stored, by question. Returns the
+    guide's match, whether it is sure, and who chose it."""
     offered = [answers.candidate(rules.guide(m["guide_id"])) for m in matches]
-    asked = [description, [m["guide_id"] for m in matches]]
-    question = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
-    with db.reading() as conn:
-        row = conn.execute(_ASKED, {"job_id": job_id, "question": question}).first()
-    if row is not None:
-        chosen = row.guide_id
+    shown = [description, [m["guide_id"] for m in matches]]
+    question = hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
+    if question in asked:
+        chosen = asked[question]
     else:
         try:
             answer = ai.choose(description, offered)
@@ -329,10 +334,10 @@ def _model_choice(
 # ---- feedback -----------------------------------------------------------------------------
 
 
-def feedback(classified: Classified) -> Answered | None:
+def feedback(classified: Classified, delivery: Delivery | None = None) -> Answered | None:
     """The answer: the guide's official steps and cautions, phrased for the user; a question
     with the candidates when the match needs the user's confirmation."""
-    job = jobs.enter(classified.job_id, "feedback")
+    job = jobs.enter(classified.job_id, "feedback", delivery)
     if job is None:
         return None
     guide = rules.guide(classified.guide_id)
@@ -373,9 +378,9 @@ def feedback(classified: Classified) -> Answered | None:
 # ---- save ---------------------------------------------------------------------------------
 
 
-def save(answered: Answered) -> None:
+def save(answered: Answered, delivery: Delivery | None = None) -> None:
     """The database is the record; the cache holds it 7 days; history and stats see it."""
-    jobs.save_result(answered.job_id, dataclasses.asdict(answered))
+    jobs.save_result(answered.job_id, dataclasses.asdict(answered), delivery)
 
 
 # What each stage was doing, in the words the app shows: the error itself (hosts, buckets,
