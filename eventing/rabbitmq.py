@@ -22,7 +22,16 @@ Every process started with the same URL and broker name consumes the same queues
 consumers share the work. Each thread reconnects by itself when RabbitMQ goes away; what was
 delivered but not acked is redelivered, and the @event wrapper's deduplication makes that
 harmless. A BlockingConnection is not thread-safe: each consumer thread has its own, handlers
-ack through `add_callback_threadsafe`, and the one publisher connection is behind a lock.
+ack through `add_callback_threadsafe`, and the one publisher connection belongs to a publisher
+thread that the publishing threads hand their work to.
+
+Nothing waits on RabbitMQ unbounded. pika's blocking calls have no timeout of their own: a
+RabbitMQ that accepts connections and never answers (hung, or a network that drops packets)
+holds a publish until the connection's heartbeat gives up. So a publishing thread waits for the
+publisher thread at most PUBLISH_PATIENCE, then fails (503 from an HTTP request); the heartbeat
+(HEARTBEAT, kept going between publishes by the publisher thread) then frees the publisher
+thread, and consumers, whose loop services it, reconnect by it; `stack_timeout` bounds each
+connection's handshake.
 """
 
 from __future__ import annotations
@@ -31,19 +40,20 @@ import base64
 import contextlib
 import functools
 import itertools
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent, from_http
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-from pika.exceptions import AMQPError
+from pika.exceptions import AMQPError, ConnectionWrongStateError
 
 from eventing import dead_letters
 from eventing.broker import matches, next_retry
@@ -55,9 +65,14 @@ from shared.core.settings import settings
 # Deliveries a dispatcher never finished (it died each time) before RabbitMQ gives up on one:
 # a crash loop ends in the dead letters instead of going round forever.
 DELIVERY_LIMIT = 10
-PUBLISH_PATIENCE = 4.0  # seconds a publisher keeps reconnecting before it reports failure:
-# a request that emits (upload-complete) answers 503 within that, its job still awaiting upload;
-# a stage that emits fails its delivery, which the dispatcher retries with the Trigger's backoff
+PUBLISH_PATIENCE = 4.0  # seconds a publish may take, reconnecting included, before it fails,
+# whether RabbitMQ refuses, resets or never answers: a request that emits (upload-complete)
+# answers 503 within that, its job still awaiting upload; a stage that emits fails its delivery,
+# which the dispatcher retries with the Trigger's backoff. It also bounds a connection's handshake.
+HEARTBEAT = 5  # seconds, for every connection (it overrides the URL's): pika drops a connection
+# that heard nothing in a check every HEARTBEAT + 5 s, so a hung RabbitMQ is noticed in 10-20 s
+# rather than 1-2 min (RabbitMQ proposes 60 s), and RabbitMQ drops ours after ~2 x HEARTBEAT.
+KEEP_INTERVAL = 1.0  # seconds between services of an idle publisher connection's heartbeats
 CLOSE_PATIENCE = 10.0  # seconds close() lets running handlers finish and ack
 RECONNECT_DELAY = (0.2, 3.0)  # first and longest pause between reconnection attempts
 DEAD_LETTER_PREFETCH = 4
@@ -66,6 +81,13 @@ ERROR_DATA_MAX = 1024  # Knative's limit on knativeerrordata (base64 of the fail
 REPLAY_HEADER = "x-growbin-replay-of"  # the dead letter a replayed message came from
 ATTEMPTS_HEADER = "x-growbin-attempts"
 _TRANSIENT = (AMQPError, OSError)  # what a restarting or unreachable RabbitMQ raises
+
+T = TypeVar("T")
+
+
+class PublishTimeout(AMQPError):
+    """RabbitMQ did not take a publish within PUBLISH_PATIENCE: it hangs, or the network drops
+    packets. An AMQPError, so a request answers 503 (shared.core.errors)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,16 @@ class _Trigger:
     queue: str
 
 
+@dataclass(frozen=True)
+class _Request:
+    """Work for the publisher thread: run on the publisher channel, answered through `future`."""
+
+    work: Callable[[BlockingChannel], Any]
+    future: Future
+    deadline: float  # monotonic; reconnecting stops before it
+    retry: bool  # reconnect while time is left, or fail at the first error
+
+
 class RabbitBroker:
     """Triggers of the given functions over RabbitMQ at `url` (BROKER_URL), under broker `name`
     (BROKER_NAME); `dispatch=False` only publishes, as the cluster's ingress does."""
@@ -156,13 +188,22 @@ class RabbitBroker:
         self.triggers = [_Trigger(f, self.layout.queues[f.name]) for f in consumers]
         self._by_queue = {t.queue: t for t in self.triggers}
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # guards the publisher connection
-        self._publisher: tuple[BlockingConnection, BlockingChannel] | None = None
         self._counting = threading.Lock()
         self._in_flight = 0  # deliveries handed to handlers here and not yet settled
         self._threads: list[threading.Thread] = []
-        with self._lock:
-            self._publisher_channel()  # declares the layout; fails fast when unreachable
+        # The publisher connection is the publisher thread's alone; others hand it _Requests.
+        self._publisher: tuple[BlockingConnection, BlockingChannel] | None = None
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._publishing = threading.Thread(
+            target=self._serve_publisher, name="amqp publisher", daemon=True
+        )
+        self._publishing.start()
+        self._closed = False
+        try:
+            self._call(_nothing, retry=False)  # declares the layout; fails fast when unreachable
+        except BaseException:
+            self._stop_publisher()
+            raise
         if dispatch:
             for trigger in self.triggers:
                 concurrency = trigger.function.scaling.concurrency
@@ -200,24 +241,85 @@ class RabbitBroker:
         body: bytes,
         mandatory: bool = False,
     ) -> None:
-        """Publish and wait for RabbitMQ's confirm, reconnecting while it is away."""
+        """Publish and have RabbitMQ's confirm within PUBLISH_PATIENCE, reconnecting while it is
+        away; PublishTimeout when it does not answer."""
+
+        def send(channel: BlockingChannel) -> None:
+            channel.basic_publish(exchange, routing_key, body, properties, mandatory)
+
+        self._call(send)
+
+    def _call(self, work: Callable[[BlockingChannel], T], *, retry: bool = True) -> T:
+        """Run `work` on the publisher channel in the publisher thread and wait for it at most
+        PUBLISH_PATIENCE: the caller's only bound when RabbitMQ accepts and never answers."""
+        if self._closed:
+            raise ConnectionWrongStateError("the broker is closed")
         deadline = time.monotonic() + PUBLISH_PATIENCE
+        future: Future[T] = Future()
+        self._requests.put(_Request(work, future, deadline, retry))
+        try:
+            return future.result(timeout=max(deadline - time.monotonic(), 0))
+        except TimeoutError:
+            if not future.cancel() and future.done():
+                return future.result()  # it finished as the wait ran out (or raised a timeout)
+        # Running (stuck in a call RabbitMQ never answers) or still queued behind one: a queued
+        # one is cancelled, never sent; a running one ends when the heartbeat drops the
+        # connection, or completes if RabbitMQ answers first (so a publish that timed out may
+        # still arrive: the event ids make a second copy harmless).
+        log_event("warning", "broker_publish_timeout", patience_s=PUBLISH_PATIENCE)
+        raise PublishTimeout(f"RabbitMQ did not answer within {PUBLISH_PATIENCE:g} s")
+
+    def _serve_publisher(self) -> None:
+        """The publisher thread: runs requests in turn; between them it keeps the connection's
+        heartbeats going, as pika sends and checks them only while it is called."""
+        while (request := self._next_request()) is not None:
+            if not request.future.set_running_or_notify_cancel():
+                continue  # its caller gave up waiting
+            try:
+                request.future.set_result(self._with_publisher(request))
+            except Exception as exc:
+                request.future.set_exception(exc)
+        self._drop_publisher()
+
+    def _next_request(self) -> _Request | None:
+        while True:
+            try:
+                return self._requests.get(timeout=KEEP_INTERVAL)
+            except queue.Empty:
+                self._keep_publisher()
+
+    def _keep_publisher(self) -> None:
+        """Send and check heartbeats on an idle publisher connection; drop it once it is dead,
+        so the next publish connects afresh instead of finding out then."""
+        if self._publisher is None or not self._publisher[0].is_open:
+            return
+        try:
+            self._publisher[0].process_data_events(time_limit=0)
+        except _TRANSIENT as exc:
+            log_event("warning", "broker_connection_lost", queue="publisher", error=repr(exc))
+            self._drop_publisher()
+
+    def _with_publisher(self, request: _Request) -> Any:
+        """In the publisher thread: the request's work, reconnecting while RabbitMQ is away and
+        time is left before its deadline."""
         delay = RECONNECT_DELAY[0]
-        with self._lock:
-            while True:
-                try:
-                    channel = self._publisher_channel()
-                    channel.basic_publish(exchange, routing_key, body, properties, mandatory)
-                    return
-                except _TRANSIENT as exc:
-                    self._drop_publisher()
-                    if time.monotonic() + delay > deadline or self._stop.wait(delay):
-                        raise
-                    log_event("warning", "broker_publish_retry", error=repr(exc), retry_in_s=delay)
-                    delay = min(delay * 2, RECONNECT_DELAY[1])
+        while True:
+            try:
+                return request.work(self._publisher_channel())
+            except _TRANSIENT as exc:
+                self._drop_publisher()
+                if (
+                    not request.retry
+                    or time.monotonic() + delay > request.deadline
+                    or self._stop.wait(delay)
+                ):
+                    raise
+                log_event("warning", "broker_publish_retry", error=repr(exc), retry_in_s=delay)
+                delay = min(delay * 2, RECONNECT_DELAY[1])
 
     def _publisher_channel(self) -> BlockingChannel:
-        """The publisher channel (caller holds the lock); a new connection declares the layout."""
+        """The publisher channel (in the publisher thread); a new connection declares the
+        layout."""
         if self._publisher is not None and self._publisher[1].is_open:
             return self._publisher[1]
         self._drop_publisher()
@@ -479,29 +581,42 @@ class RabbitBroker:
             if self._in_flight:
                 return False
         queues = [*self.layout.queues.values(), self.layout.dlq]
-        with self._lock:
-            try:
-                channel = self._publisher_channel()
-                return all(
-                    channel.queue_declare(q, passive=True).method.message_count == 0 for q in queues
-                )
-            except _TRANSIENT:
-                self._drop_publisher()
-                return False
+
+        def empty(channel: BlockingChannel) -> bool:
+            return all(
+                channel.queue_declare(q, passive=True).method.message_count == 0 for q in queues
+            )
+
+        try:
+            return self._call(empty, retry=False)
+        except _TRANSIENT:
+            return False
 
     def close(self) -> None:
         """Stop consuming: running handlers finish and ack; what is left is redelivered."""
         self._stop.set()
         for thread in self._threads:
             thread.join(CLOSE_PATIENCE + 1)
-        with self._lock:
-            self._drop_publisher()
+        self._stop_publisher()  # after the consumers: their handlers may dead-letter on the way
+
+    def _stop_publisher(self) -> None:
+        """End the publisher thread, which closes its connection; a thread stuck on a hung
+        RabbitMQ is not waited for beyond PUBLISH_PATIENCE (the heartbeat ends it)."""
+        self._closed = True
+        self._requests.put(None)
+        self._publishing.join(PUBLISH_PATIENCE)
 
     def _connect(self, purpose: str) -> BlockingConnection:
         parameters = pika.URLParameters(self.url)
         parameters.client_properties = {"connection_name": f"growbin {self.name} {purpose}"}
         parameters.blocked_connection_timeout = PUBLISH_PATIENCE  # a resource alarm is an error
+        parameters.heartbeat = HEARTBEAT
+        parameters.stack_timeout = PUBLISH_PATIENCE  # TCP and AMQP handshake, a hung one included
         return pika.BlockingConnection(parameters)
+
+
+def _nothing(_channel: BlockingChannel) -> None:
+    """A request that only makes sure the publisher channel is there (and so the layout)."""
 
 
 def _close(connection: BlockingConnection | None) -> None:

@@ -168,4 +168,4 @@ def proxied(url: str) -> FaultyProxy:
     return FaultyProxy(parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORTS[parts.scheme])
 
 
-_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "redis": 6379}
+_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "redis": 6379, "amqp": 5672}

@@ -1,5 +1,6 @@
 """Faults against the real RabbitMQ and PostgreSQL: dev-server processes sharing a queue, a
-dispatcher killed between delivery and ack, RabbitMQ restarted with events in flight.
+dispatcher killed between delivery and ack, RabbitMQ restarted with events in flight, RabbitMQ
+hung (a proxy that accepts and never answers) under a publisher and under a dispatcher.
 
 Every event ends processed or dead-lettered with a reason; none is lost, none done twice in
 effect. Each test prints its numbers (run with -s to see them).
@@ -167,6 +168,7 @@ def test_rabbitmq_restarts_with_events_in_flight_and_nothing_is_lost(fault, capl
         if n % 10 == 0:
             poison.add(event_id)
     late: list[str] = []
+    refused: list[str] = []  # publishes that failed within their patience, then were retried
     in_flight, restarts = [], 0
 
     def unfinished() -> int:
@@ -180,9 +182,11 @@ def test_rabbitmq_restarts_with_events_in_flight_and_nothing_is_lost(fault, capl
         in_flight.append(unfinished())
         _rabbitmqctl("stop_app")
         publishing = threading.Thread(
-            target=lambda: late.extend(_publish(broker, sleep=0.01) for _ in range(20))
+            target=lambda: late.extend(_publish_until_taken(broker, refused) for _ in range(20))
         )
-        publishing.start()  # publishers keep retrying until RabbitMQ is back
+        # A publish fails after PUBLISH_PATIENCE (a 503, a delivery retried); its callers
+        # retry, as these do, until RabbitMQ is back (start_app can take longer than that).
+        publishing.start()
         time.sleep(1.0)
         _rabbitmqctl("start_app")
         restarts += 1
@@ -213,7 +217,8 @@ def test_rabbitmq_restarts_with_events_in_flight_and_nothing_is_lost(fault, capl
     )
     print(
         f"\nrabbitmq restart: events={len(everything)} in_flight_at_faults={in_flight} "
-        f"restarts={restarts} published_while_down={len(late)} processed={len(done)} "
+        f"restarts={restarts} published_while_down={len(late)} "
+        f"publishes_failed_and_retried={len(refused)} processed={len(done)} "
         f"dead_lettered={len(dead)} acks_lost={logged['ack_lost']} "
         f"redelivered_and_skipped={logged['duplicate_event']} "
         f"reconnections={logged['broker_connection_lost']} lost={lost} "
@@ -228,6 +233,23 @@ def test_rabbitmq_restarts_with_events_in_flight_and_nothing_is_lost(fault, capl
     assert min(in_flight) >= 30 and logged["ack_lost"] >= 1 and logged["duplicate_event"] >= 1
 
 
+def _publish_until_taken(broker, failures: list[str], patience: float = 30.0) -> str:
+    """Publish one event (the same one each try), retrying while the publish fails."""
+    from pika.exceptions import AMQPError
+
+    event = events.make(rabbit_worker.WORK_TYPE, {"sleep": 0.01})
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            broker.publish(event)
+            return event["id"]
+        except AMQPError as exc:
+            failures.append(repr(exc))
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
@@ -235,10 +257,9 @@ def _rabbitmqctl(*args: str) -> None:
 def test_upload_complete_during_a_rabbitmq_outage_is_a_prompt_503_and_nothing_happened(
     rabbitmq, services
 ):
-    """The broker unreachable (RabbitMQ down: connections refused and reset): upload-complete
-    answers 503 within the publisher's patience, the job still awaits its upload, and
-    completing it after the outage runs the analysis. (A RabbitMQ that accepts and never
-    answers still holds a publish until the connection's heartbeat gives up: README.)"""
+    """The broker unreachable (RabbitMQ down: connections refused and reset) or hung (accepts,
+    never answers): upload-complete answers 503 within the publisher's patience, the job still
+    awaits its upload, and completing it after the outage runs the analysis."""
     from conftest import login, reset_clients
     from faults import proxied
     from test_batch import me
@@ -256,18 +277,29 @@ def test_upload_complete_during_a_rabbitmq_outage_is_a_prompt_503_and_nothing_ha
     try:
         client = system.app.test_client()
         headers = login(client)
-        for fault in (proxy.cut,):
+        for fault in (proxy.cut, proxy.blackhole):
             job_id = start(client, headers, hint="우유팩", data=MILK)["job_id"]
             fault()
             began = time.monotonic()
-            response = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
-            waited = time.monotonic() - began
-            proxy.restore()
-            outcome = f"{response.status_code} in {waited:.1f} s"
-            print(f"\nupload-complete with RabbitMQ {fault.__name__}: {outcome}")
-            assert response.status_code == 503, response.get_data(as_text=True)
-            assert waited < PUBLISH_PATIENCE + 5
-            assert jobs.get(me(client, headers), job_id)["status"] == "awaiting_upload"
+            try:
+                response = _capped(
+                    lambda job_id=job_id: client.post(
+                        f"/api/v1/waste/upload-complete/{job_id}", headers=headers
+                    ),
+                    PUBLISH_PATIENCE + 5,
+                    f"upload-complete with RabbitMQ {fault.__name__}",
+                )
+                waited = time.monotonic() - began
+                outcome = f"{response.status_code} in {waited:.1f} s"
+                print(f"\nupload-complete with RabbitMQ {fault.__name__}: {outcome}")
+                assert response.status_code == 503, response.get_data(as_text=True)
+                assert response.get_json()["error"]["code"] == "UNAVAILABLE"
+                assert response.headers["Retry-After"]
+                # Read before restore(): a publish left hanging may still arrive once RabbitMQ
+                # answers, and then the analysis runs (one, as the event has one id per job).
+                assert jobs.get(me(client, headers), job_id)["status"] == "awaiting_upload"
+            finally:
+                proxy.restore()
             again = client.post(f"/api/v1/waste/upload-complete/{job_id}", headers=headers)
             assert again.status_code == 202, again.get_data(as_text=True)
             _wait_until(
@@ -284,3 +316,115 @@ def test_upload_complete_during_a_rabbitmq_outage_is_a_prompt_503_and_nothing_ha
         proxy.restore()
         system.stop()
         proxy.stop()
+
+
+def _capped(call, cap: float, what: str):
+    """`call()`'s result, or a failure once it has run `cap` seconds (it is left running, and
+    ends when the test restores the proxy): a hang fails the test instead of holding it."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    began = time.monotonic()
+    thread = threading.Thread(target=run, name="capped", daemon=True)
+    thread.start()
+    thread.join(cap)
+    if thread.is_alive():
+        pytest.fail(f"{what}: still waiting after {time.monotonic() - began:.1f} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _through(rabbitmq, proxy, **options):
+    """A broker of the fault Trigger on the test's RabbitMQ, reached through `proxy`."""
+    from eventing.rabbitmq import RabbitBroker
+
+    url = proxy.url(rabbitmq.url)
+    return rabbitmq.track(RabbitBroker(rabbit_worker.FUNCTIONS, url, rabbitmq.name, **options))
+
+
+@pytest.mark.parametrize("when", ["connected", "connecting"])
+def test_a_publish_to_a_hung_rabbitmq_fails_within_its_patience_then_the_next_goes_out(
+    rabbitmq, when
+):
+    """RabbitMQ accepts and never answers (FaultyProxy.blackhole), under the open publisher
+    connection or before the publish connects: the publish fails within PUBLISH_PATIENCE, as
+    the AMQPError a request turns into a 503; once RabbitMQ answers again the next one goes out."""
+    from faults import proxied
+    from pika.exceptions import AMQPError
+
+    from eventing.rabbitmq import PUBLISH_PATIENCE
+
+    proxy = proxied(rabbitmq.url)
+    try:
+        publisher = _through(rabbitmq, proxy, dispatch=False)
+        queue = publisher.layout.queues[FUNCTION]
+        _publish(publisher)  # the publisher connection is open and used
+        if when == "connecting":
+            proxy.cut()  # the open connection is reset; the next publish has to connect
+            proxy.restore()
+        proxy.blackhole()
+        began = time.monotonic()
+        with pytest.raises(AMQPError):
+            _capped(lambda: _publish(publisher), PUBLISH_PATIENCE + 1, f"a publish ({when})")
+        failed_in = time.monotonic() - began
+        proxy.restore()
+        began = time.monotonic()
+        sent = _capped(lambda: _publish(publisher), PUBLISH_PATIENCE + 1, "the publish after")
+        next_in = time.monotonic() - began
+    finally:
+        proxy.restore()
+    print(
+        f"\npublish to a hung RabbitMQ ({when}): failed in {failed_in:.2f} s "
+        f"(patience {PUBLISH_PATIENCE:g} s); the next after restore went out in {next_in:.2f} s"
+    )
+    assert failed_in < PUBLISH_PATIENCE + 1
+    channel = rabbitmq.channel()
+    try:
+        assert channel.queue_declare(queue, passive=True).method.message_count >= 2
+    finally:
+        channel.connection.close()
+    assert sent
+
+
+def test_a_dispatcher_whose_rabbitmq_hangs_notices_reconnects_and_consumes(fault, caplog):
+    """RabbitMQ accepts and never answers under a running dispatcher: its connection's
+    heartbeat gives up within two checks (HEARTBEAT + 5 s each), the dispatcher reconnects once
+    RabbitMQ answers again, and an event published then is processed."""
+    from faults import proxied
+
+    from eventing.rabbitmq import HEARTBEAT
+
+    caplog.set_level(logging.INFO, logger="growbin")
+    queue = fault.broker(rabbit_worker.FUNCTIONS, dispatch=False).layout.queues[FUNCTION]
+    proxy = proxied(fault.url)
+
+    def lost() -> bool:
+        return any(
+            '"broker_connection_lost"' in r.getMessage() and queue in r.getMessage()
+            for r in caplog.records
+        )
+
+    try:
+        _through(fault, proxy, time_scale=0.1)
+        _wait_until(lambda: _consumers(fault, queue) == 1, 30, "the dispatcher consuming")
+        proxy.blackhole()
+        began = time.monotonic()
+        _wait_until(lost, 2 * (HEARTBEAT + 5) + 5, "the dispatcher noticing the hung RabbitMQ")
+        noticed = time.monotonic() - began
+    finally:
+        proxy.restore()
+    began = time.monotonic()
+    _wait_until(lambda: _consumers(fault, queue) == 1, 30, "the dispatcher back")
+    back = time.monotonic() - began
+    event_id = _publish(fault.broker(rabbit_worker.FUNCTIONS, dispatch=False))
+    _wait_until(lambda: _done()[event_id] == 1, 30, "the event published after")
+    print(
+        f"\ndispatcher under a hung RabbitMQ: noticed in {noticed:.1f} s "
+        f"(heartbeat {HEARTBEAT} s), consuming again {back:.1f} s after restore"
+    )
