@@ -21,7 +21,6 @@ from typing import Any
 from shared.core import cache, streams
 from shared.core.errors import not_found
 from shared.core.times import parse_rfc3339
-from shared.core.validation import obj
 
 PROGRESS = streams.Fanout("waste:progress")
 FINAL = ("completed", "failed")
@@ -30,17 +29,25 @@ RECONNECT_MS = 1000  # how soon a client reconnects when a stream ends before th
 DEADLINE = timedelta(minutes=10)  # queued/processing longer than this is TIMED_OUT
 POLL_AFTER = {"awaiting_upload": 5, "queued": 1, "processing": 1}  # Retry-After seconds
 
-STATUS = obj(
-    {
+# The status body, as a closed object schema (what `validation.obj` builds), written out here:
+# the pipeline's stages import this module and need no schema compiler at cold start.
+STATUS = {
+    "type": "object",
+    "properties": {
         "job_id": {"type": "string"},
         "status": {"enum": ["awaiting_upload", "queued", "processing", "completed", "failed"]},
         "stage": {"enum": ["upload", "queued", "analyze", "classify", "feedback", "save", "done"]},
         "progress": {"type": "integer", "minimum": 0, "maximum": 100},
         "updated_at": {"type": "string", "format": "date-time"},
-        "error": obj({"code": {"type": "string"}, "message": {"type": "string"}}),
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "additionalProperties": False,
+        },
     },
-    required=("job_id", "status", "stage", "progress", "updated_at"),
-)
+    "additionalProperties": False,
+    "required": ["job_id", "status", "stage", "progress", "updated_at"],
+}
 
 
 def status_key(job_id: str) -> str:
