@@ -1,6 +1,6 @@
 """What a protected request pays to know its caller, against the bare signature check.
 
-Every protected function calls `sessions.authenticate`: an ES256 verification plus the session's
+Every protected function calls `callers.authenticate`: an ES256 verification plus the session's
 state, from the cache (hit) or the sessions table (miss). The baseline is `jwt.decode` alone, run
 in the same process on the same token, so the table reads as "overhead over the crypto".
 Runs on the embedded default; REDIS_URL (and DATABASE_URL) measure the real services (it migrates
@@ -39,7 +39,7 @@ def main() -> None:
 
     import jwt
 
-    from shared.auth import accounts, sessions, tokens
+    from shared.auth import accounts, callers, sessions, tokens
     from shared.core import cache, db
     from shared.core.settings import settings
 
@@ -51,7 +51,7 @@ def main() -> None:
     _kid, key = tokens.signing_key()
     public = key.public_key()
     session_id = tokens.verify(access).session_id
-    state_key = sessions._state_key(session_id)
+    state_key = tokens.session_key(session_id)
 
     def baseline() -> None:
         jwt.decode(
@@ -64,7 +64,7 @@ def main() -> None:
 
     def cache_miss() -> None:
         cache.client().delete(state_key)
-        sessions.authenticate(header)
+        callers.authenticate(header)
 
     backend = (
         f"{db.engine().dialect.name}, cache: {'redis' if settings().redis_url else 'in-process'}"
@@ -74,7 +74,7 @@ def main() -> None:
         ("tokens.verify", _per_call_us(lambda: tokens.verify(access), args.rounds)),
         (
             "authenticate, session cached",
-            _per_call_us(lambda: sessions.authenticate(header), args.rounds),
+            _per_call_us(lambda: callers.authenticate(header), args.rounds),
         ),
         ("authenticate, cache miss -> table", _per_call_us(cache_miss, max(args.rounds // 4, 50))),
     ]

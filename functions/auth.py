@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from shared.auth import accounts, oauth, sessions
+from shared.auth import accounts, callers, oauth, sessions
 from shared.core.errors import unauthenticated
 from shared.core.registry import HOT, endpoints
 from shared.core.validation import obj
 
-http = endpoints(authenticate=sessions.caller)
+http = endpoints(authenticate=callers.caller)
 
 USER = obj(
     {

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from shared.auth import sessions
+from shared.auth import callers
 from shared.core.errors import conflict, not_found, validation_failed
 from shared.core.registry import endpoints
 from shared.core.validation import obj
 from shared.locations import bins, navigation
 
-http = endpoints(authenticate=sessions.caller)
+http = endpoints(authenticate=callers.caller)
 
 LAT = {"type": "number", "minimum": -90, "maximum": 90}
 LNG = {"type": "number", "minimum": -180, "maximum": 180}

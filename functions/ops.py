@@ -4,12 +4,12 @@ cron task (functions/batch.py)."""
 
 from __future__ import annotations
 
-from shared.auth import sessions
+from shared.auth import callers
 from shared.core.registry import endpoints
 from shared.core.validation import obj
 from shared.ops import reports
 
-http = endpoints(authenticate=sessions.caller)
+http = endpoints(authenticate=callers.caller)
 
 REPORTS = obj(
     {

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import Response
 
-from shared.auth import sessions
+from shared.auth import callers
 from shared.core.errors import ApiError
 from shared.core.registry import endpoints
 from shared.core.validation import obj
 from shared.users import calendar, profiles, schedules
 from shared.waste import history
 
-http = endpoints(authenticate=sessions.caller)
+http = endpoints(authenticate=callers.caller)
 
 DISTRICT = {
     "type": ["string", "null"],

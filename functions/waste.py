@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import functools
 
-from shared.auth import sessions
+from shared.auth import callers
 from shared.core import cache, storage, streams
 from shared.core.errors import not_found
-from shared.core.registry import HOT, MODEL_RESOURCES, STREAMS, Resources, endpoints
+from shared.core.registry import MODEL_RESOURCES, STREAMS, Resources, endpoints
 from shared.core.settings import settings
 from shared.core.validation import obj
 from shared.users import profiles, where
 from shared.waste import corrections, fees, jobs, pipeline, progress, rules
 from shared.waste.messages import Uploaded
 
-http = endpoints(authenticate=sessions.caller)
+http = endpoints(authenticate=callers.caller)
 
 ANALYZE_LIMIT = (30, 3600)  # analyses per user per hour
 
@@ -58,17 +58,6 @@ JOB_ID = obj({"job_id": {"type": "string", "minLength": 1, "maxLength": 64}}, re
 CATEGORY = obj(
     {"major": {"type": "string"}, "middle": {"type": "string"}, "minor": {"type": "string"}},
     required=("major", "middle"),
-)
-STATUS = obj(
-    {
-        "job_id": {"type": "string"},
-        "status": {"enum": ["awaiting_upload", "queued", "processing", "completed", "failed"]},
-        "stage": {"enum": ["upload", "queued", "analyze", "classify", "feedback", "save", "done"]},
-        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-        "updated_at": {"type": "string", "format": "date-time"},
-        "error": obj({"code": {"type": "string"}, "message": {"type": "string"}}),
-    },
-    required=("job_id", "status", "stage", "progress", "updated_at"),
 )
 STREAM_SECONDS = 300  # a stream's longest life; the client resumes with Last-Event-ID
 # A thousand sleeping threads: their stacks, not the heap, are most of it (bench/stream.py).
@@ -372,19 +361,6 @@ def waste_upload_complete_body(request, user, body):
     return _complete(user, body["job_id"])
 
 
-def _status_along(job_id: str) -> list[str]:
-    return [jobs.status_key(job_id)]
-
-
-@http(
-    "GET /api/v1/waste/status/{job_id}", scaling=HOT, responses={200: STATUS}, along=_status_along
-)
-def waste_status(request, user, job_id, along):
-    """Where the job is; Retry-After says when to ask again while it runs."""
-    view = jobs.status(user.user_id, job_id, along[0])
-    return view, 200, jobs.retry_after(view)
-
-
 @http(
     "GET /api/v1/waste/status/{job_id}/events",
     scaling=STREAMS,
@@ -404,9 +380,9 @@ def waste_status_events(request, user, job_id):
 @http(
     "GET /api/v1/waste/result/{job_id}",
     query=RESULT_QUERY,
-    responses={200: RESULT, 202: STATUS},
+    responses={200: RESULT, 202: progress.STATUS},
     uses=("db", "cache", "storage"),
-    along=_status_along,
+    along=progress.status_along,
 )
 def waste_result(request, user, job_id, query, along):
     """The answer when finished (or why it failed); the status body while running. With the
@@ -416,7 +392,7 @@ def waste_result(request, user, job_id, query, along):
         return {"job_id": job_id, "status": "failed", "error": view["error"]}
     body = jobs.result(user.user_id, job_id) if view["status"] == "completed" else None
     if body is None:
-        return view, 202, jobs.retry_after(view) or {"Retry-After": "1"}
+        return view, 202, progress.retry_after(view) or {"Retry-After": "1"}
     lat, lng = query.get("lat"), query.get("lng")
     district = where.district_for(profiles.get(user.user_id)["district"], lat, lng)
     if district is not None:

@@ -263,7 +263,7 @@ def test_logout_with_a_refresh_token_ends_that_session_only_if_it_is_yours(api):
 
 
 def test_tokens_of_a_deleted_user_are_dead(api):
-    from shared.auth import sessions
+    from shared.auth import callers, sessions
     from shared.core.errors import ApiError
 
     pair = _login(api, "alice")
@@ -277,7 +277,7 @@ def test_tokens_of_a_deleted_user_are_dead(api):
         assert response.status_code == 401 and error_code(response) == "TOKEN_REVOKED"
         # What every other function relies on, without looking the user up as /me does.
         with pytest.raises(ApiError) as refused:
-            sessions.authenticate(f"Bearer {token}")
+            callers.authenticate(f"Bearer {token}")
         assert refused.value.code == "TOKEN_REVOKED"
     response = _refresh(api, rotated["refresh_token"])
     assert response.status_code == 401
@@ -288,12 +288,12 @@ def test_tokens_of_a_deleted_user_are_dead(api):
 
 def test_a_revocation_is_not_undone_by_a_reader_that_saw_the_table_before_it(api):
     """is_active read "alive" from the table, then revoke ran: the late "active" must not win."""
-    from shared.auth import sessions
+    from shared.auth import sessions, tokens
     from shared.core import cache
 
     pair = _login(api, "alice")
     session_id = _claims(pair["access_token"])["sid"]
-    cache.client().delete(sessions._state_key(session_id))
+    cache.client().delete(tokens.session_key(session_id))
     real_set = cache.client().set
     client = cache.client()
 

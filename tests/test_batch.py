@@ -16,7 +16,7 @@ from shared.core import cache, db, storage
 from shared.core.events import make
 from shared.core.registry import PING_TYPE
 from shared.ops import analytics, reports
-from shared.waste import jobs, retention
+from shared.waste import jobs, progress, retention
 
 KST = analytics.KST
 
@@ -196,7 +196,7 @@ def test_sweep_times_out_stuck_jobs_once(system):
         conn.execute(
             update(jobs.jobs)
             .where(jobs.jobs.c.id == stuck_id)
-            .values(updated_at=db.now() - jobs.DEADLINE - timedelta(minutes=1))
+            .values(updated_at=db.now() - progress.DEADLINE - timedelta(minutes=1))
         )
     fire(system, "jobs_sweep")
     fire(system, "jobs_sweep")

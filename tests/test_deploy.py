@@ -1249,7 +1249,7 @@ def test_only_token_issuers_get_the_private_key(deploy):
 def test_signing_is_reached_by_issuing_and_not_by_verifying(env):
     """What `uses` "signing" stands for: starting or rotating a session signs; checking a token
     with the published keys (as every other function does on the cluster) does not."""
-    from shared.auth import accounts, sessions, tokens
+    from shared.auth import accounts, callers, sessions, tokens
     from shared.core import db
 
     db.migrate()
@@ -1263,7 +1263,7 @@ def test_signing_is_reached_by_issuing_and_not_by_verifying(env):
     assert "signing" in touched
     touched.clear()
     tokens.verification_keys.cache_clear()
-    sessions.authenticate(f"Bearer {pair['access_token']}")
+    callers.authenticate(f"Bearer {pair['access_token']}")
     assert "signing" not in touched
 
 
@@ -1413,6 +1413,26 @@ NOT_FOLLOWED = {"shared.auth.tokens.verification_keys"}
 OWN_CODE = ("functions", "shared", "eventing")
 
 
+def _imported_inside(tree: Any) -> dict[str, Any]:
+    """The names a function imports in its body (`from shared.auth import sessions` where the
+    database layer loads only on a cache miss): what they reach counts like a module global's."""
+    import ast
+    import importlib
+
+    found: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if not node.module.startswith(OWN_CODE):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                value = getattr(module, alias.name, None)
+                if value is None:
+                    value = importlib.import_module(f"{node.module}.{alias.name}")
+                found[alias.asname or alias.name] = value
+    return found
+
+
 def reached(function: Any, seen: set | None = None) -> set[str]:
     """The `uses` names a Python function's code can reach, following the calls it names."""
     import ast
@@ -1429,7 +1449,7 @@ def reached(function: Any, seen: set | None = None) -> set[str]:
     if not function.__module__.startswith(OWN_CODE) or qualified in NOT_FOLLOWED:
         return set()
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    names = function.__globals__
+    names = {**function.__globals__, **_imported_inside(tree)}
     found: set[str] = set()
     for node in ast.walk(tree):
         target = None
@@ -1450,11 +1470,11 @@ def reached(function: Any, seen: set | None = None) -> set[str]:
 
 
 def needs(function: Function, registry: dict[str, Function]) -> set[str]:
-    from shared.auth import sessions
+    from shared.auth import callers
 
     found = reached(function.handler)
     if function.auth:  # the route wrapper checks the caller before the handler runs
-        found |= reached(sessions.caller)
+        found |= reached(callers.caller)
     if function.name == dead_letter_sink().name:
         for declared in registry.values():
             if declared.on_dead_letter is not None:

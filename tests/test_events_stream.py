@@ -365,6 +365,6 @@ def test_a_status_change_is_cached_and_published_together_or_not_at_all(
         if message["type"] == "message" and json.loads(message["data"])["key"] == job_id:
             published.append(json.loads(message["data"])["data"])
     listener.close()
-    cached = cache.get_json(jobs.status_key(job_id))
+    cached = cache.get_json(progress.status_key(job_id))
     cached.pop("user_id")
     assert cached == (published[-1] if published else before)

@@ -248,11 +248,11 @@ def kid(env):
 @PROPERTIES
 @given(token=st.text(max_size=300))
 def test_any_string_as_a_token_is_401(kid, token):
-    from shared.auth import sessions, tokens
+    from shared.auth import callers, tokens
 
     assert refused(lambda: tokens.verify(token), {401})
-    assert refused(lambda: sessions.authenticate(f"Bearer {token}"), {401})
-    assert refused(lambda: sessions.authenticate(token), {401})
+    assert refused(lambda: callers.authenticate(f"Bearer {token}"), {401})
+    assert refused(lambda: callers.authenticate(token), {401})
 
 
 @PROPERTIES

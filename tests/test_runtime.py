@@ -151,6 +151,23 @@ def test_importing_a_function_module_leaves_heavy_clients_unloaded():
         assert loaded == "", f"functions.{module} imports {loaded} at import time"
 
 
+def test_the_status_poll_starts_without_the_database_layer():
+    """Cold start: the status poll's module (what its Service loads) and the caller check import
+    no SQLAlchemy or database driver; they load on a cache miss only."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, functions.status; "
+        "print(','.join(m for m in ('sqlalchemy', 'psycopg', 'alembic', 'shared.core.db') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "", f"functions.status imports {loaded} at import time"
+
+
 def test_the_dev_endpoints_play_the_broker_and_func_invoke(system):
     from cloudevents.conversion import to_binary
 

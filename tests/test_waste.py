@@ -16,7 +16,7 @@ from fake_openai import FakeOpenAI
 from PIL import Image, ImageChops, ImageStat
 
 from shared.core import storage
-from shared.waste import images, jobs, messages, rules
+from shared.waste import images, jobs, messages, progress, rules
 
 PHOTO = (IMAGES / "plastic" / "plastic1.jpg").read_bytes()
 MILK = (IMAGES / "cardboard" / "cardboard2.jpg").read_bytes()
@@ -525,7 +525,7 @@ def test_progress_never_moves_backwards_and_stuck_jobs_time_out(client):
         conn.execute(
             update(jobs.jobs)
             .where(jobs.jobs.c.id == job_id)
-            .values(updated_at=db.now() - jobs.DEADLINE - timedelta(seconds=1))
+            .values(updated_at=db.now() - progress.DEADLINE - timedelta(seconds=1))
         )
     from shared.core import cache
 

@@ -1,12 +1,11 @@
-"""Login sessions and their rotating refresh tokens.
+"""Login sessions and their rotating refresh tokens, in the database.
 
 A login starts a session; each refresh spends the presented refresh token and issues the next.
 Presenting a spent token again means it was stolen or replayed: the whole session is revoked
 (TOKEN_REUSED). Refresh tokens are opaque random strings stored only as hashes; each lives
 REFRESH_TTL from its issue, so a session lives as long as it is used. Whether a session is alive
-is cached in front of the table, since every protected request asks. "revoked" always
-overwrites; "active" is only written where nothing is cached (`nx`), so a reader that looked at
-the table just before a revocation can never put a revoked session back to life.
+is cached in front of the table (`tokens.session_key`), since every protected request asks;
+checking a caller (`callers`) comes here only when the cache has no answer.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -24,11 +22,9 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.auth import accounts, tokens
 from shared.core import cache, db
-from shared.core.errors import ApiError, unauthenticated
+from shared.core.errors import unauthenticated
 
 REFRESH_TTL = timedelta(days=14)
-STATE_TTL = 300  # seconds a cached "active" answer may live
-DENY_TTL = tokens.ACCESS_TTL + tokens.LEEWAY  # a revocation outlives every access token issued
 
 sessions = Table(
     "sessions",
@@ -67,10 +63,6 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _state_key(session_id: str) -> str:
-    return f"session:{session_id}"
-
-
 def _new_refresh(conn: Any, session_id: str) -> str:
     token = secrets.token_urlsafe(32)
     conn.execute(
@@ -107,7 +99,7 @@ def start(user: dict[str, Any], user_agent: str | None = None) -> dict[str, Any]
             accounts.record_login(conn, user, session_id, user_agent)
     except IntegrityError:  # the account was deleted while this login was under way
         raise unauthenticated(message="this account no longer exists; sign in again") from None
-    cache.client().set(_state_key(session_id), "active", ex=STATE_TTL, nx=True)
+    tokens.allow(session_id)
     return _pair(user, session_id, refresh)
 
 
@@ -157,13 +149,6 @@ def rotate(refresh_token: str) -> dict[str, Any]:
     return _pair(user, row.id, new_refresh)
 
 
-def _deny(session_ids: list[str]) -> None:
-    """The cache says revoked at once, past the expiry of every access token of the sessions."""
-    client = cache.client()
-    for session_id in session_ids:
-        client.set(_state_key(session_id), "revoked", ex=DENY_TTL)
-
-
 def revoke(session_id: str, reason: str) -> None:
     """End one session: its access tokens and its refresh token stop working at once."""
     with db.transaction() as conn:
@@ -172,7 +157,7 @@ def revoke(session_id: str, reason: str) -> None:
             .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
             .values(revoked_at=db.now(), revoked_reason=reason)
         )
-    _deny([session_id])
+    tokens.deny([session_id])
 
 
 def revoke_all(user_id: str, reason: str, conn: Connection | None = None) -> list[str]:
@@ -194,7 +179,7 @@ def revoke_all(user_id: str, reason: str, conn: Connection | None = None) -> lis
             .where(sessions.c.id.in_(ids))
             .values(revoked_at=db.now(), revoked_reason=reason)
         )
-    _deny(ids)
+    tokens.deny(ids)
     return ids
 
 
@@ -213,11 +198,9 @@ def revoke_refresh(refresh_token: str, user_id: str, reason: str) -> None:
         revoke(session_id, reason)
 
 
-def is_active(session_id: str, cached: str | None = None) -> bool:
-    """Whether the session may still use its access tokens: the cache first, then the table.
-    `cached` is the session's cached state when the caller has read it already (see `caller`)."""
-    key = _state_key(session_id)
-    state = cached if cached is not None else cache.client().get(key)
+def is_active(session_id: str) -> bool:
+    """Whether the session may still use its access tokens: the cache first, then the table."""
+    state = cache.client().get(tokens.session_key(session_id))
     if state is not None:
         return state == "active"
     with db.engine().connect() as conn:
@@ -225,35 +208,12 @@ def is_active(session_id: str, cached: str | None = None) -> bool:
             select(sessions.c.revoked_at, sessions.c.expires_at).where(sessions.c.id == session_id)
         ).first()
     if row is None or row.revoked_at is not None or row.expires_at <= db.now():
-        _deny([session_id])
+        tokens.deny([session_id])
         return False
-    if cache.client().set(key, "active", ex=STATE_TTL, nx=True):
+    if tokens.allow(session_id):
         return True
     # Something was written while we read the table (a revocation, say): it is newer than us.
-    return cache.client().get(key) != "revoked"
-
-
-def caller(
-    authorization: str | None, admin: bool = False, along: Sequence[str] = ()
-) -> tuple[tokens.Principal, list[str | None]]:
-    """The caller of a protected function, from its `Authorization: Bearer` header, and the
-    cached values of `along`: read in the same cache round trip as the session's state, so a
-    status poll costs one round trip, not two."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():  # the scheme is case-insensitive
-        raise unauthenticated(message="send Authorization: Bearer <access_token>")
-    principal = tokens.verify(token.strip())
-    state, *values = cache.client().mget([_state_key(principal.session_id), *along])
-    if not is_active(principal.session_id, state):
-        raise unauthenticated("TOKEN_REVOKED", "this session has ended; sign in again")
-    if admin and principal.role != "admin":
-        raise ApiError(403, "FORBIDDEN", "operators only")
-    return principal, values
-
-
-def authenticate(authorization: str | None, admin: bool = False) -> tokens.Principal:
-    """The caller of a protected function, from its `Authorization: Bearer` header."""
-    return caller(authorization, admin)[0]
+    return cache.client().get(tokens.session_key(session_id)) != "revoked"
 
 
 def delete_account(user_id: str) -> bool:

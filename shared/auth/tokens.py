@@ -4,29 +4,37 @@ Only the functions that issue tokens (`uses` "signing") hold the private key (JW
 the others get the public key set (JWT_PUBLIC_KEYS, a JWKS), which may carry old keys while
 they rotate. In local mode a
 key pair is made once under the data directory. Verification pins the algorithm, checks
-issuer, audience, expiry and not-before. Whether the token's login session is still alive is
-the sessions module's question (`sessions.authenticate`).
+issuer, audience, expiry and not-before.
+
+A token stands only while its login session does, and every protected request asks, so the
+session's state is cached here (`session_key`): "revoked" always overwrites; "active" is only
+written where nothing is cached (`allow`), so a reader that looked at the sessions table just
+before a revocation can never put a revoked session back to life. The table behind it is the
+sessions module's; `callers` reads this cache first and the table only when it has no state.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 import uuid
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import jwt
 from jwt.algorithms import ECAlgorithm
 
+from shared.core import cache
 from shared.core.errors import unauthenticated
 from shared.core.settings import settings
 
 ALGORITHM = "ES256"
 ACCESS_TTL = 15 * 60
 LEEWAY = 30  # seconds of clock skew tolerated between pods
+STATE_TTL = 300  # seconds a cached "active" answer may live
+DENY_TTL = ACCESS_TTL + LEEWAY  # a revocation outlives every access token issued
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def _load_private_pem() -> bytes | None:
     return path.read_bytes()
 
 
-@cache
+@functools.cache
 def signing_key() -> tuple[str, Any]:
     """(kid, private key) for issuing; only the token issuers (`uses` "signing") call this."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -98,7 +106,7 @@ def signing_key() -> tuple[str, Any]:
     return _kid(key.public_key()), key
 
 
-@cache
+@functools.cache
 def verification_keys() -> dict[str, Any]:
     """kid -> public key, from JWT_PUBLIC_KEYS (JWKS) or derived from the signing key."""
     configured = settings().jwt_public_keys
@@ -144,7 +152,8 @@ def issue_access(user_id: str, session_id: str, role: str = "user") -> tuple[str
 
 
 # Tokens this process has verified: the same bytes verify the same way until they expire, and
-# the hot path (status polling) presents one token many times. Revocation is not cached here.
+# the hot path (status polling) presents one token many times. Revocation is not kept in the
+# process: the session's state is read from the cache on every call (`callers`).
 _verified: dict[str, Principal] = {}
 _VERIFIED_MAX = 4096
 
@@ -193,3 +202,23 @@ def _verify(token: str) -> Principal:
         token_id=claims["jti"],
         expires_at=claims["exp"],
     )
+
+
+# ---- whether a token's session still stands -----------------------------------------------
+
+
+def session_key(session_id: str) -> str:
+    """Where a session's state ("active" or "revoked") is cached."""
+    return f"session:{session_id}"
+
+
+def deny(session_ids: list[str]) -> None:
+    """The cache says revoked at once, past the expiry of every access token of the sessions."""
+    client = cache.client()
+    for session_id in session_ids:
+        client.set(session_key(session_id), "revoked", ex=DENY_TTL)
+
+
+def allow(session_id: str) -> bool:
+    """Cache the session as active, unless something is cached already; whether it was."""
+    return bool(cache.client().set(session_key(session_id), "active", ex=STATE_TTL, nx=True))

@@ -10,7 +10,6 @@ that sits queued or processing past its deadline is failed with TIMED_OUT when n
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from sqlalchemy import (
 from shared.core import cache, db, idempotency, telemetry
 from shared.core.batching import chunked
 from shared.core.errors import ApiError, not_found
-from shared.core.times import parse_rfc3339, rfc3339
+from shared.core.times import rfc3339
 from shared.waste import progress
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -44,8 +43,6 @@ CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic")
 UPLOAD_TTL = 600  # seconds the presigned form stays valid
 RESULT_TTL = 7 * 24 * 3600
 STATUS_TTL = 24 * 3600
-DEADLINE = timedelta(minutes=10)  # queued/processing longer than this is TIMED_OUT
-POLL_AFTER = {"awaiting_upload": 5, "queued": 1, "processing": 1}  # Retry-After seconds
 
 # stage -> (status, progress); progress only ever grows.
 STAGES = {
@@ -241,11 +238,6 @@ def status_view(job: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def status_key(job_id: str) -> str:
-    """Where the poller's view of the job is cached: status routes read it with their caller."""
-    return f"job:{job_id}:status"
-
-
 def stats_key(user_id: str) -> str:
     return f"user:{user_id}:stats"
 
@@ -267,7 +259,9 @@ def _cache_status(job: dict[str, Any], tx: cache.Pipeline | None = None) -> None
             tx.execute()
         return
     view = status_view(job)
-    cache.set_json(status_key(job["id"]), {**view, "user_id": job["user_id"]}, STATUS_TTL, tx)
+    cache.set_json(
+        progress.status_key(job["id"]), {**view, "user_id": job["user_id"]}, STATUS_TTL, tx
+    )
     tx.delete(stats_key(job["user_id"]))
     progress.publish(view, tx)
 
@@ -319,9 +313,9 @@ def _publish_move(
     if moved is not None:
         _cache_status(moved, tx)
     elif tx is not None:
-        tx.delete(status_key(job_id))
+        tx.delete(progress.status_key(job_id))
     else:
-        cache.client().delete(status_key(job_id))
+        cache.client().delete(progress.status_key(job_id))
 
 
 def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
@@ -434,34 +428,25 @@ def fail(job_id: str, code: str, message: str) -> None:
         _cache_status(dict(row._mapping))
 
 
-def _overdue(view: dict[str, Any]) -> bool:
-    if view["status"] not in ("queued", "processing"):
-        return False
-    return db.now() - parse_rfc3339(view["updated_at"]) > DEADLINE
-
-
 def status(user_id: str, job_id: str, cached: str | None = None) -> dict[str, Any]:
-    """The poller's view: from the cache when it has it, else from the row (and cached).
-    `cached` is the view as read from the cache already (at `status_key`), when it was."""
-    view = json.loads(cached) if cached is not None else cache.get_json(status_key(job_id))
-    if view is None:
-        job = get(user_id, job_id)
-        _cache_status(job)
-        view = {**status_view(job), "user_id": job["user_id"]}
-    if view.pop("user_id") != user_id:
-        raise not_found("job")
-    if _overdue(view):
+    """The poller's view: from the cache when it has it (`progress.cached`), else from the row
+    (and cached); a job overdue on the row fails with TIMED_OUT. `cached` is the view as read
+    from the cache already (at `progress.status_key`), when it was."""
+    if cached is None:
+        cached = cache.client().get(progress.status_key(job_id))
+    view = progress.cached(user_id, job_id, cached)
+    if view is not None:
+        return view
+    job = get(user_id, job_id)
+    view = status_view(job)
+    if progress.overdue(view):
         fail(job_id, "TIMED_OUT", "the analysis took too long; try again")
-        return status(user_id, job_id)
+        return status_view(get(user_id, job_id))
+    _cache_status(job)
     return view
 
 
-def retry_after(view: dict[str, Any]) -> dict[str, str]:
-    seconds = POLL_AFTER.get(view["status"])
-    return {"Retry-After": str(seconds)} if seconds else {}
-
-
-def stuck(older_than: timedelta = DEADLINE) -> list[str]:
+def stuck(older_than: timedelta = progress.DEADLINE) -> list[str]:
     """Ids of jobs queued or processing without progress for longer than `older_than`."""
     cutoff = db.now() - older_than
     with db.engine().connect() as conn:
@@ -594,7 +579,7 @@ def republish(job_ids: list[str]) -> None:
 
 def forget(job_ids: list[str]) -> None:
     """Drop the cached status and result of these jobs (their rows are going away)."""
-    keys = [key for job_id in job_ids for key in (status_key(job_id), _result_key(job_id))]
+    keys = [key for job_id in job_ids for key in (progress.status_key(job_id), _result_key(job_id))]
     for chunk in chunked(keys, 500):
         cache.client().delete(*chunk)
 

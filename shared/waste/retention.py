@@ -14,13 +14,13 @@ from sqlalchemy import select, update
 
 from shared.core import db, storage
 from shared.core.batching import chunked
-from shared.waste import jobs
+from shared.waste import jobs, progress
 
 ABANDONED_AFTER = timedelta(hours=1)
 BATCH = 500
 
 
-def sweep(deadline: timedelta = jobs.DEADLINE) -> list[str]:
+def sweep(deadline: timedelta = progress.DEADLINE) -> list[str]:
     """Fail jobs stuck in queued or processing beyond the deadline with TIMED_OUT."""
     stuck = jobs.stuck(deadline)
     for job_id in stuck:
