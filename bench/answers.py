@@ -41,6 +41,7 @@ DEFAULT_FILES = (
     "holdout4.jsonl",
     "holdout5.jsonl",
     "holdout6.jsonl",
+    "holdout7.jsonl",
 )  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 
