@@ -116,7 +116,7 @@ def _running():
     from knative import local
 
     reset_clients()
-    system = local.start(time_scale=0.01, with_cron=False)
+    system = local.start(time_scale=0.01, with_cron=False, with_bins=False)
     try:
         yield system.app.test_client()
     finally:

@@ -57,7 +57,7 @@ def outage(proxies):
     """The local runtime behind the proxies; retries at a tenth of their declared delays."""
     from knative import local
 
-    system = local.start(time_scale=0.1, with_cron=False)
+    system = local.start(time_scale=0.1, with_cron=False, with_bins=False)
     yield system, proxies
     system.broker.wait_idle(10)
     system.stop()

@@ -34,7 +34,7 @@ def _rabbitmqctl(*args: str) -> None:
 def test_analyses_survive_rabbitmq_restarts(services, rabbitmq):
     from knative import local
 
-    system = local.start(time_scale=0.01, with_cron=False)
+    system = local.start(time_scale=0.01, with_cron=False, with_bins=False)
     rabbitmq.track(system.broker)
     assert type(system.broker).__name__ == "RabbitBroker"
     client = system.app.test_client()

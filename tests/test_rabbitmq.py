@@ -263,7 +263,7 @@ def test_unreachable_rabbitmq_fails_at_start_and_publishing_maps_to_503(rabbit):
 def test_local_runtime_uses_rabbitmq_when_broker_url_is_set(rabbit):
     from knative import local
 
-    system = local.start(time_scale=0.01, with_cron=False)
+    system = local.start(time_scale=0.01, with_cron=False, with_bins=False)
     rabbit.track(system.broker)
     try:
         assert isinstance(system.broker, RabbitBroker)
