@@ -42,6 +42,7 @@ DEFAULT_FILES = (
     "holdout5.jsonl",
     "holdout6.jsonl",
     "holdout7.jsonl",
+    "holdout8.jsonl",
 )  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 

@@ -9,8 +9,8 @@ guide), by Newton's method with a small ridge. The threshold is not read off the
 queries, where it always looks better than it is: the queries are split into k folds, each
 fold is scored by a model fitted on the others, and the threshold is the lowest confidence at
 which these out-of-fold answers are confident but wrong for at most TARGET of all queries.
-The final constants are fitted on every query, with that threshold. A blind file (holdout7)
-measures the result; it never makes it.
+The final constants are fitted on every query, with that threshold. A blind file (holdout7,
+holdout8) measures the result; it never makes it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from bench.answers import ANSWERS, DEFAULT_FILES, load, prepare  # noqa: E402
 TARGET = 0.015
 RIDGE = 0.01
 FOLDS = 5
-# measured blind, never fitted on (holdout2 .. holdout6 were, once each)
-BLIND = ("holdout7",)
+# measured blind, never fitted on (holdout2 .. holdout6 were, once each); holdout8 is listed
+# as soon as it is written, so no calibration run can fit on it before its one blind measurement
+BLIND = ("holdout7", "holdout8")
 DEVELOPMENT = tuple(name for name in DEFAULT_FILES if not any(b in name for b in BLIND))
 
 
