@@ -327,3 +327,58 @@ def test_everyday_names_cover_whole_kinds_of_items(system):
         "몽당연필": "연필",
     }
     assert {query: top(query) for query in expected} == expected
+
+
+def test_the_uses_table_is_well_formed_and_each_entry_is_its_guides(system):
+    """uses.yaml (what each guide's item is and is for): one entry per guide, every id a
+    guide, its comment that guide's name (so an entry is checked against the guide it is
+    written for), and kinds and uses non-empty words."""
+    guides = retrieval.index().guides
+    table = yaml.safe_load(retrieval.USES.read_text(encoding="utf-8"))
+    assert isinstance(table, list) and len(table) >= 600
+    seen: set[str] = set()
+    for entry in table:
+        assert set(entry) == {"guide", "kind", "uses"}, entry
+        assert entry["guide"] in guides, entry["guide"]
+        assert entry["guide"] not in seen, f"{entry['guide']}: two entries"
+        seen.add(entry["guide"])
+        for word in [*entry["kind"], *entry["uses"]]:
+            assert isinstance(word, str) and word.strip(), entry
+    lines = [
+        line
+        for line in retrieval.USES.read_text(encoding="utf-8").splitlines()
+        if line.startswith("- ")
+    ]
+    assert len(lines) == len(table)
+    for line, entry in zip(lines, table, strict=True):
+        name = line.rsplit("#", 1)[1].strip()
+        assert name == guides[entry["guide"]]["name"], (entry["guide"], name)
+
+
+def test_a_thing_described_not_named_reaches_its_guide_and_names_still_win(system):
+    """People describe what they cannot name: what it is for ("땅 파는"), what sort of thing
+    it is ("도구", "판"). The guides' uses carry such a query to its guide, below any name:
+    a name in the query still wins, and a description alone is a suggestion, not sure."""
+    expected = {
+        "땅 파는 도구": "삽",
+        "벽에 구멍 뚫는 공구": "전자드릴",
+        "고양이가 발톱 긁는 판": "고양이 스크래쳐",
+        "아기 태우고 밀고 다니는 거": "유모차",
+        "이 사이에 낀 거 빼는 실": "치실",
+        "국물 우려내는 팩": "육수팩",
+        "콘센트 여러 개 꽂는 거": "멀티탭",
+        "화장 지우는 솜": "화장솜",
+    }
+    assert {query: top(query) for query in expected} == expected
+    for query in ("땅 파는 도구", "고양이가 발톱 긁는 판", "국물 우려내는 팩"):
+        assert not rules.confident(rules.search(query)), query
+    # names win: a description's words never outrank the name the query gives
+    assert top("치킨 뼈") == "닭뼈"
+    assert top("녹차 티백") == "티백"
+    # one word is a name, not a description ("사과" is the fruit, not the net around it)
+    assert all(f["kind"] != "described" for f in retrieval.rank("썩은 사과"))
+    # what the asker did before throwing it out is no use ("구멍 뚫어서")
+    assert all(
+        retrieval.index().guides[f["guide_id"]]["name"] != "전자드릴"
+        for f in retrieval.rank("스프레이 통 구멍 뚫어서 버려요")[:1]
+    )

@@ -4,10 +4,12 @@ A guide is found by its own name and each part of it ("계란껍질(달걀껍질
 its legacy names, the team's everyday names (aliases.yaml: brands, slang, misspellings,
 English), the representative guides' lists of what a category takes and what must go
 elsewhere, and category names; items disposed of alike (`similarItems`) count only weakly, and
-the guide's own text only breaks near-ties. Names are compared as Hangul jamo (a typo is one
-letter away), by bigram overlap and edit distance. A query is read as a person writes it:
-sentence endings and particles dropped, state words ("깨진", "다 쓴") taken out of the name
-and kept as states, the head noun of a longer phrase tried on its own ("모나미 볼펜" -> 볼펜).
+the guide's own text only breaks near-ties. A thing described, not named ("머리 말리는 거"),
+is weak evidence for the guides whose uses and kind (uses.yaml) its words say, under any name.
+Names are compared as Hangul jamo (a typo is one letter away), by bigram overlap and edit
+distance. A query is read as a person writes it: sentence endings and particles dropped, state
+words ("깨진", "다 쓴") taken out of the name and kept as states, the head noun of a longer
+phrase tried on its own ("모나미 볼펜" -> 볼펜).
 
 `rank` returns every candidate with its score and the features the calibration reads
 (shared/waste/calibration.json, fitted by bench/calibrate.py).
@@ -31,6 +33,7 @@ from shared.waste import dictionary
 
 HERE = Path(__file__).resolve().parent
 ALIASES = HERE / "aliases.yaml"
+USES = HERE / "uses.yaml"
 CALIBRATION = HERE / "calibration.json"
 WORDS = HERE / "words.yaml"
 
@@ -144,6 +147,25 @@ KIN_AGREE = 2 / 3  # of the kin guides, at least this share in one category; and
 TYPO_CANDIDATES = 12  # how many of the closest names edit distance looks at, per reading
 TEXT_BONUS = 0.02  # per query word the guide's own text uses: breaks near-ties only
 STATE_BONUS = 0.01  # per state of the query the guide's text speaks to: breaks ties only
+# A query that describes the thing instead of naming it ("머리 말리는 거", "화장 지울 때 쓰는
+# 솜"): each query word that begins with one of a guide's use stems (uses.yaml), or ends in one
+# of its kinds, is evidence for it, a word many guides share less (1 / sqrt of how many). The
+# evidence e scores DESCRIBED * (1 - exp(-DESCRIBED_RATE * e)): always under a name found by a
+# phrase (0.8), so a name wins and a description surfaces a guide only where nothing names it.
+DESCRIBED = 0.75
+# "구멍 뚫어서 버려야 해?", "씻어서": what the asker did before throwing it out, not what the
+# thing is for (a description says "말리는", "지울 때", "우리고 난")
+DONE_BEFORE = ("어서", "아서", "해서", "고서", "여서", "워서")
+VERB_FINALS = frozenset({4, 8, 16})  # ㄴ, ㄹ, ㅁ as the last letter of a syllable
+# what may follow a one-syllable stem in the same word: particles and verb endings
+STEM_ENDINGS = frozenset(
+    ["", *"는은을를이가에의도로고아어던기다지게면서음", "아서", "어서", "고서", "는데", "에서"]
+)
+DESCRIBED_RATE = 1.3  # how fast evidence saturates: two rare words say nearly all
+VAGUE = 8  # a kind word this many guides share is what the thing is, not which
+VAGUE_HEAD = 0.85  # a name that only resembles such a word, where the query describes
+KIND_SHARE = 0.5  # a kind word ("그릇", "기계") says less than what the thing is for
+USES_BONUS = 0.03  # per described word, to a guide already found by a name: breaks near-ties
 # A guide's own text gives examples of what it covers ("가위, 칼, 송곳 등 날카로운 금속",
 # "돼지 기름, 오리 기름 등 동물성 기름", "잡화(신발, 가방, 벨트 등)"): an item the dictionary has
 # no name for is answered by the guide that lists it, under any name. Its lists also name
@@ -335,6 +357,10 @@ class Index:
     broken_glass: str | None = None
     # names of the representative guides, by any name: where an asker guesses an item goes
     places: frozenset[str] = frozenset()
+    # uses.yaml: a use stem or a kind word -> the guides it describes
+    uses: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    kinds: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    described_by: dict[str, int] = field(default_factory=dict)  # guide -> its words' count
 
 
 @dataclass
@@ -523,6 +549,12 @@ def _aliases() -> list[dict[str, Any]]:
     return yaml.load(ALIASES.read_text(encoding="utf-8"), Loader=_loader(yaml))
 
 
+def _uses() -> list[dict[str, Any]]:
+    import yaml  # with the aliases, only when the index is built
+
+    return yaml.load(USES.read_text(encoding="utf-8"), Loader=_loader(yaml))
+
+
 def _build() -> Index:
     guides = {g["id"]: g for g in dictionary.entries()}
     idx = Index(guides)
@@ -591,6 +623,15 @@ def _build() -> Index:
         e.key for e in idx.entries if e.guide_id in idx.categories and e.kind != "similar"
     )
     idx.kind_of = _kinds(guides, idx.categories)
+    for entry in _uses():
+        if entry["guide"] not in guides:
+            continue
+        for phrase in entry.get("uses") or []:
+            for stem in str(phrase).split():
+                idx.uses[normalize(stem)].add(entry["guide"])
+        for kind in entry.get("kind") or []:
+            idx.kinds[normalize(str(kind))].add(entry["guide"])
+        idx.described_by[entry["guide"]] = len(entry.get("uses") or []) + len(entry["kind"] or [])
     for entry in idx.entries:
         if entry.kind in EXACT_KINDS and _hangul(entry.key):
             for n in HEAD_SYLLABLES:
@@ -1020,6 +1061,7 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
     if query.container:
         _contents_container(idx, query, best)
     _kin(idx, query, best)
+    _described(idx, text, query, best)
     whole = query.variants[0][1]
     wgrams = grams(jamo(whole))
     words = [w for w in query.words if len(w) >= 2]
@@ -1030,11 +1072,91 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
         found["score"] += STATE_BONUS * sum(
             any(t in text_of for t in STATE_TEXT.get(state, ())) for state in query.states
         )
-        found["closeness"] = _dice(wgrams, idx.name_grams[found["guide_id"]])
+        # a described guide is as close as the share of its uses the query says
+        found["closeness"] = _dice(wgrams, idx.name_grams[found["guide_id"]]) + found.get("fit", 0)
     ranked = sorted(best.values(), key=lambda f: (-f["score"], -f["closeness"], f["guide_id"]))
     if "broken" in query.states and ranked:
         ranked = _broken(idx, ranked)
     return ranked
+
+
+def _described(idx: Index, text: str, query: Query, best: dict[str, dict[str, Any]]) -> None:
+    """A thing described, not named ("머리 말리는 거 고장났어", "멸치 다시 우리고 난 팩"): the
+    guides whose uses a query word begins with, or whose kind it ends in, weighed by how few
+    guides share the word, under any name; a guide a name found already only gains a tie-break.
+    The words are read from the text as written: the verbs a reading drops are the
+    description."""
+    evidence: dict[str, float] = defaultdict(float)
+    used: dict[str, int] = defaultdict(int)  # words that matched a use, not only a kind
+    words: dict[str, int] = defaultdict(int)  # words that matched at all
+    for raw in _WORDS.findall(unicodedata.normalize("NFKC", text).lower()):
+        word = normalize(raw)
+        if not word or word in FILLER or word.endswith(DONE_BEFORE):
+            continue
+        weights: dict[str, tuple[float, bool]] = {}  # guide -> (this word's weight, by a use)
+        for n in range(1, len(word) + 1):
+            # a use stem begins the word ("말리" in "말리는", "건지" in "건질"), a kind ends it
+            # ("판" in "고무판")
+            for table, key, share, by_use in (
+                *((idx.uses, stem, 1.0, True) for stem in _stems(word, n)),
+                (idx.kinds, word[-n:], KIND_SHARE, False),
+            ):
+                owners = table.get(key, ())
+                for guide_id in owners:
+                    value = share / math.sqrt(len(owners))
+                    if value > weights.get(guide_id, (0.0, False))[0]:
+                        weights[guide_id] = (value, by_use)
+        for guide_id, (value, by_use) in weights.items():
+            evidence[guide_id] += value
+            used[guide_id] += by_use
+            words[guide_id] += 1
+    described = [g for g, e in evidence.items() if used[g] and words[g] >= 2]
+    vague = {k for v, k, _ in query.variants if v == "head" and len(idx.kinds.get(k, ())) >= VAGUE}
+    if described and vague:
+        # "먼지 빨아들이는 기계": names that only resemble a kind word many things are
+        # (공기계 for 기계) say less than the description before it
+        for found in best.values():
+            if not found["exact"] and found["key"] in vague:
+                found["score"] *= VAGUE_HEAD
+    for guide_id, e in evidence.items():
+        if not used[guide_id] or words[guide_id] < 2:
+            # a kind alone ("그릇") describes nothing in particular, and one word is a name
+            # ("사과" is the fruit, not the net around it; "메모리" no 메모)
+            continue
+        score = DESCRIBED * (1 - math.exp(-DESCRIBED_RATE * e))
+        found = best.get(guide_id)
+        if found is not None and found["exact"]:
+            continue  # named: the name's score stands
+        if found is not None and found["score"] >= score:
+            # found by resemblance only (its head, its letters): the description adds to it
+            found["score"] += USES_BONUS * min(2, used[guide_id])
+            continue
+        score += USES_BONUS * min(2, used[guide_id]) if found is not None else 0.0
+        # how much of what the guide is for the query says: its closeness, for ties
+        fit = words[guide_id] / max(1, idx.described_by.get(guide_id, 1))
+        best[guide_id] = {
+            "fit": fit,
+            "guide_id": guide_id,
+            "score": score,
+            "kind": "described",
+            "exact": False,
+            "variant": "described",
+            "key": "",
+            "how": "described",
+        }
+
+
+def _stems(word: str, n: int) -> tuple[str, ...]:
+    """The use stems the word's first n syllables may be: themselves, and the n-th without
+    the ㄴ, ㄹ or ㅁ a verb takes there ("건질" is 건지 + ㄹ, "우린" 우리 + ㄴ; never 바닥 as 바다).
+    One syllable is a stem only before an ending ("닦는", "불을"), never inside a longer word
+    (불 in 불판, 물 in 물놀이)."""
+    if n == 1 and word[1:] not in STEM_ENDINGS:
+        return ()
+    last = ord(word[n - 1]) - 0xAC00
+    if 0 <= last < 11172 and last % 28 in VERB_FINALS:
+        return word[:n], word[: n - 1] + chr(0xAC00 + last - last % 28)
+    return (word[:n],)
 
 
 def _overlap(key: str, name: str) -> str:
