@@ -166,6 +166,15 @@ VAGUE = 8  # a kind word this many guides share is what the thing is, not which
 VAGUE_HEAD = 0.85  # a name that only resembles such a word, where the query describes
 KIND_SHARE = 0.5  # a kind word ("그릇", "기계") says less than what the thing is for
 USES_BONUS = 0.03  # per described word, to a guide already found by a name: breaks near-ties
+# A Korean noun phrase ends in its head, what the thing is; the words before say which one.
+# A guide whose names take in more of the query's words is the one the query describes:
+# "피자 상자" is the 피자박스 (피자, 상자), not the 택배 상자 (상자 alone); "소닉케어 칫솔" the
+# 전동칫솔 (its names hold 소닉케어 and 칫솔). Each word past the first adds this much.
+COVERS = 0.03
+# A guide found by the head word alone, whose own name says which one it is with a word the
+# query lacks, while the query says which one with words the guide never answers to: "칫솔
+# 본체" is not the 컴퓨터 본체, "과자 상자" not the 택배 상자. Its score is multiplied by this.
+ANOTHER_KIND = 0.85
 # A guide's own text gives examples of what it covers ("가위, 칼, 송곳 등 날카로운 금속",
 # "돼지 기름, 오리 기름 등 동물성 기름", "잡화(신발, 가방, 벨트 등)"): an item the dictionary has
 # no name for is answered by the guide that lists it, under any name. Its lists also name
@@ -361,6 +370,8 @@ class Index:
     uses: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     kinds: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     described_by: dict[str, int] = field(default_factory=dict)  # guide -> its words' count
+    # guide id -> every name it answers to exactly (name, parts, legacy names, aliases)
+    names: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 @dataclass
@@ -372,6 +383,8 @@ class Query:
     words: list[str]
     container: str | None = None  # the container word the item's name ends in ("통")
     made: str | None = None  # the material said before that word ("유리" in "들기름 유리병")
+    # the item's words as read (particles and endings off), the head last
+    items: list[str] = field(default_factory=list)
 
 
 # ---- text -----------------------------------------------------------------------------------
@@ -633,6 +646,8 @@ def _build() -> Index:
             idx.kinds[normalize(str(kind))].add(entry["guide"])
         idx.described_by[entry["guide"]] = len(entry.get("uses") or []) + len(entry["kind"] or [])
     for entry in idx.entries:
+        if entry.kind in EXACT_KINDS and entry.key not in idx.names[entry.guide_id]:
+            idx.names[entry.guide_id].append(entry.key)
         if entry.kind in EXACT_KINDS and _hangul(entry.key):
             for n in HEAD_SYLLABLES:
                 if len(entry.key) > n:
@@ -722,6 +737,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         i += 1
     variants = [("whole", normalize(text), 1.0)]
     container = made = None
+    items: list[str] = []
     if core:
         stripped = [_strip_particle(_strip_ending(w), known) for w in core]
         away = _destinations(core, known, index().places)
@@ -751,7 +767,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         if key and key not in seen:
             seen.add(key)
             unique.append((kind, key, weight))
-    return Query(unique, frozenset(states), [normalize(w) for w in core], container, made)
+    return Query(unique, frozenset(states), [normalize(w) for w in core], container, made, items)
 
 
 def _measure(word: str, following: str) -> bool:
@@ -1062,6 +1078,7 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
         _contents_container(idx, query, best)
     _kin(idx, query, best)
     _described(idx, text, query, best)
+    _heads(idx, query, best)
     whole = query.variants[0][1]
     wgrams = grams(jamo(whole))
     words = [w for w in query.words if len(w) >= 2]
@@ -1144,6 +1161,57 @@ def _described(idx: Index, text: str, query: Query, best: dict[str, dict[str, An
             "key": "",
             "how": "described",
         }
+
+
+def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
+    """Head and modifiers: a guide whose names take in several of the query's words gains a
+    little for each past the first; one found by the head word alone, whose own name carries
+    a modifier the query lacks ("컴퓨터" of 컴퓨터 본체) while the query's own modifier is a
+    name the guide never answers to ("칫솔 본체"), loses: the query names another kind of
+    that head. A category's guide is a place, not a kind of thing: neither applies."""
+    if len(query.items) < 2:
+        return
+    words = [w for w in dict.fromkeys(query.items) if len(w) >= 2 and _hangul(w)]
+    head = query.items[-1]
+    whole = query.variants[0][1]
+    for found in best.values():
+        if found["guide_id"] in idx.categories:
+            continue
+        names = idx.names.get(found["guide_id"], ())
+        # a word that begins or ends a name ("피자" of 피자박스, "칫솔" of 전동칫솔), not one
+        # inside it ("포장" of 과일포장재)
+        covered = [w for w in words if any(n.startswith(w) or n.endswith(w) for n in names)]
+        if len(covered) >= 2:
+            found["score"] += COVERS * (len(covered) - 1)
+            continue
+        if not found["exact"] or found["variant"] != "head" or any(w != head for w in covered):
+            continue
+        modifier = _own_modifier(idx.guides[found["guide_id"]]["name"], found["key"])
+        if not modifier or modifier in whole:
+            continue
+        # the query's own modifier is a thing the dictionary names: 칫솔, 피자, 코렐
+        others = [w for w in words if w != head and w in idx.by_key]
+        if others:
+            found["score"] *= ANOTHER_KIND
+
+
+def _own_modifier(name: str, key: str) -> str | None:
+    """What a guide's name says before the head a query matched it by: "컴퓨터" of 컴퓨터 본체
+    found by 본체, "과일포장재" of 과일포장재(스티로폼) found by 스티로폼, "사기" of 사기 그릇
+    found by its alias 접시 (a head of two syllables or less: a longer alias, 위생장갑 of
+    일회용 비닐장갑, is the thing itself); None where the key is the name or begins it
+    (베개커버 by 베개)."""
+    plain = unicodedata.normalize("NFKC", name)
+    outside = re.sub(r"\([^)]*\)", " ", plain)
+    inside = [normalize(p) for p in re.findall(r"\(([^)]*)\)", plain)]
+    if key in inside:
+        return normalize(outside) or None
+    if normalize(outside).endswith(key):
+        return normalize(outside)[: -len(key)] or None
+    words = outside.split()
+    if len(words) > 1 and len(key) <= 2 and key not in normalize(outside):
+        return normalize("".join(words[:-1]))
+    return None
 
 
 def _stems(word: str, n: int) -> tuple[str, ...]:
