@@ -175,6 +175,10 @@ COVERS = 0.03
 # query lacks, while the query says which one with words the guide never answers to: "칫솔
 # 본체" is not the 컴퓨터 본체, "과자 상자" not the 택배 상자. Its score is multiplied by this.
 ANOTHER_KIND = 0.85
+# Where some guide holds the query's head, by a name or a misspelling of one and scoring at
+# least HELD, a guide found only by a phrase without the head is multiplied by HEADLESS.
+HELD = 0.7
+HEADLESS = 0.85
 # A guide's own text gives examples of what it covers ("가위, 칼, 송곳 등 날카로운 금속",
 # "돼지 기름, 오리 기름 등 동물성 기름", "잡화(신발, 가방, 벨트 등)"): an item the dictionary has
 # no name for is answered by the guide that lists it, under any name. Its lists also name
@@ -385,6 +389,9 @@ class Query:
     made: str | None = None  # the material said before that word ("유리" in "들기름 유리병")
     # the item's words as read (particles and endings off), the head last
     items: list[str] = field(default_factory=list)
+    # the last of them where it was written bare, ending the item ("피아노 메트로눔"), not
+    # with a particle or an ending that makes it a place or a predicate ("변기에", "골판지인데")
+    head: str | None = None
 
 
 # ---- text -----------------------------------------------------------------------------------
@@ -738,10 +745,12 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
     variants = [("whole", normalize(text), 1.0)]
     container = made = None
     items: list[str] = []
+    head: str | None = None
     if core:
         stripped = [_strip_particle(_strip_ending(w), known) for w in core]
         away = _destinations(core, known, index().places)
         items = [w for i, w in enumerate(stripped) if i not in away] or stripped
+        head = core[-1] if stripped[-1] == core[-1] and len(core) - 1 not in away else None
         # where the asker guesses it goes is the answer only when nothing else is found
         places = [("phrase", place, PLACE) for place in away.values()]
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
@@ -767,7 +776,9 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         if key and key not in seen:
             seen.add(key)
             unique.append((kind, key, weight))
-    return Query(unique, frozenset(states), [normalize(w) for w in core], container, made, items)
+    return Query(
+        unique, frozenset(states), [normalize(w) for w in core], container, made, items, head
+    )
 
 
 def _measure(word: str, following: str) -> bool:
@@ -1168,12 +1179,15 @@ def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
     little for each past the first; one found by the head word alone, whose own name carries
     a modifier the query lacks ("컴퓨터" of 컴퓨터 본체) while the query's own modifier is a
     name the guide never answers to ("칫솔 본체"), loses: the query names another kind of
-    that head. A category's guide is a place, not a kind of thing: neither applies."""
+    that head. Where a guide holds the head (its name, or a misspelling of it: "피아노
+    메트로눔" is a 메트로놈), one found only by a modifier ("피아노") loses. A category's guide
+    is a place, not a kind of thing: none of this applies to it."""
     if len(query.items) < 2:
         return
     words = [w for w in dict.fromkeys(query.items) if len(w) >= 2 and _hangul(w)]
     head = query.items[-1]
     whole = query.variants[0][1]
+    holders = []
     for found in best.values():
         if found["guide_id"] in idx.categories:
             continue
@@ -1181,18 +1195,30 @@ def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
         # a word that begins or ends a name ("피자" of 피자박스, "칫솔" of 전동칫솔), not one
         # inside it ("포장" of 과일포장재)
         covered = [w for w in words if any(n.startswith(w) or n.endswith(w) for n in names)]
+        by_head = found["variant"] == "head" and (found["exact"] or found["how"] == "typo")
+        found["heads"] = by_head or head in covered
         if len(covered) >= 2:
             found["score"] += COVERS * (len(covered) - 1)
-            continue
-        if not found["exact"] or found["variant"] != "head" or any(w != head for w in covered):
-            continue
-        modifier = _own_modifier(idx.guides[found["guide_id"]]["name"], found["key"])
-        if not modifier or modifier in whole:
-            continue
-        # the query's own modifier is a thing the dictionary names: 칫솔, 피자, 코렐
-        others = [w for w in words if w != head and w in idx.by_key]
-        if others:
-            found["score"] *= ANOTHER_KIND
+        elif by_head and not any(w != head for w in covered):
+            modifier = _own_modifier(idx.guides[found["guide_id"]]["name"], found["key"])
+            # the query's own modifier is a thing the dictionary names: 칫솔, 피자, 코렐
+            named = any(w in idx.by_key for w in words if w != head)
+            if modifier and modifier not in whole and named:
+                found["score"] *= ANOTHER_KIND
+                found["heads"] = False
+                continue
+        if found["heads"] and (by_head or len(covered) >= 2) and found["score"] >= HELD:
+            holders.append(found)
+    # a misspelling is a holder only where it points at one guide ("스티커" is one letter
+    # from 스티머 and 스피커 alike: another word, not a typo)
+    typos = [f for f in holders if f["how"] == "typo" and f["variant"] == "head"]
+    if len(typos) > 1:
+        holders = [f for f in holders if f not in typos]
+    if not holders or query.head != head or not _hangul(head) or len(head) < 2:
+        return
+    for found in best.values():
+        if found["variant"] == "phrase" and not found.get("heads") and head not in found["key"]:
+            found["score"] *= HEADLESS
 
 
 def _own_modifier(name: str, key: str) -> str | None:
