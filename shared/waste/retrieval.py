@@ -317,6 +317,7 @@ _STATE_WORDS = {w: state for state, words in STATES.items() for w in words}
 # The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
 BROKEN_GLASS = "깨진 유리"
 GLASS_CATEGORIES = frozenset({"유리병"})
+AND = ("랑", "이랑")  # "대가리랑 내장": the item is two things
 EMPTY = "빈"  # glued to a container word: "빈통" is an empty tub
 QUANTITIES = frozenset(["한", "두", "세", "네", "다섯", "몇", "여러", "반"])
 COUNTERS = frozenset(
@@ -751,6 +752,8 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         away = _destinations(core, known, index().places)
         items = [w for i, w in enumerate(stripped) if i not in away] or stripped
         head = core[-1] if stripped[-1] == core[-1] and len(core) - 1 not in away else None
+        if any(_strip_ending(w) != w and w.endswith(AND) for w in core[:-1]):
+            head = None  # "고등어 대가리랑 내장": two things, two heads
         # where the asker guesses it goes is the answer only when nothing else is found
         places = [("phrase", place, PLACE) for place in away.values()]
         variants += [("core", "".join(core), 1.0), ("stripped", "".join(items), 0.98)]
@@ -1102,7 +1105,12 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
         )
         # a described guide is as close as the share of its uses the query says
         found["closeness"] = _dice(wgrams, idx.name_grams[found["guide_id"]]) + found.get("fit", 0)
-    ranked = sorted(best.values(), key=lambda f: (-f["score"], -f["closeness"], f["guide_id"]))
+    # a tie goes to the guide whose names take in more of the query's words (피자박스 over
+    # 택배 상자 for "피자 상자"), then to the closer name
+    ranked = sorted(
+        best.values(),
+        key=lambda f: (-round(f["score"], 9), -f.get("covers", 0), -f["closeness"], f["guide_id"]),
+    )
     if "broken" in query.states and ranked:
         ranked = _broken(idx, ranked)
     return ranked
@@ -1189,12 +1197,13 @@ def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
     whole = query.variants[0][1]
     holders = []
     for found in best.values():
-        if found["guide_id"] in idx.categories:
-            continue
         names = idx.names.get(found["guide_id"], ())
         # a word that begins or ends a name ("피자" of 피자박스, "칫솔" of 전동칫솔), not one
         # inside it ("포장" of 과일포장재)
         covered = [w for w in words if any(n.startswith(w) or n.endswith(w) for n in names)]
+        found["covers"] = len(covered)
+        if found["guide_id"] in idx.categories:
+            continue
         by_head = found["variant"] == "head" and (found["exact"] or found["how"] == "typo")
         found["heads"] = by_head or head in covered
         if len(covered) >= 2:
