@@ -1092,7 +1092,6 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
         _contents_container(idx, query, best)
     _kin(idx, query, best)
     _described(idx, text, query, best)
-    _heads(idx, query, best)
     whole = query.variants[0][1]
     wgrams = grams(jamo(whole))
     words = [w for w in query.words if len(w) >= 2]
@@ -1105,6 +1104,9 @@ def rank(text: str, query: Query | None = None) -> list[dict[str, Any]]:
         )
         # a described guide is as close as the share of its uses the query says
         found["closeness"] = _dice(wgrams, idx.name_grams[found["guide_id"]]) + found.get("fit", 0)
+        # the score as found: what the confidence reads (heads and modifiers only reorder)
+        found["found"] = found["score"]
+    _heads(idx, query, best)
     # a tie goes to the guide whose names take in more of the query's words (피자박스 over
     # 택배 상자 for "피자 상자"), then to the closer name
     ranked = sorted(
@@ -1454,8 +1456,8 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
         return dict.fromkeys(FEATURES, 0.0)
     idx = index()
     first = ranked[0]
-    top = first["score"]
-    second = ranked[1]["score"] if len(ranked) > 1 else 0.0
+    top = first.get("found", first["score"])
+    second = max((f.get("found", f["score"]) for f in ranked[1:8]), default=0.0)
     exact = first["exact"] or first["kind"] == "state"
     text = idx.text[first["guide_id"]]
     name = normalize(idx.guides[first["guide_id"]]["name"])
