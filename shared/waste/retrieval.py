@@ -1466,7 +1466,7 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
         STATE_TEXT.get(state) and not any(word in text for word in STATE_TEXT[state])
         for state in query.states
     )
-    near = {f["guide_id"] for f in ranked[:8] if f["score"] >= top - TIE}
+    near = {f["guide_id"] for f in ranked[:8] if f.get("found", f["score"]) >= top - TIE}
     # Found by a phrase that leaves out the last word, the head of a Korean phrase: "사진
     # 앨범" found as 사진 is about something else.
     head = query.words[-1] if query.words else ""
