@@ -170,7 +170,7 @@ USES_BONUS = 0.03  # per described word, to a guide already found by a name: bre
 # A guide whose names take in more of the query's words is the one the query describes:
 # "피자 상자" is the 피자박스 (피자, 상자), not the 택배 상자 (상자 alone); "소닉케어 칫솔" the
 # 전동칫솔 (its names hold 소닉케어 and 칫솔). Each word past the first adds this much.
-COVERS = 0.03
+COVERS = 0.05
 # A guide found by the head word alone, whose own name says which one it is with a word the
 # query lacks, while the query says which one with words the guide never answers to: "칫솔
 # 본체" is not the 컴퓨터 본체, "과자 상자" not the 택배 상자. Its score is multiplied by this.
