@@ -33,10 +33,9 @@ from bench.answers import ANSWERS, DEFAULT_FILES, load, prepare  # noqa: E402
 TARGET = 0.015
 RIDGE = 0.01
 FOLDS = 5
-# measured blind, never fitted on (holdout2 .. holdout6 were, once each); a blind file is listed
-# before it is written (holdout9), so no calibration run can fit on it before its one blind
-# measurement
-BLIND = ("holdout7", "holdout8", "holdout9")
+# measured blind, never fitted on (holdout2 .. holdout6 were, once each); holdout8 is listed
+# as soon as it is written, so no calibration run can fit on it before its one blind measurement
+BLIND = ("holdout7", "holdout8")
 DEVELOPMENT = tuple(name for name in DEFAULT_FILES if not any(b in name for b in BLIND))
 
 
