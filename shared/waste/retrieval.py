@@ -1197,6 +1197,11 @@ def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
     words = [w for w in dict.fromkeys(query.items) if len(w) >= 2 and _hangul(w)]
     head = query.items[-1]
     whole = query.variants[0][1]
+    # the query's own modifier is a thing the dictionary names (칫솔, 피자, 코렐), or modifier
+    # and head together are a name some guide answers to ("과자 상자")
+    named = any(w in idx.by_key for w in words if w != head) or any(
+        f["how"] == "same" and f["key"] != head and f["key"].endswith(head) for f in best.values()
+    )
     holders = []
     for found in best.values():
         names = idx.names.get(found["guide_id"], ())
@@ -1212,12 +1217,6 @@ def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
             found["score"] += COVERS * (len(covered) - 1)
         elif by_head and not any(w != head for w in covered):
             modifier = _own_modifier(idx.guides[found["guide_id"]]["name"], found["key"])
-            # the query's own modifier is a thing the dictionary names (칫솔, 피자, 코렐), or
-            # modifier and head together are a name some guide answers to ("과자 상자")
-            named = any(w in idx.by_key for w in words if w != head) or any(
-                f["how"] == "same" and f["key"] != head and f["key"].endswith(head)
-                for f in best.values()
-            )
             if modifier and modifier not in whole and named:
                 found["score"] *= ANOTHER_KIND
                 found["heads"] = False
