@@ -43,6 +43,7 @@ DEFAULT_FILES = (
     "holdout6.jsonl",
     "holdout7.jsonl",
     "holdout8.jsonl",
+    "holdout9.jsonl",
 )  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 

@@ -11,10 +11,12 @@ while building, so holdout6.jsonl is the blind one, written the same way and rep
 any file before it (holdout5 included); holdout6 is now looked at while building, so
 holdout7.jsonl is the blind one, written the same way and repeating no query of any file before it
 (holdout6 included); holdout7 is now looked at while building, so holdout8.jsonl is the blind
-one, written the same way and repeating no query of any file before it (holdout7 included). These
-tests need no search code: they keep the labels honest against the Ministry of Environment's
-item dictionary, read from the datasets folder, so a relabelled or renumbered edition fails here
-rather than silently moving the score.
+one, written the same way and repeating no query of any file before it (holdout7 included);
+holdout8 is now looked at while building, so holdout9.jsonl is the blind one, written the same
+way and repeating no query of any file before it (holdout8 included). These tests need no search
+code: they keep the labels honest against the Ministry of Environment's item dictionary, read
+from the datasets folder, so a relabelled or renumbered edition fails here rather than silently
+moving the score.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ BLIND = (
     "holdout6.jsonl",
     "holdout7.jsonl",
     "holdout8.jsonl",
+    "holdout9.jsonl",
 )
 
 
@@ -155,6 +158,7 @@ def test_sizes_and_every_kind_in_holdout() -> None:
         "holdout6.jsonl",
         "holdout7.jsonl",
         "holdout8.jsonl",
+        "holdout9.jsonl",
     ):
         blind = Counter(row["kind"] for row in _rows(name))
         assert sum(blind.values()) >= 330, name

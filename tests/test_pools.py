@@ -62,3 +62,20 @@ def test_more_callers_than_connections_all_get_an_answer(services):
     with ThreadPoolExecutor(60) as pool:
         answers = list(pool.map(call, range(600)))
     assert answers == ["ok"] * 600
+
+
+def test_the_mget_lane_keeps_at_most_a_connection_per_pooled_thread(services):
+    """The MGET every protected request makes runs on kept connections (redis_client), at
+    most one per thread that may hold one; callers beyond them take the pool's turns."""
+    services.setenv("THREADS", "2")
+    reset_clients()
+    client = cache.client()
+    client.set("burst", "ok")
+
+    def call(_: int) -> list[str | None]:
+        return client.mget(["burst", "missing"])
+
+    with ThreadPoolExecutor(60) as pool:
+        answers = list(pool.map(call, range(600)))
+    assert answers == [["ok", None]] * 600
+    assert client._made <= 2 and len(client._idle) <= 2

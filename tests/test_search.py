@@ -90,6 +90,35 @@ def test_everyday_names_brands_slang_and_english(system):
     assert top("hair dryer") == "전기전자제품"
 
 
+def test_brand_and_product_names_reach_the_guide_of_the_thing_they_name(system):
+    """The brands section of aliases.yaml, on names no labelled file asks: a brand is read as
+    the object it names (a 쌍화탕 is a glass drink bottle, a 프레시백 an insulated bag, a
+    글라스락 heat-resistant glass), not as its words (플리스 is no 치실, 에어포스 no 스프레이
+    파스), and a brand that makes many things answers with its product (다이슨 슈퍼소닉 is no
+    청소기). Said in a sentence or with a state, it is still that thing."""
+    assert top("다이슨 슈퍼소닉") == "전기전자제품"  # a hair dryer: no guide of its own
+    assert top("고장난 다이슨 슈퍼소닉") == "전기전자제품"
+    assert top("코드제로") == "청소기"
+    assert top("삼성 블루스카이") == "공기청정기"
+    assert top("돌체구스토") == "커피메이커"
+    assert top("스팀덱") == "휴대용 콘솔게임기"
+    assert top("에어포스1") == "운동화"
+    assert top("에어포스1 버려도 돼?") == "운동화"
+    assert top("컨버스 척테일러") == "스니커즈"
+    assert top("파타고니아 플리스") == "의류, 원단"
+    assert top("쿠팡 프레시백") == "보냉가방"
+    assert top("오뚜기 케첩") == "케찹 용기"
+    assert top("신라면 컵") == "컵라면 용기(종이)"
+    assert top("풀무원샘물") == "무색페트병(물병)"
+    assert top("광동 쌍화탕") == "드링크병"
+    assert top("다 쓴 광동 쌍화탕 병") == "드링크병"
+    assert top("글라스락 용기") == "내열식기"  # glass, not the 플라스틱 a 용기 would be
+    assert top("몰스킨") == "수첩"
+    assert top("오래된 몰스킨 수첩") == "수첩"
+    for query in ("다이슨 슈퍼소닉", "에어포스1", "쿠팡 프레시백", "글라스락 용기"):
+        assert rules.confident(rules.search(query)), query
+
+
 def test_brands_misspellings_and_slang_inside_a_name_read_as_the_dictionary_writes(system):
     """words.yaml: a brand is the kind of thing it sells, wherever a container word follows
     it, and a misspelled or slang word inside a longer name is its dictionary spelling."""

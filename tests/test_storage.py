@@ -131,13 +131,30 @@ def test_cache_ttl_semantics_on_redis(services):
     assert c.get("growbin-test:k") is None
 
 
-@pytest.mark.services
-def test_mget_on_redis_reads_as_redis_py_does_and_outlives_a_dropped_connection(services):
-    """The status poll's MGET is sent without redis-py's wrapping (shared/core/redis_client):
-    the same answers, either call form, and a connection Redis closed is not an error."""
+def _lane_client_id(c) -> int:
+    """The Redis client id of the connection the next MGET takes (the lane's last pushed)."""
+    connection = c._idle[-1]
+    connection.send_command("CLIENT", "ID")
+    return connection.read_response()
+
+
+def _kill(client_id: int) -> None:
     import redis
 
-    from shared.core import cache, settings
+    from shared.core import settings
+
+    with redis.Redis.from_url(settings.settings().redis_url) as admin:
+        assert admin.client_kill_filter(_id=client_id) == 1
+
+
+@pytest.mark.services
+def test_mget_on_redis_reads_as_redis_py_does_and_outlives_a_dropped_connection(services):
+    """The status poll's MGET is sent on a kept connection, without redis-py's wrapping
+    (shared/core/redis_client): the same answers, either call form; a kept connection Redis
+    closed is retried once on a new one, not an error, and stays kept."""
+    import redis
+
+    from shared.core import cache
 
     c = cache.client()
     keys = ["growbin-test:a", "growbin-test:missing", "growbin-test:b"]
@@ -146,10 +163,101 @@ def test_mget_on_redis_reads_as_redis_py_does_and_outlives_a_dropped_connection(
         expected = redis.Redis.mget(c, keys)  # redis-py's own, through execute_command
         assert expected == ["가", None, "b"]
         assert c.mget(keys) == expected and c.mget(*keys) == expected
-        ours = c.client_id()  # the pool hands the last connection back first: the next call's
-        with redis.Redis.from_url(settings.settings().redis_url) as admin:
-            assert admin.client_kill_filter(_id=ours) == 1
-        assert c.mget(keys) == expected
-        assert c.client_id() != ours
+        assert c._made == 1  # one thread, one kept connection, reused
+        ours = _lane_client_id(c)
+        _kill(ours)
+        assert c.mget(keys) == expected  # the dropped connection retried once
+        assert c._made == 1 and _lane_client_id(c) != ours
     finally:
         c.delete(*keys)
+
+
+@pytest.mark.services
+def test_mget_gives_up_after_one_retry_and_recovers(services):
+    """A second connection error in the same call is the caller's (a 503 upstream); the
+    kept connection is not lost: the next call reconnects."""
+    import redis
+
+    from shared.core import cache
+
+    c = cache.client()
+    c.set("growbin-test:x", "1")
+    try:
+        assert c.mget(["growbin-test:x"]) == ["1"]
+        connection = c._idle[-1]
+        failures = []
+
+        def dropped(*args, **kwargs):
+            failures.append(args)
+            connection.disconnect()
+            raise redis.ConnectionError("dropped")
+
+        connection.send_command = dropped
+        with pytest.raises(redis.ConnectionError):
+            c.mget(["growbin-test:x"])
+        assert len(failures) == 2  # the first try and one retry, no more
+        del connection.send_command  # redis-py's own again
+        assert c.mget(["growbin-test:x"]) == ["1"] and c._idle == [connection]
+    finally:
+        c.delete("growbin-test:x")
+
+
+@pytest.mark.services
+def test_a_call_broken_between_send_and_read_leaves_no_reply_for_the_next(services):
+    """What the pool's readiness check guarded: a call that sent MGET and failed before
+    reading its reply must not hand that reply to the next call on the kept connection."""
+    from shared.core import cache
+
+    c = cache.client()
+    c.set("growbin-test:first", "1"), c.set("growbin-test:second", "2")
+    try:
+        assert c.mget(["growbin-test:first"]) == ["1"]
+        connection = c._idle[-1]
+
+        def interrupted(*args, **kwargs):
+            raise RuntimeError("interrupted before the reply was read")
+
+        connection.read_response = interrupted
+        with pytest.raises(RuntimeError):
+            c.mget(["growbin-test:first"])
+        del connection.read_response  # redis-py's own again
+        assert c.mget(["growbin-test:second"]) == ["2"]
+    finally:
+        c.delete("growbin-test:first", "growbin-test:second")
+
+
+@pytest.mark.services
+def test_a_forked_process_makes_its_own_connection(services):
+    """A gunicorn worker forked after the parent polled must not talk on the parent's socket:
+    it makes a connection of its own, and the parent's still answers afterwards."""
+    import os
+
+    from shared.core import cache
+
+    c = cache.client()
+    c.set("growbin-test:f", "v")
+    try:
+        assert c.mget(["growbin-test:f"]) == ["v"]
+        parent = c._idle[-1]
+        parent_id = _lane_client_id(c)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without running pytest's teardown
+            code = 1
+            try:
+                answered = c.mget(["growbin-test:f"]) == ["v"]
+                mine = c._idle[-1]
+                fresh = mine is not parent and _lane_client_id(c) != parent_id
+                code = 0 if answered and fresh and c._made == 1 else 2
+            finally:
+                os.write(write, bytes([code]))
+                os._exit(0)
+        os.close(write)
+        code = os.read(read, 1)
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert code == bytes([0])
+        assert c.mget(["growbin-test:f"]) == ["v"] and c._idle[-1] is parent
+        assert _lane_client_id(c) == parent_id  # the child closed only its copy of the socket
+    finally:
+        c.delete("growbin-test:f")

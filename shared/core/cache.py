@@ -268,7 +268,9 @@ def client() -> Client:
         # is answered 503 after one socket timeout; a dropped connection is retried once.
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
-    return Redis(connection_pool=pool)
+    # The MGET every protected request makes runs on a lane of kept connections beside the
+    # pool, one per request thread at most (redis_client): no pool round per call.
+    return Redis(connection_pool=pool, lane=settings().pooled_threads)
 
 
 def get_json(key: str) -> Any:
