@@ -880,8 +880,8 @@ def _verbish(word: str, known: dict[str, list[int]]) -> bool:
     ("메로나", "마요" and "심지" end like verbs), and a word that ends names, with its particle
     ("껍질은": 옥수수껍질, 귤껍질)."""
     plain = _strip_particle(_strip_ending(word), known)
-    if word in known or plain in known:
-        return False
+    if word in known or plain in known or word in index().made_of:
+        return False  # a material ("양은 쟁반": 양은 is no 양 + 은) is what the thing is made of
     if _generic([word]) != [word] or (len(plain) >= 2 and plain in index().by_head):
         return False
     return word.endswith(VERB_ENDINGS)
