@@ -1426,8 +1426,8 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
 
 def _nouns(query: Query) -> list[str]:
     """The words of the query that name something, as written: no asking words, states,
-    verbs, container words, sizes or model numbers, and no single syllables; a material word
-    stays even where it ends like a verb ("양은" is no 양 + 은)."""
+    verbs, container words, sizes or model numbers, and no single syllables but a material's
+    (철); a material word stays even where it ends like a verb ("양은" is no 양 + 은)."""
     known = index().by_key
     nouns = []
     for word in query.written:
@@ -1436,7 +1436,9 @@ def _nouns(query: Query) -> list[str]:
             continue
         if word not in _MATERIAL_OF and _verbish(word, known):
             continue
-        if len(plain) < 2 or plain in CONTAINER_WORDS or _MEASURE.fullmatch(plain):
+        if len(plain) < 2 and plain not in _MATERIAL_OF:
+            continue  # one syllable says little, unless it is what the thing is made of (철)
+        if plain in CONTAINER_WORDS or _MEASURE.fullmatch(plain):
             continue
         nouns.append(plain)
     return nouns
