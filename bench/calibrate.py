@@ -28,9 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.answers import ANSWERS, DEFAULT_FILES, load, prepare  # noqa: E402
 
-# Confident-but-wrong out of fold, over all queries: 2 % is promised, so leave half a point
-# for queries unlike any written so far.
-TARGET = 0.015
+# Confident-but-wrong out of fold, over all queries: 2 % is promised, and blind files have
+# measured up to twice the out-of-fold rate (holdout7 2.6 % blind against 1.5 %), so leave 0.7
+# of a point for queries unlike any written so far (it was half a point, 1.5 %, until the
+# `unexplained` feature let the threshold rise without covering less out of fold).
+TARGET = 0.013
 RIDGE = 0.01
 FOLDS = 5
 # measured blind, never fitted on (holdout2 .. holdout6 were, once each); holdout9, like holdout8

@@ -377,6 +377,9 @@ class Index:
     described_by: dict[str, int] = field(default_factory=dict)  # guide -> its words' count
     # guide id -> every name it answers to exactly (name, parts, legacy names, aliases)
     names: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # guide id -> its use stems and kinds: with `names`, what of a query its first guide
+    # explains (the calibration's `unexplained`)
+    uses_of: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
 @dataclass
@@ -393,6 +396,7 @@ class Query:
     # the last of them where it was written bare, ending the item ("피아노 메트로눔"), not
     # with a particle or an ending that makes it a place or a predicate ("변기에", "골판지인데")
     head: str | None = None
+    written: list[str] = field(default_factory=list)  # every word as written, normalized
 
 
 # ---- text -----------------------------------------------------------------------------------
@@ -650,8 +654,10 @@ def _build() -> Index:
         for phrase in entry.get("uses") or []:
             for stem in str(phrase).split():
                 idx.uses[normalize(stem)].add(entry["guide"])
+                idx.uses_of[entry["guide"]].add(normalize(stem))
         for kind in entry.get("kind") or []:
             idx.kinds[normalize(str(kind))].add(entry["guide"])
+            idx.uses_of[entry["guide"]].add(normalize(str(kind)))
         idx.described_by[entry["guide"]] = len(entry.get("uses") or []) + len(entry["kind"] or [])
     for entry in idx.entries:
         if entry.kind in EXACT_KINDS and entry.key not in idx.names[entry.guide_id]:
@@ -779,8 +785,16 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         if key and key not in seen:
             seen.add(key)
             unique.append((kind, key, weight))
+    written = [normalize(w) for w in words]
     return Query(
-        unique, frozenset(states), [normalize(w) for w in core], container, made, items, head
+        unique,
+        frozenset(states),
+        [normalize(w) for w in core],
+        container,
+        made,
+        items,
+        head,
+        written,
     )
 
 
@@ -900,8 +914,8 @@ def _verbish(word: str, known: dict[str, list[int]]) -> bool:
     ("메로나", "마요" and "심지" end like verbs), and a word that ends names, with its particle
     ("껍질은": 옥수수껍질, 귤껍질)."""
     plain = _strip_particle(_strip_ending(word), known)
-    if word in known or plain in known:
-        return False
+    if word in known or plain in known or word in index().made_of:
+        return False  # a material ("양은 쟁반": 양은 is no 양 + 은) is what the thing is made of
     if _generic([word]) != [word] or (len(plain) >= 2 and plain in index().by_head):
         return False
     return word.endswith(VERB_ENDINGS)
@@ -1417,6 +1431,7 @@ FEATURES = (
     "bare",
     "unmade",
     "short_typo",
+    "unexplained",
 )
 # the query as meant, not a phrase of it (the generic reading is the whole query respelled)
 WHOLE_READINGS = frozenset({"whole", "core", "stripped", "generic"})
@@ -1433,6 +1448,11 @@ STATE_TEXT = {
     "worn": ("해지", "훼손", "찢어", "낡"),
 }
 TIE = 0.03  # guides within this of the first are as good as tied
+UNEXPLAINED_MOST = 3  # unexplained nouns counted: past three the query is a sentence anyway
+# a material word and the category it belongs to ("양은" -> 금속, "대나무" -> 일반종량제폐기물)
+_MATERIAL_OF = {word: category for category, words in MATERIALS.items() for word in words}
+# "20kg", "120cm", "s5000": sizes and model numbers, which no guide explains or needs to
+_MEASURE = re.compile(r"[0-9a-z]*[0-9][0-9a-z]*")
 
 
 @functools.cache
@@ -1450,7 +1470,8 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
     found by its kin (a category's guide for an item no name fits), by a name that is only part
     of the query or of which the query is only part, by a misspelling (of a two-syllable name
     apart: one letter off 수건 is 수전), or by the container word alone; a material the query
-    names that the guide's text never does."""
+    names that the guide's text never does; and how many nouns of the query the guide leaves
+    unexplained (a modifier answered instead of the head, a word that points elsewhere)."""
     if not ranked:
         return dict.fromkeys(FEATURES, 0.0)
     idx = index()
@@ -1492,6 +1513,17 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
         "bare": float(first.get("key") in CONTAINER_WORDS and len(query.words) > 1),
         # a letter off a name of two syllables is as often another word (수건 as 수전)
         "short_typo": float(first.get("how") == "typo" and len(first.get("key", "")) <= 2),
+        # nouns of the query the first guide does not explain ("TV 놓던 거실장" as 텔레비전:
+        # 거실장; "근막 푸는 원통 스펀지" as 수세미: 근막, 원통): part of the query is unanswered
+        "unexplained": float(
+            min(
+                UNEXPLAINED_MOST,
+                sum(
+                    not _explains(idx, first["guide_id"], first.get("key", ""), word)
+                    for word in _nouns(query)
+                ),
+            )
+        ),
         # made of something the guide never names ("나무 옷걸이" as the wire 세탁소 옷걸이)
         "unmade": float(
             first["kind"] != "kin"
@@ -1502,6 +1534,43 @@ def features(ranked: list[dict[str, Any]], query: Query) -> dict[str, float]:
             )
         ),
     }
+
+
+def _nouns(query: Query) -> list[str]:
+    """The words of the query that name something, as written: no asking words, states,
+    verbs, container words, sizes or model numbers, and no single syllables but a material's
+    (철); a material word stays even where it ends like a verb ("양은" is no 양 + 은)."""
+    known = index().by_key
+    nouns = []
+    for word in query.written:
+        plain = _strip_particle(_strip_ending(word), known)
+        if word in FILLER or word in _STATE_WORDS or _strip_ending(word) in _STATE_WORDS:
+            continue
+        if word not in _MATERIAL_OF and _verbish(word, known):
+            continue
+        if len(plain) < 2 and plain not in _MATERIAL_OF:
+            continue  # one syllable says little, unless it is what the thing is made of (철)
+        if plain in CONTAINER_WORDS or _MEASURE.fullmatch(plain):
+            continue
+        nouns.append(plain)
+    return nouns
+
+
+def _explains(idx: Index, guide_id: str, key: str, word: str) -> bool:
+    """Whether the guide accounts for a word of the query: the name it was found by holds it,
+    or one of its names, its text or its uses do. A material word against the guide's own
+    material is unexplained whatever its text says ("양은 쟁반" as 나무 쟁반, whose text may
+    list other materials)."""
+    if word in _MATERIAL_OF:
+        name = normalize(idx.guides[guide_id]["name"])
+        own = {category for m, category in _MATERIAL_OF.items() if len(m) >= 2 and m in name}
+        if own and _MATERIAL_OF[word] not in own:
+            return False
+    if word in key or (key and key in word) or word in idx.text[guide_id]:
+        return True
+    if any(word in name or (len(name) >= 2 and name in word) for name in idx.names[guide_id]):
+        return True
+    return any(len(stem) >= 2 and word.startswith(stem) for stem in idx.uses_of[guide_id])
 
 
 def _container_name(name: str) -> bool:
