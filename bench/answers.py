@@ -44,6 +44,7 @@ DEFAULT_FILES = (
     "holdout7.jsonl",
     "holdout8.jsonl",
     "holdout9.jsonl",
+    "holdout10.jsonl",
 )  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 

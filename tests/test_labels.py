@@ -13,7 +13,9 @@ holdout7.jsonl is the blind one, written the same way and repeating no query of 
 (holdout6 included); holdout7 is now looked at while building, so holdout8.jsonl is the blind
 one, written the same way and repeating no query of any file before it (holdout7 included);
 holdout8 is now looked at while building, so holdout9.jsonl is the blind one, written the same
-way and repeating no query of any file before it (holdout8 included). These tests need no search
+way and repeating no query of any file before it (holdout8 included); holdout9 is now looked at
+while building, so holdout10.jsonl is the blind one, written the same way and repeating no query
+of any file before it (holdout9 included). These tests need no search
 code: they keep the labels honest against the Ministry of Environment's item dictionary, read
 from the datasets folder, so a relabelled or renumbered edition fails here rather than silently
 moving the score.
@@ -129,6 +131,7 @@ BLIND = (
     "holdout7.jsonl",
     "holdout8.jsonl",
     "holdout9.jsonl",
+    "holdout10.jsonl",
 )
 
 
@@ -159,6 +162,7 @@ def test_sizes_and_every_kind_in_holdout() -> None:
         "holdout7.jsonl",
         "holdout8.jsonl",
         "holdout9.jsonl",
+        "holdout10.jsonl",
     ):
         blind = Counter(row["kind"] for row in _rows(name))
         assert sum(blind.values()) >= 330, name
