@@ -516,3 +516,14 @@ def test_the_outside_words_are_no_guides_names(system):
             assert not any(n.endswith(word) for n in names), word
         else:
             assert not any(n.startswith(word) for n in names), word
+
+
+def test_a_kind_of_furniture_or_clothing_no_guide_names_is_its_categorys(system):
+    """aliases.yaml: furniture no guide of its own names (문갑, 병풍, 탁자) is bulky waste, and
+    clothing accessories (넥타이, 손수건) are the clothing guide's, whose text lists 잡화; found
+    by that name, not by a neighbour sharing a word. Queries no labelled file asks."""
+    for query in ("낡은 문갑", "접이식 병풍", "호두나무 탁자"):
+        assert top(query) == "대형폐기물", query
+    for query in ("실크 넥타이", "체크무늬 손수건", "가죽 멜빵"):
+        assert top(query) == "의류, 원단", query
+    assert rules.confident(rules.search("실크 넥타이"))
