@@ -61,6 +61,8 @@ def _rows(files: list[Path]) -> tuple[list[str], list[dict]]:
                     "kind": kind,
                     "answers": answers,
                     "query": case["query"],
+                    # outside household waste: the search caps its chance (rules.search)
+                    "outside": bool(retrieval.outside(ranked, query)),
                 }
             )
     names = list(rows[0]["x"]) if rows else []
@@ -106,7 +108,10 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
 
 
 def out_of_fold(names: list[str], rows: list[dict], folds: int = FOLDS) -> list[float]:
-    """Each query's chance from a model that never saw it (folds drawn once, seeded)."""
+    """Each query's chance from a model that never saw it (folds drawn once, seeded), capped
+    as the search caps it for a query outside household waste."""
+    from shared.waste import retrieval
+
     order = list(range(len(rows)))
     random.Random(0).shuffle(order)
     chances = [0.0] * len(rows)
@@ -117,6 +122,9 @@ def out_of_fold(names: list[str], rows: list[dict], folds: int = FOLDS) -> list[
         for i in held:
             z = w[0] + sum(wi * rows[i]["x"][n] for wi, n in zip(w[1:], names, strict=True))
             chances[i] = _sigmoid(z)
+            if rows[i].get("outside"):
+                # as rules.search does: such a query is never answered with confidence
+                chances[i] = min(chances[i], retrieval.OUTSIDE_CHANCE)
     return chances
 
 

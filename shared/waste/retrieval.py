@@ -874,6 +874,40 @@ def _words() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     return pairs("brands"), pairs("spellings")
 
 
+@functools.cache
+def _outside_words() -> tuple[tuple[str, str], ...]:
+    """words.yaml's `outside` section as (word, why) pairs, longest first."""
+    import yaml
+
+    table = yaml.load(WORDS.read_text(encoding="utf-8"), Loader=_loader(yaml))
+    found = [(normalize(str(w)), why) for why, words in table["outside"].items() for w in words]
+    return tuple(sorted(found, key=lambda p: -len(p[0])))
+
+
+# The most a first guide may be trusted for a query about something outside household waste:
+# under any threshold the calibration fits, so the search says "not sure" and lists the guides.
+OUTSIDE_CHANCE = 0.5
+# groups of `outside` read only as the item's last word ("자동차 카시트" is a car seat)
+OUTSIDE_AS_HEAD = frozenset({"vehicle"})
+
+
+def outside(ranked: list[dict[str, Any]], query: Query) -> str | None:
+    """The word that marks the query as outside household waste (a car, a firearm, asbestos,
+    hospital waste...: words.yaml `outside`), where a query word begins with one and the first
+    guide does not answer to a name holding it ("자동차 워셔액" is a guide, "폐차할 자동차" none):
+    whatever neighbour a shared word found ("LPG 가스통" as 부탄가스) is not the answer."""
+    names = index().names.get(ranked[0]["guide_id"], []) if ranked else []
+    last = query.items[-1] if query.items else ""
+    for marker, why in _outside_words():
+        head = why in OUTSIDE_AS_HEAD
+        if not any(w.startswith(marker) for w in ([last] if head else query.written)):
+            continue
+        # a guide named for the thing itself, not for an accessory of it ("오토바이헬멧")
+        if not any(n.endswith(marker) if head else marker in n for n in names):
+            return marker
+    return None
+
+
 def _generic(items: list[str]) -> list[str]:
     """The item's words as the dictionary writes them: a brand at the start of a word is the
     kind of thing it sells ("꼬북칩봉지" -> 과자봉지), a misspelling or slang inside a word its

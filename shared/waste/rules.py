@@ -25,6 +25,10 @@ def search(text: str, limit: int = 10, min_score: float = 0.35) -> list[dict[str
     if not ranked:
         return []
     chance = retrieval.probability(retrieval.features(ranked, query))
+    if retrieval.outside(ranked, query):
+        # not household waste (a car, a firearm, asbestos): no guide is the answer, so the
+        # neighbour a shared word found is listed but never stated
+        chance = min(chance, retrieval.OUTSIDE_CHANCE)
     top = ranked[0]["score"]
     return [
         {
