@@ -353,28 +353,25 @@ ENGLISH_STATES = {
     "mini": ("small",),
 }
 # Words of an English question, never of the item: "how to dispose of an old laptop charger".
-ENGLISH_ASKING = frozenset(
-    """
+_ENGLISH_ASKING = """
     how to do does did i we you should can could where what which is are it its this that
     these those please dispose disposal disposing throw throwing thrown away out get rid
-    recycle recycling recyclable removal remove go goes put toss tossing bin? a an the my our
-    some your with of for from or and
-    """.replace("bin?", "").split()
-)
+    recycle recycling recyclable removal remove go goes put toss tossing a an the my our
+    some your with of for from or and on in inside into between at
+"""
+ENGLISH_ASKING = frozenset(_ENGLISH_ASKING.split())
 # After an English item, what the asker guesses it is or where it goes: "eggshells trash or
 # food waste" is about eggshells.
 ENGLISH_GUESSES = frozenset({"trash", "garbage", "rubbish", "waste", "recycling", "disposal"})
 # "a stack of old magazines", "a roll of steel wire": an amount, so the item is what follows.
-ENGLISH_AMOUNTS = frozenset(
-    """
+_ENGLISH_AMOUNTS = """
     stack stacks pile piles bunch bunches pair pairs piece pieces lot lots handful heap heaps
     couple set sets roll rolls load loads bundle bundles sheet sheets amount
-    """.split()
-)
+"""
+ENGLISH_AMOUNTS = frozenset(_ENGLISH_AMOUNTS.split())
 # Dirt said with "with": "pizza box with grease" is a dirty pizza box.
-ENGLISH_DIRT = frozenset(
-    "grease oil food sauce stains stain dirt mold mould residue leftovers ketchup".split()
-)
+_ENGLISH_DIRT = "grease oil food sauce stains stain dirt mold mould residue leftovers ketchup"
+ENGLISH_DIRT = frozenset(_ENGLISH_DIRT.split())
 # The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
 BROKEN_GLASS = "깨진 유리"
 GLASS_CATEGORIES = frozenset({"유리병"})
@@ -897,9 +894,9 @@ def _english_order(words: list[str], known: dict[str, list[int]], states: set[st
     # a guess after "or", and the guess word that ends the item: "eggshells trash or ..."
     if "or" in words[1:]:
         words = words[: words.index("or")]
-    while (
-        len(words) > 1 and words[-1] in ENGLISH_GUESSES and normalize("".join(words)) not in known
-    ):
+    while len(words) > 1 and words[-1] in ENGLISH_GUESSES:
+        if normalize("".join(words)) in known:
+            break  # "food waste" is a name
         words = words[:-1]
     # "with ...": what is on the thing, not the thing
     if "with" in words[1:]:
@@ -908,7 +905,7 @@ def _english_order(words: list[str], known: dict[str, list[int]], states: set[st
             states.add("dirty")
         words = words[:at]
     # "X of Y", "X for Y", "X from Y": Y says which X, so it goes before the head
-    for joint in ("of", "for", "from"):
+    for joint in ("of", "for", "from", "on", "in", "inside"):
         if joint in words[1:-1]:
             at = words.index(joint, 1)
             head, rest = words[:at], words[at + 1 :]
