@@ -827,7 +827,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         variants += _containers("".join(items))
         container = _container_word("".join(items))
         made = _made("".join(items))
-        variants += _phrases(items) + places
+        variants += _restated(_phrases(items), items, known) + places
         generic = _generic(items)
         if generic != items:
             # The same query in the dictionary's words ("하이트 캔" -> 맥주캔, "스뎅 솥" ->
@@ -939,6 +939,24 @@ def _english(words: list[str]) -> list[str]:
             word = word[:-1]
         out.append(word)
     return out
+
+
+def _restated(
+    phrases: list[tuple[str, str, float]], items: list[str], known: dict[str, list[int]]
+) -> list[tuple[str, str, float]]:
+    """A bare head that an earlier word of the query names more narrowly is that word: in
+    "들기름 병에 남은 기름" the 기름 is the 들기름 just named, not cooking oil at large. The
+    head's reading is the earlier name (exact, where the dictionary knows it)."""
+    head = items[-1] if len(items) >= 2 else ""
+    if not _hangul(head) or len(head) < 2:
+        return phrases
+    narrower = [w for w in items[:-1] if w != head and w.endswith(head) and w in known]
+    if not narrower:
+        return phrases
+    return [
+        (kind, narrower[-1], weight) if kind == "head" and key == head else (kind, key, weight)
+        for kind, key, weight in phrases
+    ]
 
 
 def _phrases(items: list[str]) -> list[tuple[str, str, float]]:
