@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -375,6 +375,22 @@ ENGLISH_DIRT = frozenset(_ENGLISH_DIRT.split())
 # The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
 BROKEN_GLASS = "깨진 유리"
 GLASS_CATEGORIES = frozenset({"유리병"})
+# Verbs of holding after a place with 에: "병에 남은 기름", "봉지 안에 든 방습제".
+HOLDING = frozenset(
+    [
+        "남은",
+        "든",
+        "담긴",
+        "담겨있던",
+        "들어있던",
+        "들어있는",
+        "붙은",
+        "있던",
+        "묻은",
+        "깔던",
+        "끼워진",
+    ]
+)
 AND = ("랑", "이랑")  # "대가리랑 내장": the item is two things
 EMPTY = "빈"  # glued to a container word: "빈통" is an empty tub
 QUANTITIES = frozenset(["한", "두", "세", "네", "다섯", "몇", "여러", "반"])
@@ -827,7 +843,9 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         variants += _containers("".join(items))
         container = _container_word("".join(items))
         made = _made("".join(items))
-        variants += _restated(_phrases(items), items, known) + places
+        phrases = _restated(_phrases(items), items, known)
+        written = [normalize(w) for w in words]
+        variants += _outside(phrases, core, items, away, written) + places
         generic = _generic(items)
         if generic != items:
             # The same query in the dictionary's words ("하이트 캔" -> 맥주캔, "스뎅 솥" ->
@@ -939,6 +957,32 @@ def _english(words: list[str]) -> list[str]:
             word = word[:-1]
         out.append(word)
     return out
+
+
+def _outside(
+    phrases: list[tuple[str, str, float]],
+    core: list[str],
+    items: list[str],
+    away: dict[int, str],
+    written: list[str],
+) -> list[tuple[str, str, float]]:
+    """Where the item is kept is not the item: in "들기름 병에 남은 기름", "육수팩 안에 든 멸치",
+    the words up to the last one with 에 and a verb of holding (남은, 든, 붙은) say where it
+    is, so a phrase of
+    those words alone ("들기름 병") is no reading of it. The query as written still is."""
+    if away or len(core) != len(items):
+        return phrases
+    held = {w for w, after in pairwise(written) if after in HOLDING}
+    where = [i for i, w in enumerate(core[:-1]) if len(w) > 1 and w.endswith("에") and w in held]
+    if not where or where[-1] != len(items) - 2:
+        return phrases  # one noun after the place: more is another clause ("... 버리고 남은 비닐")
+    before = items[: where[-1] + 1]
+    inside = {key for _, key, _ in _phrases(before)} | {"".join(before)}
+    inside |= {key for _, key, _ in _containers("".join(before))}
+    after = {key for _, key, _ in _phrases(items[where[-1] + 1 :])} | {
+        "".join(items[where[-1] + 1 :])
+    }
+    return [p for p in phrases if p[0] == "head" or p[1] not in inside or p[1] in after]
 
 
 def _restated(
