@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -314,9 +314,83 @@ STATES = {
     "small": ("작은", "조그만", "소형", "미니", "small", "mini"),
 }
 _STATE_WORDS = {w: state for state, words in STATES.items() for w in words}
+# English, as expats type it: the same states in English words. "broken" is both a broken
+# thing (glass goes to 깨진 유리) and one out of order (an umbrella, a laptop); "old" and
+# "dead" ("dead batteries") are used up; "greasy" and "stained" are dirty; "rotten" and
+# "expired" are leftovers gone off.
+ENGLISH_STATES = {
+    "broken": ("broken", "out_of_order"),
+    "cracked": ("broken",),
+    "shattered": ("broken",),
+    "smashed": ("broken",),
+    "torn": ("worn",),
+    "ripped": ("worn",),
+    "worn": ("worn",),
+    "wornout": ("worn",),
+    "dirty": ("dirty",),
+    "greasy": ("dirty",),
+    "oily": ("dirty",),
+    "stained": ("dirty",),
+    "soiled": ("dirty",),
+    "wet": ("dirty",),
+    "used": ("used",),
+    "empty": ("used",),
+    "old": ("used",),
+    "dead": ("used",),
+    "spent": ("used",),
+    "finished": ("used",),
+    "leftover": ("leftover",),
+    "rotten": ("leftover",),
+    "expired": ("leftover",),
+    "spoiled": ("leftover",),
+    "moldy": ("leftover",),
+    "mouldy": ("leftover",),
+    "large": ("large",),
+    "big": ("large",),
+    "huge": ("large",),
+    "small": ("small",),
+    "tiny": ("small",),
+    "mini": ("small",),
+}
+# Words of an English question, never of the item: "how to dispose of an old laptop charger".
+_ENGLISH_ASKING = """
+    how to do does did i we you should can could where what which is are it its this that
+    these those please dispose disposal disposing throw throwing thrown away out get rid
+    recycle recycling recyclable removal remove go goes put toss tossing a an the my our
+    some your with of for from or and on in inside into between at
+"""
+ENGLISH_ASKING = frozenset(_ENGLISH_ASKING.split())
+# After an English item, what the asker guesses it is or where it goes: "eggshells trash or
+# food waste" is about eggshells.
+ENGLISH_GUESSES = frozenset({"trash", "garbage", "rubbish", "waste", "recycling", "disposal"})
+# "a stack of old magazines", "a roll of steel wire": an amount, so the item is what follows.
+_ENGLISH_AMOUNTS = """
+    stack stacks pile piles bunch bunches pair pairs piece pieces lot lots handful heap heaps
+    couple set sets roll rolls load loads bundle bundles sheet sheets amount
+"""
+ENGLISH_AMOUNTS = frozenset(_ENGLISH_AMOUNTS.split())
+# Dirt said with "with": "pizza box with grease" is a dirty pizza box.
+_ENGLISH_DIRT = "grease oil food sauce stains stain dirt mold mould residue leftovers ketchup"
+ENGLISH_DIRT = frozenset(_ENGLISH_DIRT.split())
 # The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
 BROKEN_GLASS = "깨진 유리"
 GLASS_CATEGORIES = frozenset({"유리병"})
+# Verbs of holding after a place with 에: "병에 남은 기름", "봉지 안에 든 방습제".
+HOLDING = frozenset(
+    [
+        "남은",
+        "든",
+        "담긴",
+        "담겨있던",
+        "들어있던",
+        "들어있는",
+        "붙은",
+        "있던",
+        "묻은",
+        "깔던",
+        "끼워진",
+    ]
+)
 AND = ("랑", "이랑")  # "대가리랑 내장": the item is two things
 EMPTY = "빈"  # glued to a container word: "빈통" is an empty tub
 QUANTITIES = frozenset(["한", "두", "세", "네", "다섯", "몇", "여러", "반"])
@@ -721,6 +795,9 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
     known = known if known is not None else index().by_key
     words = [w for w in _WORDS.findall(unicodedata.normalize("NFKC", text).lower()) if w]
     states: set[str] = set()
+    english = bool(words) and all(w.isascii() for w in words) and any(c.isalpha() for c in text)
+    if english:
+        words = _english_order(words, known, states)
     core: list[str] = []
     i = 0
     while i < len(words):
@@ -766,7 +843,9 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         variants += _containers("".join(items))
         container = _container_word("".join(items))
         made = _made("".join(items))
-        variants += _phrases(items) + places
+        phrases = _restated(_phrases(items), items, known)
+        written = [normalize(w) for w in words]
+        variants += _outside(phrases, core, items, away, written) + places
         generic = _generic(items)
         if generic != items:
             # The same query in the dictionary's words ("하이트 캔" -> 맥주캔, "스뎅 솥" ->
@@ -774,8 +853,8 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
             variants.append(("generic", "".join(generic), GENERIC))
             variants += [(k, key, w * GENERIC) for k, key, w in _containers("".join(generic))]
             variants += [(k, key, w * GENERIC) for k, key, w in _phrases(generic)]
-    if words and all(w.isascii() for w in words) and normalize(text).endswith("s"):
-        singular = _english([normalize(w) for w in core or words])
+    singular = _english([normalize(w) for w in core or words]) if english else []
+    if singular and singular != [normalize(w) for w in core or words]:
         variants.append(("stripped", "".join(singular), 0.98))
         # exact only: "pad" resembles ipad and notepad, where "pads" was a cotton pad
         variants += [("phrase", key, w * 0.98) for _, key, w in _phrases(singular)]
@@ -818,6 +897,53 @@ def _emptied(word: str) -> str | None:
     return "" if rest in FILLER else None
 
 
+def _english_order(words: list[str], known: dict[str, list[int]], states: set[str]) -> list[str]:
+    """An English query in the order a Korean one is read, head last, its states taken out:
+    "bottle of wine" is a wine bottle, "lid of a pot" a pot lid, "flat iron for hair" a hair
+    flat iron; an amount before "of" ("stack of old magazines") is no item; "with" and what
+    follows say what is on it ("pizza box with grease": dirty); asking words, a guess after
+    the item ("eggshells trash or food waste") and state adjectives ("broken", "used",
+    "empty", "greasy") go, unless the words together are a name the dictionary knows."""
+    words = [w.strip("'-") for w in words]
+    words = [w for w in words if w]
+    whole = normalize("".join(words))
+    if whole in known:
+        return words
+    # a guess after "or", and the guess word that ends the item: "eggshells trash or ..."
+    if "or" in words[1:]:
+        words = words[: words.index("or")]
+    while len(words) > 1 and words[-1] in ENGLISH_GUESSES:
+        if normalize("".join(words)) in known:
+            break  # "food waste" is a name
+        words = words[:-1]
+    # "with ...": what is on the thing, not the thing
+    if "with" in words[1:]:
+        at = words.index("with")
+        if any(_english([w])[0] in ENGLISH_DIRT or w in ENGLISH_DIRT for w in words[at + 1 :]):
+            states.add("dirty")
+        words = words[:at]
+    # "X of Y", "X for Y", "X from Y": Y says which X, so it goes before the head
+    for joint in ("of", "for", "from", "on", "in", "inside"):
+        if joint in words[1:-1]:
+            at = words.index(joint, 1)
+            head, rest = words[:at], words[at + 1 :]
+            head = [w for w in head if w not in ENGLISH_ASKING]
+            if joint == "of" and head and all(w in ENGLISH_AMOUNTS for w in head[-1:]):
+                head = head[:-1]  # "stack of", "roll of": how much, not what
+            words = rest + head
+    out: list[str] = []
+    for i, word in enumerate(words):
+        pair = normalize(word + (words[i + 1] if i + 1 < len(words) else ""))
+        named = word in known or (i + 1 < len(words) and pair in known)
+        if word in ENGLISH_STATES and len(words) > 1 and not named:
+            states.update(ENGLISH_STATES[word])
+        elif word in ENGLISH_ASKING and len(words) > 1 and not named:
+            continue
+        else:
+            out.append(word)
+    return out or words
+
+
 def _english(words: list[str]) -> list[str]:
     """English plurals, word by word: "pizza boxes" is a pizza box, "AA batteries" AA battery
     (the aliases are singular; a plural the table names stays as written too)."""
@@ -831,6 +957,50 @@ def _english(words: list[str]) -> list[str]:
             word = word[:-1]
         out.append(word)
     return out
+
+
+def _outside(
+    phrases: list[tuple[str, str, float]],
+    core: list[str],
+    items: list[str],
+    away: dict[int, str],
+    written: list[str],
+) -> list[tuple[str, str, float]]:
+    """Where the item is kept is not the item: in "들기름 병에 남은 기름", "육수팩 안에 든 멸치",
+    the words up to the last one with 에 and a verb of holding (남은, 든, 붙은) say where it
+    is, so a phrase of
+    those words alone ("들기름 병") is no reading of it. The query as written still is."""
+    if away or len(core) != len(items):
+        return phrases
+    held = {w for w, after in pairwise(written) if after in HOLDING}
+    where = [i for i, w in enumerate(core[:-1]) if len(w) > 1 and w.endswith("에") and w in held]
+    if not where or where[-1] != len(items) - 2:
+        return phrases  # one noun after the place: more is another clause ("... 버리고 남은 비닐")
+    before = items[: where[-1] + 1]
+    inside = {key for _, key, _ in _phrases(before)} | {"".join(before)}
+    inside |= {key for _, key, _ in _containers("".join(before))}
+    after = {key for _, key, _ in _phrases(items[where[-1] + 1 :])} | {
+        "".join(items[where[-1] + 1 :])
+    }
+    return [p for p in phrases if p[0] == "head" or p[1] not in inside or p[1] in after]
+
+
+def _restated(
+    phrases: list[tuple[str, str, float]], items: list[str], known: dict[str, list[int]]
+) -> list[tuple[str, str, float]]:
+    """A bare head that an earlier word of the query names more narrowly is that word: in
+    "들기름 병에 남은 기름" the 기름 is the 들기름 just named, not cooking oil at large. The
+    head's reading is the earlier name (exact, where the dictionary knows it)."""
+    head = items[-1] if len(items) >= 2 else ""
+    if not _hangul(head) or len(head) < 2:
+        return phrases
+    narrower = [w for w in items[:-1] if w != head and w.endswith(head) and w in known]
+    if not narrower:
+        return phrases
+    return [
+        (kind, narrower[-1], weight) if kind == "head" and key == head else (kind, key, weight)
+        for kind, key, weight in phrases
+    ]
 
 
 def _phrases(items: list[str]) -> list[tuple[str, str, float]]:
@@ -1242,7 +1412,7 @@ def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
     is a place, not a kind of thing: none of this applies to it."""
     if len(query.items) < 2:
         return
-    words = [w for w in dict.fromkeys(query.items) if len(w) >= 2 and _hangul(w)]
+    words = [w for w in dict.fromkeys(query.items) if _headword(w)]
     head = query.items[-1]
     whole = query.variants[0][1]
     # the query's own modifier is a thing the dictionary names (칫솔, 피자, 코렐), or modifier
@@ -1276,11 +1446,19 @@ def _heads(idx: Index, query: Query, best: dict[str, dict[str, Any]]) -> None:
     typos = [f for f in holders if f["how"] == "typo" and f["variant"] == "head"]
     if len(typos) > 1:
         holders = [f for f in holders if f not in typos]
-    if not holders or query.head != head or not _hangul(head) or len(head) < 2:
+    if not holders or query.head != head or not _headword(head):
         return
     for found in best.values():
         if found["variant"] == "phrase" and not found.get("heads") and head not in found["key"]:
             found["score"] *= HEADLESS
+
+
+def _headword(word: str) -> bool:
+    """A word the heads pass reads: Hangul of two syllables or more, or an English word of
+    three letters or more (an English query is read head last, as `_english_order` puts it)."""
+    if _hangul(word):
+        return len(word) >= 2
+    return word.isascii() and word.isalpha() and len(word) >= 3
 
 
 def _own_modifier(name: str, key: str) -> str | None:
