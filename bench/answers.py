@@ -45,6 +45,7 @@ DEFAULT_FILES = (
     "holdout8.jsonl",
     "holdout9.jsonl",
     "holdout10.jsonl",
+    "holdout11.jsonl",
 )  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 

@@ -15,10 +15,11 @@ one, written the same way and repeating no query of any file before it (holdout7
 holdout8 is now looked at while building, so holdout9.jsonl is the blind one, written the same
 way and repeating no query of any file before it (holdout8 included); holdout9 is now looked at
 while building, so holdout10.jsonl is the blind one, written the same way and repeating no query
-of any file before it (holdout9 included). These tests need no search
-code: they keep the labels honest against the Ministry of Environment's item dictionary, read
-from the datasets folder, so a relabelled or renumbered edition fails here rather than silently
-moving the score.
+of any file before it (holdout9 included); holdout10 is now looked at while building, so
+holdout11.jsonl is the blind one, written the same way and repeating no query of any file before
+it (holdout10 included). These tests need no search code: they keep the labels honest against
+the Ministry of Environment's item dictionary, read from the datasets folder, so a relabelled or
+renumbered edition fails here rather than silently moving the score.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ BLIND = (
     "holdout8.jsonl",
     "holdout9.jsonl",
     "holdout10.jsonl",
+    "holdout11.jsonl",
 )
 
 
@@ -163,6 +165,7 @@ def test_sizes_and_every_kind_in_holdout() -> None:
         "holdout8.jsonl",
         "holdout9.jsonl",
         "holdout10.jsonl",
+        "holdout11.jsonl",
     ):
         blind = Counter(row["kind"] for row in _rows(name))
         assert sum(blind.values()) >= 330, name
