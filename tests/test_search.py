@@ -365,7 +365,8 @@ def test_a_guides_examples_are_things_it_is_about_never_places_colours_or_materi
         assert retrieval._examples(line) == [], line
     mined = {e.key for e in retrieval.index().entries if e.kind == "example"}
     assert not mined & {"자갈", "학교", "약국", "파란색", "나일론", "멸치", "주류"}
-    assert not rules.confident(rules.search("자갈"))
+    # gravel is never 영농폐비닐's (its dirt); aliases.yaml names it non-combustible waste
+    assert top("자갈") == "불연성종량제폐기물"
     assert top("감씨앗") in ("복숭아 씨", "아보카도씨")  # 「복숭아, 감, 아보카도 등 단단한 씨앗」
 
 
@@ -527,6 +528,31 @@ def test_a_kind_of_furniture_or_clothing_no_guide_names_is_its_categorys(system)
     for query in ("실크 넥타이", "체크무늬 손수건", "가죽 멜빵"):
         assert top(query) == "의류, 원단", query
     assert rules.confident(rules.search("실크 넥타이"))
+
+
+def test_everyday_small_things_no_guide_names_reach_their_categorys_guide(system):
+    """aliases.yaml: buttons, corks, lint, pencil leads, fishing line, chewing gum and the
+    shells the food-waste guide lists as no food waste (「알의 껍데기: 닭·오리·메추리알 등」) have
+    no guide: the general-waste guide takes them (「재활용이 어렵고 불에 타는 폐기물」); pottery
+    and stones the non-combustible one (「도자기 ... 불에 타지 않는 폐기물」), pits 복숭아 씨,
+    dried flowers 화초. Found by those names, not by a neighbour sharing a word (단추 is no
+    전지, 코르크 no 오프너). Queries no labelled file asks."""
+    expected = {
+        "코트에서 떨어진 단추": "일반종량제폐기물",
+        "샴페인 코르크 마개": "일반종량제폐기물",
+        "건조기 필터 보풀": "일반종량제폐기물",
+        "다 쓴 샤프심": "일반종량제폐기물",
+        "끊어진 낚싯줄": "일반종량제폐기물",
+        "추잉껌 뱉은 것": "일반종량제폐기물",
+        "삶은 메추리알 껍질": "일반종량제폐기물",
+        "청소기에서 나온 먼지 뭉치": "일반종량제폐기물",
+        "깨진 도자기 화병 조각": "불연성종량제폐기물",
+        "화단에 있던 조약돌": "불연성종량제폐기물",
+        "대추 씨앗": "복숭아 씨",
+        "말린 꽃다발": "화초",
+    }
+    assert {query: top(query) for query in expected} == expected
+    assert rules.confident(rules.search("끊어진 낚싯줄"))
 
 
 def test_english_is_read_head_last_with_its_states_taken_out(system):
