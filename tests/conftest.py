@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -107,21 +109,30 @@ def env(monkeypatch, tmp_path):
 def _public_bins_import(tmp_path_factory):
     """Every public bin file imported once per session into an SQLite file: the national
     files take seconds, too many to repeat per test. Tests get a copy (`public_bins`)."""
-    from shared.core import db
     from shared.locations import bin_import
 
     folder = tmp_path_factory.mktemp("public-bins")
+    with _migrated_at(folder):
+        started = time.perf_counter()
+        reports = bin_import.import_public(only_if_changed=False)
+        seconds = time.perf_counter() - started
+    return folder / "growbin.db", {r.dataset: r for r in reports}, seconds
+
+
+@contextmanager
+def _migrated_at(folder: Path) -> Iterator[None]:
+    """The embedded default in `folder`, migrated, for a session fixture to fill; its
+    settings and clients are undone after."""
+    from shared.core import db
+
     with pytest.MonkeyPatch.context() as patch:
         for name in CONFIG_VARS:
             patch.delenv(name, raising=False)
         patch.setenv("GROWBIN_DATA_DIR", str(folder))
         reset_clients()
         db.migrate()
-        started = time.perf_counter()
-        reports = bin_import.import_public(only_if_changed=False)
-        seconds = time.perf_counter() - started
+        yield
         reset_clients()
-    return folder / "growbin.db", {r.dataset: r for r in reports}, seconds
 
 
 @pytest.fixture
@@ -281,17 +292,10 @@ def _embedded_database(tmp_path_factory) -> Path:
     dictionary and schedules imported), made once per session: migrating and importing anew
     took 0.6 s a test. Each embedded test starts from a copy (`_start_system`)."""
     from knative import local
-    from shared.core import db
 
     folder = tmp_path_factory.mktemp("embedded")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in CONFIG_VARS:
-            patch.delenv(name, raising=False)
-        patch.setenv("GROWBIN_DATA_DIR", str(folder))
-        reset_clients()
-        db.migrate()
+    with _migrated_at(folder):
         local.import_datasets(with_bins=False)
-        reset_clients()
     return folder / "growbin.db"
 
 
