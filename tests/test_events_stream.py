@@ -281,7 +281,10 @@ def test_the_dev_server_streams_each_event_as_it_happens(system, env):
             rest = list(lines)  # the final event, then the server ends the stream
         assert "id: 100" in rest and rest[-1] == ""
         gone = requests.get(base + _path(second), headers=headers, stream=True, timeout=10)
-        next(gone.iter_lines())
+        # Held: a dropped line iterator closes the connection (urllib3 ends it on
+        # GeneratorExit), and the server would notice at its next heartbeat, 0.1 s away.
+        reading = gone.iter_lines()
+        next(reading)
         assert progress.PROGRESS.watching == 1
         gone.close()  # the client leaves mid-stream
         deadline = time.monotonic() + 10
