@@ -46,6 +46,7 @@ DEFAULT_FILES = (
     "holdout9.jsonl",
     "holdout10.jsonl",
     "holdout11.jsonl",
+    "holdout12.jsonl",
 )  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 

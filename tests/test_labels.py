@@ -1,25 +1,11 @@
 """The labelled query set for answer quality (tests/answers): well formed, true to the dictionary.
 
-dev.jsonl may be looked at while building the search; holdout.jsonl is only measured on.
-holdout.jsonl has since been looked at while building, so holdout2.jsonl was the blind one:
-written apart from the search, repeating no query of the other files (search_dev.jsonl included).
-holdout2 is being retired as a blind set; holdout3.jsonl is the next one, written the same way and
-repeating no query of any file before it (holdout2 included); holdout4.jsonl followed holdout3 the
-same way, over the whole dictionary; holdout5.jsonl followed holdout4, written from the guide text
-alone and repeating no query of any file before it (holdout4 included); holdout5 is now looked at
-while building, so holdout6.jsonl is the blind one, written the same way and repeating no query of
-any file before it (holdout5 included); holdout6 is now looked at while building, so
-holdout7.jsonl is the blind one, written the same way and repeating no query of any file before it
-(holdout6 included); holdout7 is now looked at while building, so holdout8.jsonl is the blind
-one, written the same way and repeating no query of any file before it (holdout7 included);
-holdout8 is now looked at while building, so holdout9.jsonl is the blind one, written the same
-way and repeating no query of any file before it (holdout8 included); holdout9 is now looked at
-while building, so holdout10.jsonl is the blind one, written the same way and repeating no query
-of any file before it (holdout9 included); holdout10 is now looked at while building, so
-holdout11.jsonl is the blind one, written the same way and repeating no query of any file before
-it (holdout10 included). These tests need no search code: they keep the labels honest against
-the Ministry of Environment's item dictionary, read from the datasets folder, so a relabelled or
-renumbered edition fails here rather than silently moving the score.
+dev.jsonl may be looked at while building the search. holdout.jsonl and each holdoutN.jsonl after
+it were written blind, after the ones before, repeating no query of any earlier file
+(search_dev.jsonl included); each is measured blind once and from then on may be looked at while
+building. holdout12.jsonl is the newest blind set. These tests need no search code: they keep the
+labels honest against the Ministry of Environment's item dictionary, read from the datasets
+folder, so a relabelled or renumbered edition fails here rather than silently moving the score.
 """
 
 from __future__ import annotations
@@ -134,6 +120,7 @@ BLIND = (
     "holdout9.jsonl",
     "holdout10.jsonl",
     "holdout11.jsonl",
+    "holdout12.jsonl",
 )
 
 
@@ -166,6 +153,7 @@ def test_sizes_and_every_kind_in_holdout() -> None:
         "holdout9.jsonl",
         "holdout10.jsonl",
         "holdout11.jsonl",
+        "holdout12.jsonl",
     ):
         blind = Counter(row["kind"] for row in _rows(name))
         assert sum(blind.values()) >= 330, name
