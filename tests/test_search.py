@@ -220,6 +220,24 @@ def test_one_syllable_swapped_is_another_word_not_a_typo(system):
     assert not retrieval._another_word("호도", "호두")
 
 
+def test_a_word_no_name_uses_is_read_as_the_name_it_slips_from(system):
+    """A misspelled word among others ("오래된 믹사기") is the name one slip away: a vowel
+    that sounds alike, a tense or an aspirated consonant. A real word stays itself, and two
+    syllables allow only a vowel or a tense consonant."""
+    assert retrieval._corrected("믹사기") == "믹서기"  # ㅏ for ㅓ
+    assert retrieval._corrected("휴지씸") == "휴지심"  # tense for plain
+    assert retrieval._corrected("커피포드") == "커피포트"  # plain for aspirated
+    assert retrieval._corrected("가습끼") == "가습기"
+    assert retrieval._corrected("낚시배") == "낚시배"  # another consonant: another word
+    assert retrieval._corrected("슬라이스") == "슬라이스"  # ㅡ for ㅓ is no slip
+    assert retrieval._corrected("통창") == "통창"  # two syllables: no aspirated slip
+    assert retrieval._corrected("간식") == "간식"  # a word of uses.yaml is a real word
+    assert retrieval._corrected("종이컵") == "종이컵"
+    assert top("오래된 믹사기") == "믹서기"
+    assert top("빗짜루 부러짐") == "빗자루"
+    assert top("커피포드 버리기") == "전기주전자"
+
+
 def test_ties_break_by_closeness_never_by_name(system):
     ranked = retrieval.rank("리빙박스")
     tied = [f for f in ranked if f["score"] == ranked[0]["score"]]

@@ -23,6 +23,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain, pairwise
 from pathlib import Path
@@ -454,6 +455,8 @@ class Index:
     # guide id -> its use stems and kinds: with `names`, what of a query its first guide
     # explains (the calibration's `unexplained`)
     uses_of: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # every word a name is written with: what a word no name uses may be a misspelling of
+    spelled: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -671,6 +674,8 @@ def _build() -> Index:
         if kind not in ("similar", "example"):  # only when named exactly, never by resemblance
             for gram in entry.grams:
                 idx.by_gram[gram].append(len(idx.entries))
+            words = (key, *map(normalize, name.split()))
+            idx.spelled.update(w for w in words if len(w) >= 2 and _hangul(w))
         idx.entries.append(entry)
 
     for guide in guides.values():
@@ -846,7 +851,7 @@ def read(text: str, known: dict[str, list[int]] | None = None) -> Query:
         phrases = _restated(_phrases(items), items, known)
         written = [normalize(w) for w in words]
         variants += _outside(phrases, core, items, away, written) + places
-        generic = _generic(items)
+        generic = [_corrected(word) for word in _generic(items)]
         if generic != items:
             # The same query in the dictionary's words ("하이트 캔" -> 맥주캔, "스뎅 솥" ->
             # 스테인리스솥), a little under the words as written.
@@ -1090,6 +1095,58 @@ def _generic(items: list[str]) -> list[str]:
     return out
 
 
+def _corrected(word: str) -> str:
+    """A word no name uses, read as the one word a name uses that is a slip away from it
+    ("믹사기": 믹서기, "휴지씸": 휴지심); as written when there is none, or more than one."""
+    idx = index()
+    if len(word) < 2 or word in idx.spelled or word in idx.uses or word in idx.kinds:
+        return word  # a word of a name, or of what a thing is and does ("간식" is no 건식)
+    if not _hangul(word):
+        return word
+    near = {w for w in _slips(word) if w in idx.spelled}
+    return near.pop() if len(near) == 1 else word
+
+
+# Letters people write for one another: vowels that sound alike or differ by a glide, plain
+# and tense consonants, plain and aspirated ones. Any other letter changed makes another word
+# ("낚시배" is no 낚시대, "슬라이스" no 슬라이서), and two syllables leave too little to go
+# by for an aspirated one ("통창" is no 통장).
+VOWEL_SLIPS = ("ㅐㅔ", "ㅒㅖ", "ㅙㅞㅚ", "ㅓㅏ", "ㅓㅗ", "ㅗㅜ", "ㅡㅜ", "ㅝㅓ", "ㅘㅏ", "ㅢㅣ")
+VOWEL_SLIPS += ("ㅕㅓ", "ㅑㅏ", "ㅛㅗ", "ㅠㅜ")
+TENSE = ("ㄱㄲ", "ㄷㄸ", "ㅂㅃ", "ㅅㅆ", "ㅈㅉ")
+ASPIRATED = ("ㄱㅋ", "ㄷㅌ", "ㅂㅍ", "ㅈㅊ")
+_INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_FINALS = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
+
+
+def _partners(groups: tuple[str, ...]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = defaultdict(set)
+    for group in groups:
+        for letter in group:
+            found[letter].update(other for other in group if other != letter)
+    return found
+
+
+_SHORT_SLIPS = (_partners(TENSE), _partners(VOWEL_SLIPS), _partners(TENSE))
+_LONG_SLIPS = (_partners(TENSE + ASPIRATED), _SHORT_SLIPS[1], _partners(TENSE + ASPIRATED))
+
+
+def _slips(word: str) -> Iterator[str]:
+    """Every word one slip from `word`: one letter of one syllable swapped for a partner."""
+    slips = _SHORT_SLIPS if len(word) == 2 else _LONG_SLIPS
+    for i, char in enumerate(word):
+        code = ord(char) - 0xAC00
+        letters = [code // 588, (code % 588) // 28, code % 28]
+        for place, alphabet in enumerate((_INITIALS, _VOWELS, _FINALS)):
+            for other in slips[place].get(alphabet[letters[place]], ()):
+                if other in alphabet:
+                    swapped = list(letters)
+                    swapped[place] = alphabet.index(other)
+                    syllable = chr(0xAC00 + swapped[0] * 588 + swapped[1] * 28 + swapped[2])
+                    yield word[:i] + syllable + word[i + 1 :]
+
+
 @functools.lru_cache(maxsize=4096)
 def _respell(word: str) -> str:
     """One word as the dictionary writes it (queries repeat their words: asked once each)."""
@@ -1122,6 +1179,8 @@ def _verbish(word: str, known: dict[str, list[int]]) -> bool:
         return False  # a material ("양은 쟁반": 양은 is no 양 + 은) is what the thing is made of
     if _generic([word]) != [word] or (len(plain) >= 2 and plain in index().by_head):
         return False
+    if _corrected(word) != word or _corrected(plain) != plain:
+        return False  # a name misspelled ("매니큐워" ends like a verb)
     return word.endswith(VERB_ENDINGS)
 
 
