@@ -536,6 +536,7 @@ def test_progress_never_moves_backwards_and_stuck_jobs_time_out(client):
 
 def test_item_search_forgives_spacing_and_typos(client):
     headers = login(client)
+
     def names(query: str) -> list[str]:
         found = client.get("/api/v1/waste/items", query_string={"q": query}, headers=headers)
         assert found.status_code == 200
