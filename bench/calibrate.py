@@ -1,9 +1,9 @@
-"""Fit the search's confidence on labelled queries: shared/waste/calibration.json.
+"""Fit the search's confidence on labelled queries: shared/waste/search/calibration.json.
 
     PYTHONPATH=. python bench/calibrate.py [files...] [--folds 5] [--dry-run]
     # default: every development file (dev, holdout, search_dev, holdout2 .. holdout6)
 
-A logistic (Platt-style) fit of "the first guide is right" on the features `retrieval.features`
+A logistic (Platt-style) fit of "the first guide is right" on the features `confidence.features`
 gives (how the query was matched: scores, margin, exactness, which reading and which kind of
 guide), by Newton's method with a small ridge. The threshold is not read off the fit's own
 queries, where it always looks better than it is: the queries are split into k folds, each
@@ -44,14 +44,14 @@ DEVELOPMENT = tuple(name for name in DEFAULT_FILES if not any(b in name for b in
 
 def _rows(files: list[Path]) -> tuple[list[str], list[dict]]:
     """Each query's features and whether the first guide is right, and the feature names."""
-    from shared.waste import retrieval
+    from shared.waste.search import confidence, ranking, reading
 
     rows = []
     for path in files:
         for case in load(path):
-            query = retrieval.read(case["query"])
-            ranked = retrieval.rank(case["query"], query)
-            values = retrieval.features(ranked, query)
+            query = reading.read(case["query"])
+            ranked = ranking.rank(case["query"], query)
+            values = confidence.features(ranked, query)
             right = bool(ranked) and ranked[0]["guide_id"] in case["expect"]
             kind, answers = case["kind"], case["expect"]
             rows.append(
@@ -62,7 +62,7 @@ def _rows(files: list[Path]) -> tuple[list[str], list[dict]]:
                     "answers": answers,
                     "query": case["query"],
                     # outside household waste: the search caps its chance (rules.search)
-                    "outside": bool(retrieval.outside(ranked, query)),
+                    "outside": bool(confidence.outside(ranked, query)),
                 }
             )
     names = list(rows[0]["x"]) if rows else []
@@ -110,7 +110,7 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
 def out_of_fold(names: list[str], rows: list[dict], folds: int = FOLDS) -> list[float]:
     """Each query's chance from a model that never saw it (folds drawn once, seeded), capped
     as the search caps it for a query outside household waste."""
-    from shared.waste import retrieval
+    from shared.waste.search import confidence
 
     order = list(range(len(rows)))
     random.Random(0).shuffle(order)
@@ -124,7 +124,7 @@ def out_of_fold(names: list[str], rows: list[dict], folds: int = FOLDS) -> list[
             chances[i] = _sigmoid(z)
             if rows[i].get("outside"):
                 # as rules.search does: such a query is never answered with confidence
-                chances[i] = min(chances[i], retrieval.OUTSIDE_CHANCE)
+                chances[i] = min(chances[i], confidence.OUTSIDE_CHANCE)
     return chances
 
 
@@ -169,7 +169,7 @@ def main() -> int:
     if any(name in f.name for f in files for name in BLIND):
         sys.exit("the blind holdout measures the fit; it never makes it")
     prepare()
-    from shared.waste import retrieval
+    from shared.waste.search import confidence
 
     names, rows = _rows(files)
     chances = out_of_fold(names, rows, args.folds)
@@ -191,7 +191,7 @@ def main() -> int:
     }
     print(json.dumps(constants, indent=2))
     if not args.dry_run:
-        retrieval.CALIBRATION.write_text(json.dumps(constants, indent=2) + "\n", encoding="utf-8")
+        confidence.CALIBRATION.write_text(json.dumps(constants, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

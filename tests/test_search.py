@@ -8,7 +8,8 @@ import json
 import yaml
 from conftest import login
 
-from shared.waste import dictionary, retrieval, rules
+from shared.waste import dictionary, rules
+from shared.waste.search import confidence, index, ranking, reading, spelling
 
 
 def top(text: str) -> str:
@@ -16,15 +17,15 @@ def top(text: str) -> str:
 
 
 def test_every_alias_names_a_real_guide_about_that_item(system):
-    guides = retrieval.index().guides
+    guides = index.current().guides
     seen: dict[str, str] = {}
-    for group in yaml.safe_load(retrieval.ALIASES.read_text(encoding="utf-8")):
+    for group in yaml.safe_load(index.ALIASES.read_text(encoding="utf-8")):
         guide = guides.get(group["guide"])
         assert guide is not None, group["guide"]
         text = json.dumps(guide, ensure_ascii=False)
         assert group["mentions"] in text, (group["guide"], group["mentions"])
         for name in group["names"]:
-            key = retrieval.normalize(str(name))
+            key = spelling.normalize(str(name))
             assert seen.setdefault(key, group["guide"]) == group["guide"], f"{name}: two guides"
 
 
@@ -35,22 +36,22 @@ def test_an_alias_for_an_items_container_points_at_that_items_guide(system):
     ("꿀 용기"), to that guide. An item whose guide is not about a recyclable (김치 is food
     waste) has no container of its own there: "김치통" may name the 반찬통. And no everyday
     name is another guide's own name (종이팩)."""
-    guides = retrieval.index().guides
+    guides = index.current().guides
     by_name = {
-        retrieval.normalize(g["name"]): gid
+        spelling.normalize(g["name"]): gid
         for gid, g in guides.items()
-        if any(path[0] == retrieval.CONTAINER_CATEGORY for path in g["categoryPaths"])
+        if any(path[0] == ranking.CONTAINER_CATEGORY for path in g["categoryPaths"])
     }
-    guide_names = {retrieval.normalize(g["name"]): gid for gid, g in guides.items()}
+    guide_names = {spelling.normalize(g["name"]): gid for gid, g in guides.items()}
     wrong = []
-    for group in yaml.safe_load(retrieval.ALIASES.read_text(encoding="utf-8")):
-        target = retrieval.normalize(guides[group["guide"]]["name"])
-        container = target.endswith(tuple(retrieval.CONTAINER_WORDS))
+    for group in yaml.safe_load(index.ALIASES.read_text(encoding="utf-8")):
+        target = spelling.normalize(guides[group["guide"]]["name"])
+        container = target.endswith(tuple(index.CONTAINER_WORDS))
         for name in group["names"]:
-            key = retrieval.normalize(str(name))
+            key = spelling.normalize(str(name))
             if guide_names.get(key, group["guide"]) != group["guide"]:
                 wrong.append((name, group["guide"], "another guide's name"))
-            for word, names in retrieval.CONTAINER_WORDS.items():
+            for word, names in index.CONTAINER_WORDS.items():
                 content = key[: -len(word)]
                 if not key.endswith(word) or not content or container:
                     continue
@@ -137,10 +138,10 @@ def test_brands_misspellings_and_slang_inside_a_name_read_as_the_dictionary_writ
 def test_every_dictionary_word_of_the_word_table_is_known(system):
     """A replacement must find something: each dictionary word is in a guide's name or alias;
     and what is replaced is never a guide's own name (that name would be read as another)."""
-    idx = retrieval.index()
+    idx = index.current()
     keys = list(idx.by_key)
-    names = {retrieval.normalize(g["name"]) for g in idx.guides.values()}
-    brands, spellings = retrieval._words()
+    names = {spelling.normalize(g["name"]) for g in idx.guides.values()}
+    brands, spellings = index.respellings()
     for written, meant in brands + spellings:
         assert any(meant in key for key in keys), meant
         assert written not in names and written != meant, written
@@ -149,8 +150,8 @@ def test_every_dictionary_word_of_the_word_table_is_known(system):
 def test_a_brand_is_not_an_alias_of_another_kind_of_thing(system):
     """The two tables agree: a brand the word table reads as a kind the dictionary names
     exactly (네임펜 -> 마커펜) is no alias of a guide of another kind (네임펜 was a 볼펜)."""
-    idx = retrieval.index()
-    brands, _ = retrieval._words()
+    idx = index.current()
+    brands, _ = index.respellings()
     for written, meant in brands:
         kinds = {idx.entries[p].guide_id for p in idx.by_key.get(meant, ())}
         aliases = {
@@ -206,8 +207,8 @@ def test_an_item_no_name_fits_is_judged_by_its_kin_not_stated_as_sure(system):
     """Names ending like the query's head share a category (원목책상 is furniture like the
     책상 the dictionary has, but 책상 is not what was asked); a material word names the
     category that takes it. Either way the answer is a suggestion, not a confident one."""
-    kin = [f for f in retrieval.rank("원목책상") if f["kind"] == "kin"]
-    assert [retrieval.index().guides[f["guide_id"]]["name"] for f in kin] == ["대형폐기물"]
+    kin = [f for f in ranking.rank("원목책상") if f["kind"] == "kin"]
+    assert [index.current().guides[f["guide_id"]]["name"] for f in kin] == ["대형폐기물"]
     assert top("스텐 국자") == "금속"
     assert top("나무 막대") == "일반종량제폐기물"
     for query in ("스텐 국자", "나무 막대", "된장 통"):
@@ -215,31 +216,31 @@ def test_an_item_no_name_fits_is_judged_by_its_kin_not_stated_as_sure(system):
 
 
 def test_one_syllable_swapped_is_another_word_not_a_typo(system):
-    assert retrieval._another_word("혈당측정기", "혈압측정기")
-    assert not retrieval._another_word("패트병", "페트병")  # the same consonant: a vowel slip
-    assert not retrieval._another_word("호도", "호두")
+    assert spelling.another_word("혈당측정기", "혈압측정기")
+    assert not spelling.another_word("패트병", "페트병")  # the same consonant: a vowel slip
+    assert not spelling.another_word("호도", "호두")
 
 
 def test_a_word_no_name_uses_is_read_as_the_name_it_slips_from(system):
     """A misspelled word among others ("오래된 믹사기") is the name one slip away: a vowel
     that sounds alike, a tense or an aspirated consonant. A real word stays itself, and two
     syllables allow only a vowel or a tense consonant."""
-    assert retrieval._corrected("믹사기") == "믹서기"  # ㅏ for ㅓ
-    assert retrieval._corrected("휴지씸") == "휴지심"  # tense for plain
-    assert retrieval._corrected("커피포드") == "커피포트"  # plain for aspirated
-    assert retrieval._corrected("가습끼") == "가습기"
-    assert retrieval._corrected("낚시배") == "낚시배"  # another consonant: another word
-    assert retrieval._corrected("슬라이스") == "슬라이스"  # ㅡ for ㅓ is no slip
-    assert retrieval._corrected("통창") == "통창"  # two syllables: no aspirated slip
-    assert retrieval._corrected("간식") == "간식"  # a word of uses.yaml is a real word
-    assert retrieval._corrected("종이컵") == "종이컵"
+    assert reading.corrected("믹사기") == "믹서기"  # ㅏ for ㅓ
+    assert reading.corrected("휴지씸") == "휴지심"  # tense for plain
+    assert reading.corrected("커피포드") == "커피포트"  # plain for aspirated
+    assert reading.corrected("가습끼") == "가습기"
+    assert reading.corrected("낚시배") == "낚시배"  # another consonant: another word
+    assert reading.corrected("슬라이스") == "슬라이스"  # ㅡ for ㅓ is no slip
+    assert reading.corrected("통창") == "통창"  # two syllables: no aspirated slip
+    assert reading.corrected("간식") == "간식"  # a word of uses.yaml is a real word
+    assert reading.corrected("종이컵") == "종이컵"
     assert top("오래된 믹사기") == "믹서기"
     assert top("빗짜루 부러짐") == "빗자루"
     assert top("커피포드 버리기") == "전기주전자"
 
 
 def test_ties_break_by_closeness_never_by_name(system):
-    ranked = retrieval.rank("리빙박스")
+    ranked = ranking.rank("리빙박스")
     tied = [f for f in ranked if f["score"] == ranked[0]["score"]]
     assert len(tied) == 2
     keys = [
@@ -255,9 +256,9 @@ def test_confidence_is_calibrated_and_says_when_it_is_not_sure(system):
     assert not rules.confident(unsure)
     assert not rules.confident(rules.search("asdfgh"))
     assert rules.search(", ") == [] and not rules.confident([])  # nothing to look for
-    fitted = json.loads(retrieval.CALIBRATION.read_text())
+    fitted = json.loads(confidence.CALIBRATION.read_text())
     assert not any("holdout7" in name for name in fitted["fitted_on"])  # the blind file
-    assert retrieval.threshold() == fitted["threshold"]
+    assert confidence.threshold() == fitted["threshold"]
 
 
 def test_an_answer_that_leaves_part_of_the_query_unexplained_is_not_sure(system):
@@ -267,8 +268,8 @@ def test_an_answer_that_leaves_part_of_the_query_unexplained_is_not_sure(system)
     these was confident before `unexplained` (0.90 to 0.96)."""
 
     def unexplained(query: str) -> float:
-        read = retrieval.read(query)
-        return retrieval.features(retrieval.rank(query, read), read)["unexplained"]
+        read = reading.read(query)
+        return confidence.features(ranking.rank(query, read), read)["unexplained"]
 
     # 수세미 answers 스펀지 (허리, 원통 unexplained); 노트북 a modifier of 거치대 받침; 식용유
     # the 기름 of a bicycle chain
@@ -323,7 +324,7 @@ def test_an_empty_container_glued_to_its_word_is_that_container(system):
     assert top("하이트 빈캔") == "맥주캔"
     assert top("린스 빈통") == "린스"
     assert top("빈병") == "소주병"
-    query = retrieval.read("하이트 빈캔")
+    query = reading.read("하이트 빈캔")
     assert "used" in query.states and query.words == ["하이트", "캔"]
 
 
@@ -332,7 +333,7 @@ def test_english_plurals_are_read_word_by_word(system):
     assert top("AAA batteries") == "AAA건전지"
     assert top("milk cartons") == "우유팩"
     assert top("wine glasses") == "와인잔"
-    assert retrieval._english(["batteries", "boxes", "glasses", "cups"]) == [
+    assert reading.english_singular(["batteries", "boxes", "glasses", "cups"]) == [
         "battery",
         "box",
         "glass",
@@ -344,7 +345,7 @@ def test_an_amount_is_no_container(system):
     """ "한 봉지", "세 개": how much of the item, not the bag it came in."""
     assert top("건전지 두 봉지") == "전지"
     assert top("칫솔 세 개") == "칫솔"
-    assert retrieval.read("건전지 두 봉지").container is None
+    assert reading.read("건전지 두 봉지").container is None
 
 
 def test_a_pouch_is_no_bottle(system):
@@ -359,12 +360,12 @@ def test_a_guides_examples_are_things_it_is_about_never_places_colours_or_materi
     """Only a list the sentence is about names things: not where to take them, their colour,
     what they are made of, the dirt to remove or what another thing holds; a list of sources
     of a part names that part of each."""
-    assert retrieval._examples("가위, 칼, 송곳 등 날카로운 금속은 종이와 함께") == ["가위", "송곳"]
-    assert retrieval._examples("돼지 기름, 오리 기름 등 동물성 기름이 있습니다.") == [
+    assert index.examples("가위, 칼, 송곳 등 날카로운 금속은 종이와 함께") == ["가위", "송곳"]
+    assert index.examples("돼지 기름, 오리 기름 등 동물성 기름이 있습니다.") == [
         "돼지 기름",
         "오리 기름",
     ]
-    assert retrieval._examples("호두, 은행 등 단단한 껍데기는 분쇄시설의") == [
+    assert index.examples("호두, 은행 등 단단한 껍데기는 분쇄시설의") == [
         "호두 껍데기",
         "호두 껍질",
         "은행 껍데기",
@@ -380,8 +381,8 @@ def test_a_guides_examples_are_things_it_is_about_never_places_colours_or_materi
         "생수 및 음료 이외의 투명페트병(주류, 양념류, 식용유 등)은 플라스틱으로",
         "커팅매트는 종이, 시트류 등 재단시 사용하는 제품으로",
     ):
-        assert retrieval._examples(line) == [], line
-    mined = {e.key for e in retrieval.index().entries if e.kind == "example"}
+        assert index.examples(line) == [], line
+    mined = {e.key for e in index.current().entries if e.kind == "example"}
     assert not mined & {"자갈", "학교", "약국", "파란색", "나일론", "멸치", "주류"}
     # gravel is never 영농폐비닐's (its dirt); aliases.yaml names it non-combustible waste
     assert top("자갈") == "불연성종량제폐기물"
@@ -410,8 +411,8 @@ def test_the_uses_table_is_well_formed_and_each_entry_is_its_guides(system):
     """uses.yaml (what each guide's item is and is for): one entry per guide, every id a
     guide, its comment that guide's name (so an entry is checked against the guide it is
     written for), and kinds and uses non-empty words."""
-    guides = retrieval.index().guides
-    table = yaml.safe_load(retrieval.USES.read_text(encoding="utf-8"))
+    guides = index.current().guides
+    table = yaml.safe_load(index.USES.read_text(encoding="utf-8"))
     assert isinstance(table, list) and len(table) >= 600
     seen: set[str] = set()
     for entry in table:
@@ -423,7 +424,7 @@ def test_the_uses_table_is_well_formed_and_each_entry_is_its_guides(system):
             assert isinstance(word, str) and word.strip(), entry
     lines = [
         line
-        for line in retrieval.USES.read_text(encoding="utf-8").splitlines()
+        for line in index.USES.read_text(encoding="utf-8").splitlines()
         if line.startswith("- ")
     ]
     assert len(lines) == len(table)
@@ -453,11 +454,11 @@ def test_a_thing_described_not_named_reaches_its_guide_and_names_still_win(syste
     assert top("치킨 뼈") == "닭뼈"
     assert top("녹차 티백") == "티백"
     # one word is a name, not a description ("사과" is the fruit, not the net around it)
-    assert all(f["kind"] != "described" for f in retrieval.rank("썩은 사과"))
+    assert all(f["kind"] != "described" for f in ranking.rank("썩은 사과"))
     # what the asker did before throwing it out is no use ("구멍 뚫어서")
     assert all(
-        retrieval.index().guides[f["guide_id"]]["name"] != "전자드릴"
-        for f in retrieval.rank("스프레이 통 구멍 뚫어서 버려요")[:1]
+        index.current().guides[f["guide_id"]]["name"] != "전자드릴"
+        for f in ranking.rank("스프레이 통 구멍 뚫어서 버려요")[:1]
     )
 
 
@@ -491,10 +492,10 @@ def test_the_head_says_what_the_thing_is_and_the_modifier_which(system):
     for query in ("쿠쿠 밥솥 본체", "바이올린 메트로눔", "칼국수 먹고 남은 바지락 조개"):
         assert not rules.confident(rules.search(query)), query
     # two things, two heads: neither 다리 nor 내장 is a modifier of the other
-    assert retrieval.read("오징어 다리랑 내장").head is None
-    assert retrieval.read("피아노 메트로눔").head == "메트로눔"
+    assert reading.read("오징어 다리랑 내장").head is None
+    assert reading.read("피아노 메트로눔").head == "메트로눔"
     # a word with a particle is a place or a predicate, not the head ("변기에")
-    assert retrieval.read("고양이 모래 변기에 버려도 돼?").head is None
+    assert reading.read("고양이 모래 변기에 버려도 돼?").head is None
 
 
 def test_a_thing_outside_household_waste_is_never_answered_with_confidence(system):
@@ -514,7 +515,7 @@ def test_a_thing_outside_household_waste_is_never_answered_with_confidence(syste
     ):
         found = rules.search(query)
         assert found and not rules.confident(found), query
-        assert found[0]["confidence"] <= retrieval.OUTSIDE_CHANCE < retrieval.threshold()
+        assert found[0]["confidence"] <= confidence.OUTSIDE_CHANCE < confidence.threshold()
     # an accessory for a vehicle is household waste, and a guide named for what is asked
     # answers it; a word merely beginning like a marker is none ("폐유리병" holds no 폐유)
     assert top("자동차 카시트") == "카시트" and rules.confident(rules.search("자동차 카시트"))
@@ -527,11 +528,11 @@ def test_the_outside_words_are_no_guides_names(system):
     so it never turns away an item the dictionary has (공사장 생활폐기물 answers to 건축폐기물,
     which is why construction waste is not in the table); a vehicle word, read only as the
     item's last word, may begin an accessory's name (자동차와이퍼)."""
-    names = [n for ns in retrieval.index().names.values() for n in ns]
-    words = retrieval._outside_words()
+    names = [n for ns in index.current().names.values() for n in ns]
+    words = index.outside_words()
     assert len({w for w, _ in words}) == len(words)
     for word, why in words:
-        if why in retrieval.OUTSIDE_AS_HEAD:
+        if why in confidence.OUTSIDE_AS_HEAD:
             assert not any(n.endswith(word) for n in names), word
         else:
             assert not any(n.startswith(word) for n in names), word
@@ -594,9 +595,9 @@ def test_english_is_read_head_last_with_its_states_taken_out(system):
     assert top("cracked wine bottle") == "깨진 유리"  # broken glass, whatever it held
     for query in ("greasy pizza boxes", "pizza box with oil stains"):
         assert top(query) == "피자박스", query
-        assert "dirty" in retrieval.read(query).states, query
-    assert retrieval.read("a broken umbrella").items == ["umbrella"]
-    assert retrieval.read("bottle of soy sauce").items == ["soy", "sauce", "bottle"]
+        assert "dirty" in reading.read(query).states, query
+    assert reading.read("a broken umbrella").items == ["umbrella"]
+    assert reading.read("bottle of soy sauce").items == ["soy", "sauce", "bottle"]
     for query in ("a broken umbrella", "bottle of soy sauce", "used frying oil"):
         assert rules.confident(rules.search(query)), query
 

@@ -25,7 +25,7 @@ from shared.core import datasets, db
 from shared.core.batching import chunked
 from shared.locations import districts
 from shared.locations.districts import District
-from shared.waste.retrieval import edit_distance, grams, jamo, normalize
+from shared.waste.search import spelling
 
 FEES = "fees/bulky_waste_fees.csv"
 BAGS = "fees/bag_prices.json"
@@ -196,7 +196,7 @@ def bag_districts() -> list[District]:
 
 def _key(name: str) -> str:
     """An item name as compared: no parenthesised note, no spaces or punctuation."""
-    return normalize(re.sub(r"\(.*?\)", "", name)) or normalize(name)
+    return spelling.normalize(re.sub(r"\(.*?\)", "", name)) or spelling.normalize(name)
 
 
 def similarity(query: str, name: str) -> float:
@@ -210,10 +210,10 @@ def similarity(query: str, name: str) -> float:
     score = 0.0
     if q in n or n in q:
         score = 0.6 + 0.3 * min(len(q), len(n)) / max(len(q), len(n))
-    ql, nl = jamo(q), jamo(n)
-    a, b = grams(ql), grams(nl)
+    ql, nl = spelling.jamo(q), spelling.jamo(n)
+    a, b = spelling.grams(ql), spelling.grams(nl)
     score = max(score, 0.85 * 2 * len(a & b) / (len(a) + len(b)))
-    distance = edit_distance(ql, nl)
+    distance = spelling.edit_distance(ql, nl)
     longest = max(len(ql), len(nl))
     if distance <= max(1, longest // 4):
         score = max(score, 0.9 * (1 - distance / longest) + 0.02)

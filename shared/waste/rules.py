@@ -1,34 +1,35 @@
 """The knowledge base: the Ministry of Environment's 730-item disposal dictionary (품목사전).
 
 Every answer growbin gives is grounded here: a guide id, its category path and its official
-discharge steps. The model describes an item; `search` finds the guide (shared/waste/
-retrieval.py: names, everyday names, typos, states) and says how sure it is: `confidence` is a
-calibrated chance that the first guide is right, `confident` whether it is sure enough to
-answer without asking. The index is built once per edition of the imported dictionary
-(shared/waste/dictionary.py), on first use.
+discharge steps. The model describes an item; `search` finds the guide (shared/waste/search/:
+names, everyday names, typos, states) and says how sure it is: `confidence` is a calibrated
+chance that the first guide is right, `confident` whether it is sure enough to answer without
+asking. The index is built once per edition of the imported dictionary (shared/waste/
+dictionary.py), on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.waste import dictionary, retrieval
+from shared.waste import dictionary
+from shared.waste.search import confidence, index, ranking, reading
 
 
 def search(text: str, limit: int = 10, min_score: float = 0.35) -> list[dict[str, Any]]:
     """Guides that best match `text`, best first: `{guide_id, name, category, score,
     confidence}`. `confidence` (first result only a calibrated chance that it is the answer;
     the others the same chance scaled by their score) is what `confident` reads."""
-    idx = retrieval.index()
-    query = retrieval.read(text)
-    ranked = retrieval.rank(text, query)
+    idx = index.current()
+    query = reading.read(text)
+    ranked = ranking.rank(text, query)
     if not ranked:
         return []
-    chance = retrieval.probability(retrieval.features(ranked, query))
-    if retrieval.outside(ranked, query):
+    chance = confidence.probability(confidence.features(ranked, query))
+    if confidence.outside(ranked, query):
         # not household waste (a car, a firearm, asbestos): no guide is the answer, so the
         # neighbour a shared word found is listed but never stated
-        chance = min(chance, retrieval.OUTSIDE_CHANCE)
+        chance = min(chance, confidence.OUTSIDE_CHANCE)
     top = ranked[0]["score"]
     return [
         {
@@ -44,11 +45,11 @@ def search(text: str, limit: int = 10, min_score: float = 0.35) -> list[dict[str
 def confident(results: list[dict[str, Any]]) -> bool:
     """Whether the first result is the answer: its calibrated chance reaches the threshold
     fitted so that confident answers are wrong for at most 2 % of queries."""
-    return bool(results) and results[0]["confidence"] >= retrieval.threshold()
+    return bool(results) and results[0]["confidence"] >= confidence.threshold()
 
 
 def guide(guide_id: str) -> dict[str, Any] | None:
-    return retrieval.index().guides.get(guide_id)
+    return index.current().guides.get(guide_id)
 
 
 def category(entry: dict[str, Any]) -> dict[str, str]:
