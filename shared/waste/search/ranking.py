@@ -151,9 +151,8 @@ def rank(text: str, query: reading.Query | None = None) -> list[dict[str, Any]]:
             any(t in text_of for t in reading.STATE_TEXT.get(state, ())) for state in query.states
         )
         # a described guide is as close as the share of its uses the query says
-        found["closeness"] = spelling.dice(wgrams, idx.name_grams[found["guide_id"]]) + found.get(
-            "fit", 0
-        )
+        closeness = spelling.dice(wgrams, idx.name_grams[found["guide_id"]])
+        found["closeness"] = closeness + found.get("fit", 0)
         # the score as found: what the confidence reads (heads and modifiers only reorder)
         found["found"] = found["score"]
     _heads(idx, query, best)
@@ -229,9 +228,8 @@ def _contents_container(
         _suggest(best, material, content or "", UNKNOWN_CONTENTS)
     for found in held:
         guide = idx.guides[found["guide_id"]]
-        if found["variant"] != "content" and spelling.normalize(guide["name"]).endswith(
-            index.CONTAINER_NAMES
-        ):
+        guide_name = spelling.normalize(guide["name"])
+        if found["variant"] != "content" and guide_name.endswith(index.CONTAINER_NAMES):
             continue  # "농약병", "프링글스": the guide is the container itself (빈 농약용기)
         # a pouch is no bottle: the guide of a bottled thing (its text is about the 용기)
         soft = (
@@ -243,10 +241,7 @@ def _contents_container(
             continue  # 샴푸, 매니큐어: the guide is about the bottle (but not about a pouch)
         score = found["score"]
         found["score"] = score * CONTENTS_ONLY
-        names = [
-            spelling.normalize(guide["name"]),
-            *(spelling.normalize(p) for p in index.name_parts(guide["name"])),
-        ]
+        names = [guide_name, *(spelling.normalize(p) for p in index.name_parts(guide["name"]))]
         own = {
             idx.entries[p].guide_id
             for name in names
@@ -464,7 +459,7 @@ def _heads(idx: index.Index, query: reading.Query, best: dict[str, dict[str, Any
 
 def _headword(word: str) -> bool:
     """A word the heads pass reads: Hangul of two syllables or more, or an English word of
-    three letters or more (an English query is read head last, as `_english_order` puts it)."""
+    three letters or more (`reading` puts an English query in Korean order, head last)."""
     if spelling.hangul(word):
         return len(word) >= 2
     return word.isascii() and word.isalpha() and len(word) >= 3
