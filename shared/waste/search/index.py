@@ -29,8 +29,9 @@ HERE = Path(__file__).resolve().parent
 ALIASES = HERE / "aliases.yaml"
 USES = HERE / "uses.yaml"
 WORDS = HERE / "words.yaml"
-# The kinds of entry that are a guide's names, matched exactly or by resemblance; the others
-# (a category's lists, a guide's examples, similar items) only point at a guide.
+# The kinds of entry that are a guide's own names: a match on one is exact, and they are the
+# names a guide answers to (`Index.names`) and its kin share. The others (a category's name
+# or list, a guide's examples, similar items) point at a guide without naming it.
 EXACT_KINDS = {"name", "alias", "part", "legacy"}
 # A container word at the end of a query names the container, not its contents: "분유 캔" is
 # the 분유통, "향수 공병" the 향수병, "마요네즈 튜브" the 마요네즈 용기. Each word is tried as
