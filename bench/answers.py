@@ -47,6 +47,7 @@ DEFAULT_FILES = (
     "holdout10.jsonl",
     "holdout11.jsonl",
     "holdout12.jsonl",
+    "holdout13.jsonl",
 )  # every labelled file, in the order written (missing ones are skipped); the blind one too
 
 

@@ -3,7 +3,7 @@
 dev.jsonl may be looked at while building the search. holdout.jsonl and each holdoutN.jsonl after
 it were written blind, after the ones before, repeating no query of any earlier file
 (search_dev.jsonl included); each is measured blind once and from then on may be looked at while
-building. holdout12.jsonl is the newest blind set. These tests need no search code: they keep the
+building. holdout13.jsonl is the newest blind set. These tests need no search code: they keep the
 labels honest against the Ministry of Environment's item dictionary, read from the datasets
 folder, so a relabelled or renumbered edition fails here rather than silently moving the score.
 """
@@ -121,6 +121,7 @@ BLIND = (
     "holdout10.jsonl",
     "holdout11.jsonl",
     "holdout12.jsonl",
+    "holdout13.jsonl",
 )
 
 
@@ -154,6 +155,7 @@ def test_sizes_and_every_kind_in_holdout() -> None:
         "holdout10.jsonl",
         "holdout11.jsonl",
         "holdout12.jsonl",
+        "holdout13.jsonl",
     ):
         blind = Counter(row["kind"] for row in _rows(name))
         assert sum(blind.values()) >= 330, name
