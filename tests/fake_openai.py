@@ -1,7 +1,8 @@
 """A local HTTP server that answers like OpenAI's Chat Completions API, for the real client.
 
 Tests queue what the next calls get: a JSON answer, an HTTP error status (429, 500...), a delay
-(to trip the client's timeout) or a body that is not what was asked for. Unscripted, it
+(to trip the client's timeout), an answer that is not what was asked for, or a whole reply of
+their own (one that is not a Chat Completion, or one without `usage`). Unscripted, it
 describes every photo as a 페트병 and, shown candidates, picks the first. Every request is kept
 so tests can check what the client sent (model, detail: low, token budget).
 """
@@ -83,6 +84,8 @@ class FakeOpenAI:
                         }
                     )
                     self._send(value, payload, {"retry-after-ms": "10"})
+                elif kind == "reply":  # the whole body: a string as it is, else its JSON
+                    self._send(200, value if isinstance(value, str) else json.dumps(value))
                 elif kind == "text":  # any content, e.g. malformed JSON
                     self._send(200, json.dumps(completion(value, body.get("model", ""))))
                 else:

@@ -12,7 +12,7 @@ import pillow_heif
 import pytest
 import requests
 from conftest import IMAGES, error_code, login, reset_clients
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, completion
 from PIL import Image, ImageChops, ImageStat
 
 from shared.core import storage
@@ -288,6 +288,51 @@ def test_model_failures_fail_the_job_with_a_specific_code(system, fake_model, an
     assert response.get_json()["error"]["code"] == code
     status = client.get(f"/api/v1/waste/status/{job_id}", headers=headers).get_json()
     assert status["status"] == "failed" and status["error"]["code"] == code
+
+
+def _without_usage() -> dict:
+    reply = completion(json.dumps({"name": "페트병", "material": "PET", "tags": []}))
+    del reply["usage"]
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("<html>502 Bad Gateway</html>", "not JSON"),
+        ('{"choices": [', "not JSON"),
+        ("null", "no choices"),
+        ([1, 2, 3], "no choices"),
+        ({"id": "chatcmpl-x", "object": "chat.completion"}, "no choices"),
+        ({"choices": {"0": "페트병"}}, "no choices"),
+        ({"choices": []}, "no answer"),
+        ({"choices": ["페트병"]}, "no answer"),
+        ({"choices": [{"message": "페트병"}]}, "no answer"),
+        ({"choices": [{"message": {"content": {"name": "페트병"}}}]}, "no answer"),
+    ],
+)
+def test_a_reply_that_is_not_a_chat_completion_fails_the_job(system, fake_model, reply, reason):
+    """The real client hands the reply over as it came (no pydantic models): whatever shape
+    it has, the job fails with VISION_FAILED and says what was wrong, in time."""
+    client = system.app.test_client()
+    headers = login(client)
+    fake_model.answer("reply", reply)
+    job_id, response = run(client, system, headers)
+    error = response.get_json()["error"]
+    assert error["code"] == "VISION_FAILED" and reason in error["message"], error
+    assert len(fake_model.requests) == 1  # a reply came: nothing retried, nothing else asked
+    assert _job_row(job_id)["status"] == "failed"
+
+
+def test_a_reply_without_usage_is_kept_and_counts_no_tokens(system, fake_model):
+    client = system.app.test_client()
+    headers = login(client)
+    fake_model.answer("reply", _without_usage())  # the vision call's; the two others report
+    job_id, response = run(client, system, headers)
+    body = response.get_json()
+    assert response.status_code == 200 and body["status"] == "completed", body
+    assert body["item"]["name"]
+    assert _job_row(job_id)["model_tokens"] == 2 * 160
 
 
 def test_transient_model_errors_are_retried_by_the_client(system, fake_model):

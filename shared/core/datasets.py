@@ -13,7 +13,9 @@ answer can name the edition it came from.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -176,12 +178,19 @@ T = TypeVar("T")
 RECHECK_SECONDS = 60.0  # how soon a process notices a new import
 _built: dict[tuple[str, str, str | None], Any] = {}  # (key, builder, sha256) -> what it built
 _checked: dict[str, tuple[float, str | None]] = {}  # key -> (when, sha256 seen)
+# Held while building: jobs reaching a cold instance together would each build the search index
+# (about 0.7 s of CPU apiece here, all on one interpreter). The first builds, the others wait
+# for it. Reentrant, as a builder reads other datasets through `current` (the index reads the
+# guides); what is built already is read without it.
+_building = threading.RLock()
+_NOT_BUILT = object()
 
 
 def current(key: str, build: Callable[[], T]) -> T:
     """What `build()` makes of the stored import of `key`, built once per edition: a process
     looks at the `datasets` row at most once a minute and rebuilds when a new import landed.
-    Builders are told apart by their qualified name, so give each its own function."""
+    Builders are told apart by their qualified name, so give each its own function. Built by
+    one thread at a time: callers that find it being built wait for it, not build it again."""
     now = time.monotonic()
     seen = _checked.get(key)
     if seen is None or now - seen[0] >= RECHECK_SECONDS:
@@ -190,11 +199,29 @@ def current(key: str, build: Callable[[], T]) -> T:
         _checked[key] = seen
     builder = build.__qualname__
     built_key = (key, builder, seen[1])
-    if built_key not in _built:
-        for old in [k for k in _built if k[:2] == (key, builder)]:
-            del _built[old]  # one edition per dataset in memory
-        _built[built_key] = build()
-    return _built[built_key]
+    value = _built.get(built_key, _NOT_BUILT)
+    if value is not _NOT_BUILT:
+        return value
+    with _building:
+        value = _built.get(built_key, _NOT_BUILT)  # built while this thread waited
+        if value is _NOT_BUILT:
+            value = build()
+            for old in [k for k in _built if k[:2] == (key, builder)]:
+                del _built[old]  # one edition per dataset in memory
+            _built[built_key] = value
+            _freeze()
+    return value
+
+
+def _freeze() -> None:
+    """Keep what the process holds now, the build above all, out of the cyclic collector's
+    scans: the search index is most of the objects a process tracks, and each full collection
+    walked them all again (220 ms here, a stall of every thread that fell on whichever job's
+    allocation triggered it). A collection first frees the build's own cyclic garbage, which
+    would otherwise be frozen with it; what is frozen is still freed by reference counting
+    when dropped (an old edition's index holds no cycles)."""
+    gc.collect()
+    gc.freeze()
 
 
 def forget() -> None:
