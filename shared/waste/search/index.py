@@ -310,7 +310,9 @@ def examples(line: str) -> list[str]:
     Only a list the sentence is about counts (`_kind_after`): not materials ("면, 모, 나일론 등
     다양한 섬유재질로"), dirt ("흙, 자갈, 잡초 등 이물질을"), places ("약국, 보건소 등
     전용수거함에", "학교, 사무실, 식당 등 사업소에서") or colours ("검정색, 파란색")."""
-    names = []
+    names: list[str] = []
+    if "," not in line or "등" not in line:
+        return names  # no list: the pattern below would only backtrack over the whole line
     for found in _EXAMPLES.finditer(line):
         kind = _kind_after(line[found.end() :])
         before = line[: found.start()]
