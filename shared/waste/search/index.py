@@ -192,7 +192,7 @@ def _build() -> Index:
         idx.name_grams[guide["id"]] = spelling.grams(
             spelling.jamo(spelling.normalize(guide["name"]))
         )
-    for group in _aliases():
+    for group in _table(ALIASES):
         for alias in group["names"]:
             add(str(alias), group["guide"], "alias")
     # Category names name the guide of that category ("전기전자 제품류" -> 전기전자제품).
@@ -230,7 +230,7 @@ def _build() -> Index:
         e.key for e in idx.entries if e.guide_id in idx.categories and e.kind != "similar"
     )
     idx.kind_of = _kinds(guides, idx.categories)
-    for entry in _uses():
+    for entry in _table(USES):
         if entry["guide"] not in guides:
             continue
         for phrase in entry.get("uses") or []:
@@ -416,30 +416,20 @@ def _kinds(guides: dict[str, dict[str, Any]], categories: set[str]) -> dict[str,
     return out
 
 
-def _loader(yaml: Any) -> Any:
-    # The tables hold thousands of names: libyaml reads them five times faster than Python.
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _table(path: Path) -> Any:
+    """One of the team's tables, read only when the index is built: cold starts do not pay for
+    yaml. They hold thousands of names, which libyaml reads five times faster than Python."""
+    import yaml
 
-
-def _aliases() -> list[dict[str, Any]]:
-    import yaml  # only when the index is built: cold starts do not pay for it
-
-    return yaml.load(ALIASES.read_text(encoding="utf-8"), Loader=_loader(yaml))
-
-
-def _uses() -> list[dict[str, Any]]:
-    import yaml  # with the aliases, only when the index is built
-
-    return yaml.load(USES.read_text(encoding="utf-8"), Loader=_loader(yaml))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
 
 
 @functools.cache
 def respellings() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     """words.yaml as (written, dictionary word) pairs, longest first: brands that begin a word,
     and spellings found anywhere in one."""
-    import yaml
-
-    table = yaml.load(WORDS.read_text(encoding="utf-8"), Loader=_loader(yaml))
+    table = _table(WORDS)
 
     def pairs(section: str) -> tuple[tuple[str, str], ...]:
         found = [
@@ -455,9 +445,7 @@ def respellings() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], .
 @functools.cache
 def outside_words() -> tuple[tuple[str, str], ...]:
     """words.yaml's `outside` section as (word, why) pairs, longest first."""
-    import yaml
-
-    table = yaml.load(WORDS.read_text(encoding="utf-8"), Loader=_loader(yaml))
+    table = _table(WORDS)
     found = [
         (spelling.normalize(str(w)), why) for why, words in table["outside"].items() for w in words
     ]
