@@ -8,7 +8,7 @@ import time
 from functools import wraps
 
 from shared.core import datasets
-from shared.waste import retrieval
+from shared.waste.search import index
 
 THREADS = 16
 
@@ -94,16 +94,16 @@ def test_the_search_index_is_built_once_by_concurrent_first_searches(system, mon
     monkeypatch.setattr(datasets, "_built", {})
     monkeypatch.setattr(datasets, "_checked", {})
     built = []
-    real = retrieval._build
+    real = index._build
 
     @wraps(real)  # the same qualified name: `current` tells builders apart by it
     def counted():
         built.append(1)
         return real()
 
-    monkeypatch.setattr(retrieval, "_build", counted)
-    got = _together(retrieval.index, threads=8)
-    assert len(built) == 1 and all(index is got[0] for index in got)
+    monkeypatch.setattr(index, "_build", counted)
+    got = _together(index.current, threads=8)
+    assert len(built) == 1 and all(each is got[0] for each in got)
 
 
 def test_what_is_built_is_kept_out_of_the_collectors_scans(monkeypatch):
