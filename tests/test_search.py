@@ -7,6 +7,8 @@ import json
 
 import yaml
 from conftest import login
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from shared.waste import dictionary, rules
 from shared.waste.search import confidence, index, ranking, reading, spelling
@@ -612,3 +614,19 @@ def test_a_container_query_answers_the_container_or_what_is_left_in_it(system):
     for query in ("들기름 통에 남은 기름", "들기름 병 바닥에 남은 기름"):
         assert top(query) == "들기름", query
         assert rules.confident(rules.search(query)), query
+
+
+@given(st.text(alphabet="가나다 등,.():[]ab", max_size=40))
+@example("게, 가재 등 갑각류 껍데기는 종량제봉투로")
+@example("투명페트병(주류, 양념류 등)은. 호두, 은행 등 단단한 껍데기는")
+@example("가, 나: 다, 라 등 마 (바, 사 등)")
+def test_example_lists_are_found_where_the_pattern_finds_them(line: str) -> None:
+    """The index looks for lists of examples only where one can begin (a part's start, the last
+    list's end), for speed; it must find exactly what the pattern finds trying every letter."""
+    fast = [(m.span(), m.group(1)) for m in index._lists(line)]
+    assert fast == [(m.span(), m.group(1)) for m in index._EXAMPLES.finditer(line)]
+
+
+def test_jamo_splits_every_syllable_into_its_letters() -> None:
+    assert spelling.jamo("각a 힣") == "\u1100\u1161\u11a8a \u1112\u1175\u11c2"
+    assert spelling.jamo("가") == "\u1100\u1161"  # no final letter

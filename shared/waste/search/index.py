@@ -17,6 +17,7 @@ import functools
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ DOING = ("하는", "되는", "있는", "없는", "같은")  # verbs before a nou
 # A list of sources of a part ("호두, 은행 등 단단한 껍데기는"): each example is that part.
 PARTS = {"껍데기": ("껍데기", "껍질"), "씨앗": ("씨앗", "씨"), "가루": ("가루",)}
 _EXAMPLES = re.compile(r"([^()\[\]:.]*?(?:,\s*[^,()\[\]:.]+?)+)\s등(?=\s[가-힣]|\))")
+_BRACKET_OR_STOP = re.compile(r"[()\[\]:.]")  # what a list of examples never spans
 # The dictionary's guide for broken glass: a broken glass item goes there, whole or not.
 BROKEN_GLASS = "깨진 유리"
 
@@ -311,9 +313,7 @@ def examples(line: str) -> list[str]:
     다양한 섬유재질로"), dirt ("흙, 자갈, 잡초 등 이물질을"), places ("약국, 보건소 등
     전용수거함에", "학교, 사무실, 식당 등 사업소에서") or colours ("검정색, 파란색")."""
     names: list[str] = []
-    if "," not in line or "등" not in line:
-        return names  # no list: the pattern below would only backtrack over the whole line
-    for found in _EXAMPLES.finditer(line):
+    for found in _lists(line):
         kind = _kind_after(line[found.end() :])
         before = line[: found.start()]
         if kind is None or (before.endswith("(") and before[:-1].endswith(CONTAINER_NAMES)):
@@ -338,6 +338,26 @@ def examples(line: str) -> list[str]:
             whole = not kind or key.endswith(kind)
             names += [name] if whole else [f"{name} {part}" for part in kind]
     return names
+
+
+def _lists(line: str) -> Iterator[re.Match[str]]:
+    """`_EXAMPLES.finditer(line)`, found the same but tried only where a list can begin: where
+    the line or a bracketed or colon-separated part begins, or where the last list ended. A list
+    spans no bracket, colon or full stop, so one that begins inside a part also matches from the
+    part's start; trying every letter instead backtracks over the whole line at each."""
+    if "," not in line or "등" not in line:
+        return
+    pos = 0
+    while pos < len(line):
+        found = _EXAMPLES.match(line, pos)
+        if found:
+            yield found
+            pos = found.end()
+            continue
+        stop = _BRACKET_OR_STOP.search(line, pos)
+        if stop is None:
+            return
+        pos = stop.end()
 
 
 def _kind_after(rest: str) -> tuple[str, ...] | None:
