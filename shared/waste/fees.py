@@ -212,7 +212,7 @@ def similarity(query: str, name: str) -> float:
         score = 0.6 + 0.3 * min(len(q), len(n)) / max(len(q), len(n))
     ql, nl = spelling.jamo(q), spelling.jamo(n)
     a, b = spelling.grams(ql), spelling.grams(nl)
-    score = max(score, 0.85 * 2 * len(a & b) / (len(a) + len(b)))
+    score = max(score, 0.85 * spelling.dice(a, b))
     distance = spelling.edit_distance(ql, nl)
     longest = max(len(ql), len(nl))
     if distance <= max(1, longest // 4):
