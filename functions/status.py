@@ -2,6 +2,8 @@
 
 In a module of its own so that its Service loads the token code and the cache and nothing
 else: a cold instance answers a cached view without importing SQLAlchemy or a database driver.
+Its caller keeps the session's state and the job's view between their changes (`mirror`): on
+Redis, a poll that finds nothing changed makes no round trip.
 The database layer (the jobs module) loads on the first poll the cache cannot answer: a view
 not cached, or one overdue. tests/test_runtime.py keeps it that way.
 """
@@ -12,7 +14,7 @@ from shared.auth import callers
 from shared.core.registry import HOT, endpoints
 from shared.waste import progress
 
-http = endpoints(authenticate=callers.caller)
+http = endpoints(authenticate=callers.kept_caller)
 
 
 @http(

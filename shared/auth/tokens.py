@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm
 
-from shared.core import cache
+from shared.core import cache, mirror
 from shared.core.errors import unauthenticated
 from shared.core.settings import settings
 
@@ -213,12 +213,17 @@ def session_key(session_id: str) -> str:
 
 
 def deny(session_ids: list[str]) -> None:
-    """The cache says revoked at once, past the expiry of every access token of the sessions."""
-    client = cache.client()
-    for session_id in session_ids:
-        client.set(session_key(session_id), "revoked", ex=DENY_TTL)
+    """The cache says revoked at once, past the expiry of every access token of the sessions,
+    and every process that kept the sessions' state (`mirror`) hears of it with the write."""
+    with cache.client().pipeline() as tx:
+        for session_id in session_ids:
+            tx.set(session_key(session_id), "revoked", ex=DENY_TTL)
+            mirror.changed(session_key(session_id), tx)
+        tx.execute()
 
 
 def allow(session_id: str) -> bool:
-    """Cache the session as active, unless something is cached already; whether it was."""
+    """Cache the session as active, unless something is cached already; whether it was. No
+    process can hold a copy of a state that was not cached (`mirror` keeps none), so no one
+    needs to hear of this."""
     return bool(cache.client().set(session_key(session_id), "active", ex=STATE_TTL, nx=True))

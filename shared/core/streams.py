@@ -3,7 +3,8 @@ and the Server-Sent Events a stream is written as.
 
 A `Fanout` is a channel of the cache (Redis pub/sub, or the in-process cache locally) whose
 messages each name a key. However many streams wait, the process subscribes once: a thread
-reads the channel and hands each message to the inboxes watching its key. That is what keeps
+reads the channel and hands each message to the inboxes watching its key, and its key to
+every follower (the process's copies of the cache, `mirror`, drop theirs). That is what keeps
 Redis at one connection per instance rather than one per client.
 
 Pub/sub is fire and forget: a message published while the subscription is down is lost. So
@@ -13,10 +14,11 @@ and its stream reads the current state instead of trusting that it missed nothin
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from shared.core import cache
@@ -55,7 +57,9 @@ class Fanout:
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.subscriptions = 0  # times this process subscribed: one, unless the link broke
+        self._generation = 0
         self._inboxes: dict[str, set[Inbox]] = {}
+        self._followers: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -74,17 +78,37 @@ class Fanout:
         inbox = Inbox(self, key)
         with self._lock:
             self._inboxes.setdefault(key, set()).add(inbox)
-            if self._thread is None or not self._thread.is_alive():
-                self._stop = threading.Event()
-                self._thread = threading.Thread(
-                    target=self._listen, args=(self._stop,), name=f"fanout-{self.channel}"
-                )
-                self._thread.daemon = True
-                self._thread.start()
+            self._listening()
         if not self._ready.wait(READY_SECONDS):
             inbox.close()
             raise unavailable("progress updates are unavailable; poll the status meanwhile")
         return inbox
+
+    def follow(self, callback: Callable[[str], None]) -> None:
+        """Call `callback` with the key of every message from now on, in the listening thread
+        (it must be quick); once, however often it is asked. Unlike `watch`, this does not
+        wait for the subscription: the follower asks `generation` whether it is live."""
+        with self._lock:
+            if callback not in self._followers:
+                self._followers.append(callback)
+            self._listening()
+
+    @property
+    def generation(self) -> int | None:
+        """Which subscription is live, or None while none is. Each subscription, this
+        fanout's or another's, again or after `stop`, has a number never used before: a
+        follower trusts what it heard only within one generation."""
+        return self._generation if self._ready.is_set() else None
+
+    def _listening(self) -> None:
+        """Start the listening thread unless it runs (under the lock)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._listen, args=(self._stop,), name=f"fanout-{self.channel}"
+            )
+            self._thread.daemon = True
+            self._thread.start()
 
     @property
     def watching(self) -> int:
@@ -147,12 +171,16 @@ class Fanout:
         if self.subscriptions:
             self._broadcast(RESYNC)
         self.subscriptions += 1
+        self._generation = next(_GENERATIONS)
         self._ready.set()
 
     def _deliver(self, raw: str) -> None:
         message = json.loads(raw)
         with self._lock:
             inboxes = list(self._inboxes.get(message["key"], ()))
+            followers = list(self._followers)
+        for follower in followers:
+            follower(message["key"])
         for inbox in inboxes:
             inbox.put(message["data"])
 
@@ -164,6 +192,7 @@ class Fanout:
 
 
 _FANOUTS: list[Fanout] = []
+_GENERATIONS = itertools.count(1)
 
 
 def reset() -> None:

@@ -32,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.core import cache, db, idempotency, telemetry
+from shared.core import cache, db, idempotency, mirror, telemetry
 from shared.core.batching import chunked
 from shared.core.errors import ApiError, not_found
 from shared.core.times import rfc3339
@@ -259,9 +259,9 @@ def _cache_status(job: dict[str, Any], tx: cache.Pipeline | None = None) -> None
             tx.execute()
         return
     view = status_view(job)
-    cache.set_json(
-        progress.status_key(job["id"]), {**view, "user_id": job["user_id"]}, STATUS_TTL, tx
-    )
+    key = progress.status_key(job["id"])
+    cache.set_json(key, {**view, "user_id": job["user_id"]}, STATUS_TTL, tx)
+    mirror.changed(key, tx)
     tx.delete(stats_key(job["user_id"]))
     progress.publish(view, tx)
 
@@ -312,10 +312,13 @@ def _publish_move(
     older view over a newer one. Queued on `tx` when the caller passes one."""
     if moved is not None:
         _cache_status(moved, tx)
-    elif tx is not None:
-        tx.delete(progress.status_key(job_id))
+    elif tx is None:
+        with cache.client().pipeline() as tx:
+            _publish_move(job_id, None, tx)
+            tx.execute()
     else:
-        cache.client().delete(progress.status_key(job_id))
+        tx.delete(progress.status_key(job_id))
+        mirror.changed(progress.status_key(job_id), tx)
 
 
 def _move(job_id: str, stage: str) -> tuple[bool, dict[str, Any] | None]:
