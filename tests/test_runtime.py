@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from conftest import error_code, login
@@ -166,6 +167,28 @@ def test_the_status_poll_starts_without_the_database_layer():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "", f"functions.status imports {loaded} at import time"
+
+
+def test_the_redis_client_starts_without_the_opentelemetry_sdk():
+    """Cold start: redis-py 8 imports the OpenTelemetry SDK's metrics (50-60 ms) whenever they
+    are installed, for an instrumentation growbin does not use; the cache keeps them out, and
+    the SDK still loads where telemetry exports."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, functions.status; from shared.core import cache; cache.client(); "
+        "print(','.join(m for m in sys.modules if m.startswith('opentelemetry.sdk')) or '-'); "
+        "import opentelemetry.sdk.metrics; print('loaded')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/0"},  # no connection is made
+    ).stdout.split()
+    assert out == ["-", "loaded"]
 
 
 def test_the_dev_endpoints_play_the_broker_and_func_invoke(system):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -245,6 +246,7 @@ def client() -> Client:
     url = settings().redis_url
     if not url:
         return Memory()
+    _import_redis()
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -271,6 +273,21 @@ def client() -> Client:
     # The MGET every protected request makes runs on a lane of kept connections beside the
     # pool, one per request thread at most (redis_client): no pool round per call.
     return Redis(connection_pool=pool, lane=settings().pooled_threads)
+
+
+def _import_redis() -> None:
+    """Import redis-py without the OpenTelemetry SDK's metrics. redis-py 8 loads them whenever
+    they are installed, for an instrumentation of its own that growbin never turns on (its
+    spans and metrics are `telemetry`'s): 50-60 ms of every cold start on Redis, the status
+    poll's included. A process that loaded the SDK already (one that exports) is left as is."""
+    hidden = "opentelemetry.sdk.metrics"
+    if hidden in sys.modules:
+        return
+    sys.modules[hidden] = None  # type: ignore[assignment]  # importing it fails: "not installed"
+    try:
+        import redis  # noqa: F401
+    finally:
+        del sys.modules[hidden]
 
 
 def get_json(key: str) -> Any:
