@@ -24,6 +24,7 @@ import threading
 import time
 
 from shared.core import cache, streams
+from shared.core.settings import settings
 
 CHANGED = streams.Fanout("cache:changed")
 SECONDS = 2.0  # the longest a copy is trusted without hearing of a change
@@ -45,7 +46,7 @@ def mget(keys: list[str]) -> list[str | None]:
     """The values of `keys`: this process's copies when it holds all of them, else one MGET,
     whose values it keeps."""
     client = cache.client()
-    if isinstance(client, cache.Memory):
+    if not settings().redis_url:  # the in-process cache: nothing to save
         return client.mget(keys)
     generation = CHANGED.generation
     if generation is None:  # not subscribed (yet, or any more): nothing heard is trusted
