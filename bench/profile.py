@@ -1,0 +1,432 @@
+"""Profiles of the pipeline benchmark (bench/pipeline.py): where a job's CPU goes, and its trips.
+
+  run     the latency part of bench/pipeline.py alone, on one broker (one job at a time, then N
+          at once, then the broker's floor), for py-spy to record:
+          `py-spy record --gil --function --format raw -o local.txt -- python bench/profile.py run`
+  shares  py-spy's raw (collapsed) stacks -> the share of samples by kind (library) and by
+          stage, as markdown tables: `python bench/profile.py shares local.txt [more.txt ...]`
+  count   one job's database transactions and statements, Redis commands and round trips, and
+          broker publishes, by stage, on the embedded default or on services
+          (`--services`: DATABASE_URL and REDIS_URL from the environment, a schema of its own)
+          and over RabbitMQ (`--rabbitmq AMQP_URL`).
+
+A sample's kind is that of its innermost frame that belongs to a known kind (so the socket a
+Redis call writes to counts as the cache, the json a response encodes as json); its stage is the
+pipeline function on its stack (functions/pipeline.py), or the upload-complete request a job's
+thread makes. Samples outside the timed jobs (start-up, the benchmark's own uploads, the broker
+floor) are counted apart, by phase, and left out of both shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import functools
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Kinds, tried from the innermost frame outwards: a frame's "func (file:line)" text contains one
+# of the markers. The first kind that matches any frame (innermost first) is the sample's kind.
+KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("imports (first use)", ("<frozen importlib",)),
+    ("json", ("(json/", "orjson", "simplejson")),
+    ("logging", ("(logging/", "shared/core/telemetry.py", "shared/core/errors.py")),
+    ("database", ("sqlalchemy/", "sqlite3/", "psycopg", "shared/core/db.py", "alembic/")),
+    ("cache (redis)", ("shared/core/cache.py", "redis/", "shared/core/redis_client.py")),
+    ("search", ("shared/waste/search/",)),
+    ("model client (openai, httpx)", ("openai/", "httpx/", "httpcore/", "h11/", "anyio/")),
+    (
+        "broker delivery",
+        (
+            "eventing/",
+            "pika/",
+            "cloudevents/",
+            "functions_framework/",
+            "shared/core/events.py",
+        ),
+    ),
+    ("Flask/Werkzeug, test client", ("flask/", "werkzeug/")),
+    ("app code (shared/, functions/, knative/)", ("(shared/", "(functions/", "(knative/")),
+)
+OTHER_KIND = "other (stdlib, threads)"
+
+STAGES = {
+    "image_analyze": "image_analyze",
+    "classification_identify": "classification_identify",
+    "feedback_generate": "feedback_generate",
+    "result_save": "result_save",
+}
+UPLOAD_COMPLETE = "upload-complete (the job's request)"
+PROGRESS = "progress stream (the job's thread waiting)"
+BROKER_ONLY = "broker threads, no stage"
+HARNESS = "benchmark harness (main thread: starts, joins the jobs' threads)"
+
+# Phases outside the timed jobs, by a frame of the main thread's stack.
+PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("benchmark uploads (_prepare)", ("_prepare (bench/pipeline.py",)),
+    ("broker floor", ("_broker_floor", "hop.<locals>.handler")),
+    ("start-up, tear-down", ("_system (", "Model.", "_delete_rabbit_layout", "Local.stop")),
+)
+
+
+def _frames(stack: str) -> list[str]:
+    return stack.split(";")
+
+
+def kind_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for kind, markers in KINDS:
+            if any(marker in frame for marker in markers):
+                return kind
+    return OTHER_KIND
+
+
+def phase_of(frames: list[str]) -> str | None:
+    """The phase outside the timed jobs a sample belongs to, or None for the jobs' own."""
+    if not frames or not frames[0]:
+        return "no Python frame"
+    for phase, markers in PHASES:
+        if any(marker in frame for frame in frames for marker in markers):
+            return phase
+    if not frames[0].startswith("Thread._bootstrap"):
+        if any(name in frame for frame in frames for name in ("_run (bench/", "run (bench/")):
+            return None  # the main thread starting the jobs' threads and waiting for them
+        return "start-up, tear-down"  # module-level imports, interpreter exit
+    return None
+
+
+def stage_of(frames: list[str]) -> str:
+    for frame in frames:
+        name = frame.split(" (", 1)[0]
+        if name in STAGES and "functions/pipeline.py" in frame:
+            return STAGES[name]
+    if not frames[0].startswith("Thread._bootstrap"):
+        return HARNESS
+    if any("_run.<locals>.job" in frame for frame in frames):
+        posting = any("Client.post" in frame or "test_client" in frame for frame in frames)
+        return UPLOAD_COMPLETE if posting else PROGRESS
+    return BROKER_ONLY
+
+
+def read_collapsed(path: Path) -> Iterator[tuple[list[str], int]]:
+    """(frames, samples) per line of py-spy's raw output: `frame;frame;... count`."""
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            yield _frames(stack), int(count)
+
+
+def shares(paths: Iterable[Path]) -> str:
+    """Markdown tables: samples by phase, then the jobs' samples by kind and by stage."""
+    phases: collections.Counter[str] = collections.Counter()
+    kinds: collections.Counter[str] = collections.Counter()
+    stages: collections.Counter[str] = collections.Counter()
+    by_stage_kind: collections.Counter[tuple[str, str]] = collections.Counter()
+    for path in paths:
+        for frames, count in read_collapsed(path):
+            phase = phase_of(frames)
+            phases[phase or "the timed jobs"] += count
+            if phase is None:
+                kind, stage = kind_of(frames), stage_of(frames)
+                kinds[kind] += count
+                stages[stage] += count
+                by_stage_kind[stage, kind] += count
+    total, jobs = sum(phases.values()), sum(kinds.values())
+    out = [_table("phase", phases, total), "", _table("kind", kinds, jobs), ""]
+    out.append(_table("stage", stages, jobs))
+    out += ["", "Each stage's top kinds (share of the stage):", ""]
+    for stage, samples in stages.most_common():
+        top = sorted(
+            ((n, k) for (s, k), n in by_stage_kind.items() if s == stage),
+            reverse=True,
+        )[:4]
+        parts = ", ".join(f"{k} {100 * n / samples:.0f}%" for n, k in top)
+        out.append(f"- {stage}: {parts}")
+    return "\n".join(out)
+
+
+def _table(what: str, counts: collections.Counter[str], total: int) -> str:
+    rows = [f"| {what} | samples | share |", "| --- | ---: | ---: |"]
+    rows += [
+        f"| {name} | {n} | {100 * n / max(total, 1):.1f}% |" for name, n in counts.most_common()
+    ]
+    rows.append(f"| all | {total} | 100% |")
+    return "\n".join(rows)
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+def run(jobs: int, single: int, rabbitmq: str | None, record: list[str], repeat: int = 1) -> None:
+    """bench/pipeline.py's latency jobs, `repeat` times: `single` one at a time, then `jobs` at
+    once, after a warm-up job and with every upload made first; `record` (py-spy's options,
+    e.g. `--gil --format raw -o F`) records this process over the jobs alone."""
+    sys.path.insert(0, str(ROOT))
+    from bench import pipeline as bench
+
+    with bench.Model() as model:
+        system = bench._system(model.base_url, rabbitmq)
+        try:
+            client = system.app.test_client()
+            bench._run(client, bench._prepare(client, 1))  # first imports, connections, index
+            rounds = [
+                (bench._prepare(client, single), bench._prepare(client, jobs))
+                for _ in range(repeat)
+            ]
+            with _recording(record):
+                for alone, batch in rounds:
+                    cpu = time.process_time()
+                    for job in alone:
+                        bench._run(client, [job])
+                    one_cpu = (time.process_time() - cpu) / max(single, 1)
+                    latencies, elapsed, batch_cpu = bench._run(client, batch)
+                    print(
+                        f"{single} jobs one at a time: CPU {one_cpu * 1000:.1f} ms each; "
+                        f"{jobs} at once: {elapsed * 1000:.0f} ms, CPU {batch_cpu * 1000:.0f} ms "
+                        f"({batch_cpu / jobs * 1000:.1f} ms a job), "
+                        f"p50 {statistics.median(latencies) * 1000:.0f} ms"
+                    )
+        finally:
+            system.stop()
+            if rabbitmq:
+                bench._delete_rabbit_layout(system.broker)
+
+
+@contextlib.contextmanager
+def _recording(options: list[str]) -> Iterator[None]:
+    """py-spy recording this process while the block runs (nothing when `options` is empty)."""
+    if not options:
+        yield
+        return
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(os.getpid()), *options]
+    process = subprocess.Popen(command)
+    time.sleep(1)  # attached (it says nothing a pipe could wait for)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)  # py-spy writes its file on ^C
+        process.wait(60)
+
+
+# -- count --------------------------------------------------------------------------------------
+
+
+class Tally:
+    """Counts by (what, stage), the stage found on the calling thread's stack."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.counting = False
+        self._lock = threading.Lock()
+
+    def add(self, what: str, n: int = 1) -> None:
+        if not self.counting:
+            return
+        stage = _current_stage()
+        with self._lock:
+            self.counts[what, stage] += n
+
+    def table(self, per: int = 1) -> str:
+        """A row per thing counted, a column per stage: the count per job (over `per` jobs)."""
+        columns = [*STAGES, UPLOAD_COMPLETE, "other"]
+        whats = sorted({what for what, _ in self.counts})
+        rows = [
+            "| | " + " | ".join(columns) + " | all |",
+            "| --- |" + " ---: |" * (len(columns) + 1),
+        ]
+        for what in whats:
+            values = [self.counts[what, c] / per for c in columns]
+            cells = " | ".join(f"{v:g}" for v in [*values, sum(values)])
+            rows.append(f"| {what} | {cells} |")
+        return "\n".join(rows)
+
+
+def _current_stage() -> str:
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in STAGES and code.co_filename.endswith("functions/pipeline.py"):
+            return code.co_name
+        if code.co_name == "waste_upload_complete":
+            return UPLOAD_COMPLETE
+        frame = frame.f_back
+    return "other"
+
+
+def _wrap(owner: type, name: str, count: Callable[..., None]) -> None:
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        count(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, counted)
+
+
+def _instrument(tally: Tally) -> None:
+    """Count, from outside the code: the database's transactions and statements (SQLAlchemy's
+    engine events), Redis's commands and writes (redis-py's connection), broker publishes and
+    pika's publishes and acks."""
+    import pika.adapters.blocking_connection as pika_blocking
+    import redis.connection
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    from eventing.broker import LocalBroker
+    from eventing.rabbitmq import RabbitBroker
+
+    def autocommit(conn: Any) -> bool:
+        return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+    @event.listens_for(Engine, "begin")
+    def _begin(conn: Any) -> None:
+        tally.add("db: BEGIN (autocommit reads)" if autocommit(conn) else "db: transactions")
+
+    @event.listens_for(Engine, "commit")
+    def _commit(conn: Any) -> None:
+        if not autocommit(conn):
+            tally.add("db: COMMIT")
+
+    @event.listens_for(Engine, "rollback")
+    def _rollback(conn: Any) -> None:
+        if not autocommit(conn):
+            tally.add("db: ROLLBACK")
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _statement(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+        tally.add(f"db: statements ({verb})")
+
+    @event.listens_for(Pool, "checkout")
+    def _checkout(*_args: Any) -> None:
+        tally.add("db: pool checkouts")
+
+    def command(_conn: Any, *args: Any, **_kw: Any) -> None:
+        tally.add(f"redis: {str(args[0]).upper()}")
+
+    def commands(_conn: Any, cmds: Any) -> None:
+        for args in cmds:
+            tally.add(f"redis: {str(args[0]).upper()}")
+
+    connection = redis.connection.AbstractConnection
+    _wrap(connection, "pack_command", command)
+    _wrap(connection, "pack_commands", commands)
+    _wrap(connection, "send_packed_command", lambda *_a, **_k: tally.add("redis: writes"))
+    for broker in (LocalBroker, RabbitBroker):
+        _wrap(broker, "publish", lambda *_a, **_k: tally.add("broker: publish"))
+    channel = pika_blocking.BlockingChannel
+    for method in ("basic_publish", "basic_ack", "basic_nack"):
+        _wrap(
+            channel, method, functools.partial(lambda m, *_a, **_k: tally.add(f"pika: {m}"), method)
+        )
+
+
+@contextlib.contextmanager
+def _schema(database: str) -> Iterator[str]:
+    """DATABASE_URL for a schema of this run's own, dropped afterwards."""
+    import sqlalchemy
+
+    schema = f"profile_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(database.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    try:
+        separator = "&" if "?" in database else "?"
+        yield f"{database}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def count(services: bool, rabbitmq: str | None, jobs: int) -> str:
+    """One job's trips: a warm-up job, then `jobs` jobs one at a time, each counted from its
+    upload-complete until its final view (and a moment after, for the last acks)."""
+    sys.path.insert(0, str(ROOT))
+    from bench import pipeline as bench
+
+    tally = Tally()
+    _instrument(tally)
+    with contextlib.ExitStack() as stack:
+        extra: dict[str, str] = {}
+        if services:
+            extra["DATABASE_URL"] = stack.enter_context(_schema(os.environ["DATABASE_URL"]))
+            extra["REDIS_URL"] = os.environ["REDIS_URL"]
+        model = stack.enter_context(bench.Model())
+        system = _system(bench, model.base_url, rabbitmq, extra)
+        try:
+            client = system.app.test_client()
+            bench._run(client, bench._prepare(client, 1))  # warm-up: imports, connections
+            time.sleep(0.5)
+            for _ in range(jobs):
+                prepared = bench._prepare(client, 1)
+                tally.counting = True
+                bench._run(client, prepared)
+                time.sleep(0.3)  # the last acks and settles after the final view
+                tally.counting = False
+        finally:
+            system.stop()
+            if rabbitmq:
+                bench._delete_rabbit_layout(system.broker)
+    return tally.table(per=jobs)
+
+
+def _system(bench: Any, model_url: str, rabbitmq: str | None, extra: dict[str, str]) -> Any:
+    """bench.pipeline's system; with services, started again once `extra` is set (its own
+    start clears DATABASE_URL and REDIS_URL to run on the embedded default)."""
+    system = bench._system(model_url, rabbitmq)
+    if not extra:
+        return system
+    from conftest import reset_clients
+
+    from knative import local
+
+    system.stop()
+    os.environ.update(extra)
+    reset_clients()
+    return local.start(with_cron=False, with_bins=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="the latency part of bench/pipeline.py")
+    run_parser.add_argument("--jobs", type=int, default=40)
+    run_parser.add_argument("--single", type=int, default=20)
+    run_parser.add_argument("--rabbitmq", metavar="AMQP_URL")
+    run_parser.add_argument("--repeat", type=int, default=1, help="rounds, in one recording")
+    run_parser.add_argument(
+        "--record", default="", help="py-spy record's options, one string: '--gil -o F.svg'"
+    )
+    shares_parser = commands.add_parser("shares", help="shares of a py-spy raw recording")
+    shares_parser.add_argument("paths", nargs="+", type=Path)
+    count_parser = commands.add_parser("count", help="one job's round trips and transactions")
+    count_parser.add_argument("--services", action="store_true")
+    count_parser.add_argument("--rabbitmq", metavar="AMQP_URL")
+    count_parser.add_argument("--jobs", type=int, default=5)
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.jobs, args.single, args.rabbitmq, args.record.split(), args.repeat)
+    elif args.command == "shares":
+        print(shares(args.paths))
+    else:
+        print(count(args.services, args.rabbitmq, args.jobs))
+
+
+if __name__ == "__main__":
+    main()
