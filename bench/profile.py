@@ -24,6 +24,7 @@ import collections
 import contextlib
 import functools
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -241,7 +242,8 @@ class Tally:
 
     def table(self, per: int = 1) -> str:
         """A row per thing counted, a column per stage: the count per job (over `per` jobs)."""
-        columns = [*STAGES, UPLOAD_COMPLETE, "other"]
+        known = [*STAGES, UPLOAD_COMPLETE]
+        columns = known + sorted({stage for _, stage in self.counts} - set(known))
         whats = sorted({what for what, _ in self.counts})
         rows = [
             "| | " + " | ".join(columns) + " | all |",
@@ -249,7 +251,7 @@ class Tally:
         ]
         for what in whats:
             values = [self.counts[what, c] / per for c in columns]
-            cells = " | ".join(f"{v:g}" for v in [*values, sum(values)])
+            cells = " | ".join(f"{v:.3g}" for v in [*values, sum(values)])
             rows.append(f"| {what} | {cells} |")
         return "\n".join(rows)
 
@@ -263,7 +265,12 @@ def _current_stage() -> str:
         if code.co_name == "waste_upload_complete":
             return UPLOAD_COMPLETE
         frame = frame.f_back
-    return "other"
+    name = threading.current_thread().name
+    if name.startswith("amqp"):
+        return "RabbitMQ's threads (pika)"
+    if name.endswith("(job)"):
+        return "the job's thread (its progress stream)"
+    return "other: " + re.sub(r"[-_]?\d+", "", name)
 
 
 def _wrap(owner: type, name: str, count: Callable[..., None]) -> None:
@@ -285,6 +292,7 @@ def _instrument(tally: Tally) -> None:
     import redis.connection
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
+    from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.pool import Pool
 
     from eventing.broker import LocalBroker
@@ -312,6 +320,8 @@ def _instrument(tally: Tally) -> None:
         verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
         tally.add(f"db: statements ({verb})")
 
+    _wrap(DefaultDialect, "_do_ping_w_event", lambda *_a: tally.add("db: pre-ping (SELECT 1)"))
+
     @event.listens_for(Pool, "checkout")
     def _checkout(*_args: Any) -> None:
         tally.add("db: pool checkouts")
@@ -324,7 +334,7 @@ def _instrument(tally: Tally) -> None:
             tally.add(f"redis: {str(args[0]).upper()}")
 
     connection = redis.connection.AbstractConnection
-    _wrap(connection, "pack_command", command)
+    _wrap(connection, "send_command", command)
     _wrap(connection, "pack_commands", commands)
     _wrap(connection, "send_packed_command", lambda *_a, **_k: tally.add("redis: writes"))
     for broker in (LocalBroker, RabbitBroker):
