@@ -232,6 +232,27 @@ class Tally:
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.counting = False
         self._lock = threading.Lock()
+        self._inside = threading.local()  # the labels being timed on this thread
+
+    def timed(self, owner: Any, name: str, label: str) -> None:
+        """Add the thread CPU time of `owner.name`'s calls to `cpu ms: label` (the outermost
+        call only, when one timed under the same label calls another)."""
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            inside = self._inside.__dict__.setdefault("labels", set())
+            if not self.counting or label in inside:
+                return original(*args, **kwargs)
+            inside.add(label)
+            start = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                inside.discard(label)
+                self.add(f"cpu ms: {label}", (time.thread_time() - start) * 1000)
+
+        setattr(owner, name, timed)
 
     def add(self, what: str, n: int = 1) -> None:
         if not self.counting:
@@ -346,6 +367,37 @@ def _instrument(tally: Tally) -> None:
         )
 
 
+def _time(tally: Tally) -> None:
+    """Thread CPU time, traced (no sampling): each stage's own work (what its function in
+    functions/pipeline.py calls, and upload-complete's `_complete`), and within it the model
+    client, the search, the database (SQLAlchemy's connect, execute, commit and close) and
+    Redis (redis-py's commands and pipelines)."""
+    import openai._base_client
+    import redis.client
+    from sqlalchemy.engine import Connection, Engine
+
+    import functions.waste
+    from shared.waste import messages, pipeline, rules
+
+    for name in ("analyze", "classify", "feedback", "save"):
+        tally.timed(pipeline, name, "stage's work (handler)")
+    tally.timed(messages, "emit", "stage's work (handler)")
+    tally.timed(functions.waste, "_complete", "stage's work (handler)")
+    tally.timed(openai._base_client.SyncAPIClient, "request", "model client")
+    tally.timed(rules, "search", "search")
+    tally.timed(rules, "confident", "search")
+    tally.timed(Engine, "connect", "database")
+    for name in ("execute", "close", "_begin_impl", "_commit_impl", "_rollback_impl"):
+        tally.timed(Connection, name, "database")
+    tally.timed(redis.client.Redis, "execute_command", "redis")
+    tally.timed(redis.client.Pipeline, "execute", "redis")
+    from eventing.broker import LocalBroker
+    from eventing.rabbitmq import RabbitBroker
+
+    for broker in (LocalBroker, RabbitBroker):
+        tally.timed(broker, "publish", "broker publish")
+
+
 @contextlib.contextmanager
 def _schema(database: str) -> Iterator[str]:
     """DATABASE_URL for a schema of this run's own, dropped afterwards."""
@@ -364,14 +416,17 @@ def _schema(database: str) -> Iterator[str]:
         admin.dispose()
 
 
-def count(services: bool, rabbitmq: str | None, jobs: int) -> str:
-    """One job's trips: a warm-up job, then `jobs` jobs one at a time, each counted from its
-    upload-complete until its final view (and a moment after, for the last acks)."""
+def count(services: bool, rabbitmq: str | None, jobs: int, cpu_only: bool = False) -> str:
+    """One job's trips and traced CPU: a warm-up job, then `jobs` jobs one at a time, each
+    counted from its upload-complete until its final view (and a moment after, for the last
+    acks); with the process's CPU per job over the same windows."""
     sys.path.insert(0, str(ROOT))
     from bench import pipeline as bench
 
     tally = Tally()
-    _instrument(tally)
+    if not cpu_only:  # the counting listeners' own CPU would be the database's
+        _instrument(tally)
+    _time(tally)
     with contextlib.ExitStack() as stack:
         extra: dict[str, str] = {}
         if services:
@@ -383,17 +438,20 @@ def count(services: bool, rabbitmq: str | None, jobs: int) -> str:
             client = system.app.test_client()
             bench._run(client, bench._prepare(client, 1))  # warm-up: imports, connections
             time.sleep(0.5)
+            cpu = 0.0
             for _ in range(jobs):
                 prepared = bench._prepare(client, 1)
                 tally.counting = True
+                start = time.process_time()
                 bench._run(client, prepared)
                 time.sleep(0.3)  # the last acks and settles after the final view
+                cpu += time.process_time() - start
                 tally.counting = False
         finally:
             system.stop()
             if rabbitmq:
                 bench._delete_rabbit_layout(system.broker)
-    return tally.table(per=jobs)
+    return tally.table(per=jobs) + f"\n\nProcess CPU per job: {cpu / jobs * 1000:.1f} ms"
 
 
 def _system(bench: Any, model_url: str, rabbitmq: str | None, extra: dict[str, str]) -> Any:
@@ -429,13 +487,14 @@ def main() -> None:
     count_parser.add_argument("--services", action="store_true")
     count_parser.add_argument("--rabbitmq", metavar="AMQP_URL")
     count_parser.add_argument("--jobs", type=int, default=5)
+    count_parser.add_argument("--cpu-only", action="store_true", help="traced CPU, no counts")
     args = parser.parse_args()
     if args.command == "run":
         run(args.jobs, args.single, args.rabbitmq, args.record.split(), args.repeat)
     elif args.command == "shares":
         print(shares(args.paths))
     else:
-        print(count(args.services, args.rabbitmq, args.jobs))
+        print(count(args.services, args.rabbitmq, args.jobs, args.cpu_only))
 
 
 if __name__ == "__main__":
