@@ -45,9 +45,9 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("json", ("(json/", "orjson", "simplejson")),
     ("logging", ("(logging/", "shared/core/telemetry.py", "shared/core/errors.py")),
     ("database", ("sqlalchemy/", "sqlite3/", "psycopg", "shared/core/db.py", "alembic/")),
-    ("cache (redis)", ("shared/core/cache.py", "redis/", "shared/core/redis_client.py")),
+    ("cache (shared/core/cache.py, redis)", ("core/cache.py", "(redis/", "core/redis_client.py")),
     ("search", ("shared/waste/search/",)),
-    ("model client (openai, httpx)", ("openai/", "httpx/", "httpcore/", "h11/", "anyio/")),
+    ("model client (openai, httpx)", ("(openai/", "(httpx", "(httpcore", "(h11/", "(anyio/")),
     (
         "broker delivery",
         (
@@ -72,6 +72,7 @@ STAGES = {
 UPLOAD_COMPLETE = "upload-complete (the job's request)"
 PROGRESS = "progress stream (the job's thread waiting)"
 BROKER_ONLY = "broker threads, no stage"
+PARTIAL = "stack read in part (its outer frames missing)"
 HARNESS = "benchmark harness (main thread: starts, joins the jobs' threads)"
 
 # Phases outside the timed jobs, by a frame of the main thread's stack.
@@ -101,11 +102,11 @@ def phase_of(frames: list[str]) -> str | None:
     for phase, markers in PHASES:
         if any(marker in frame for frame in frames for marker in markers):
             return phase
-    if not frames[0].startswith("Thread._bootstrap"):
+    if frames[0].startswith("<module>"):
         if any(name in frame for frame in frames for name in ("_run (bench/", "run (bench/")):
             return None  # the main thread starting the jobs' threads and waiting for them
         return "start-up, tear-down"  # module-level imports, interpreter exit
-    return None
+    return None  # a thread's (or a stack read only in part: see stage_of)
 
 
 def stage_of(frames: list[str]) -> str:
@@ -113,8 +114,10 @@ def stage_of(frames: list[str]) -> str:
         name = frame.split(" (", 1)[0]
         if name in STAGES and "functions/pipeline.py" in frame:
             return STAGES[name]
-    if not frames[0].startswith("Thread._bootstrap"):
+    if frames[0].startswith("<module>"):
         return HARNESS
+    if not frames[0].startswith("Thread._bootstrap"):
+        return PARTIAL
     if any("_run.<locals>.job" in frame for frame in frames):
         posting = any("Client.post" in frame or "test_client" in frame for frame in frames)
         return UPLOAD_COMPLETE if posting else PROGRESS
