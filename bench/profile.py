@@ -23,6 +23,7 @@ import argparse
 import collections
 import contextlib
 import functools
+import gzip
 import os
 import re
 import signal
@@ -125,8 +126,10 @@ def stage_of(frames: list[str]) -> str:
 
 
 def read_collapsed(path: Path) -> Iterator[tuple[list[str], int]]:
-    """(frames, samples) per line of py-spy's raw output: `frame;frame;... count`."""
-    for line in path.read_text().splitlines():
+    """(frames, samples) per line of py-spy's raw output: `frame;frame;... count` (gzipped
+    when the name ends in .gz)."""
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
         if count.isdigit():
             yield _frames(stack), int(count)
