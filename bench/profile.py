@@ -1,14 +1,18 @@
 """Profiles of the pipeline benchmark (bench/pipeline.py): where a job's CPU goes, and its trips.
 
-  run     the latency part of bench/pipeline.py alone, on one broker (one job at a time, then N
-          at once, then the broker's floor), for py-spy to record:
-          `py-spy record --gil --function --format raw -o local.txt -- python bench/profile.py run`
-  shares  py-spy's raw (collapsed) stacks -> the share of samples by kind (library) and by
-          stage, as markdown tables: `python bench/profile.py shares local.txt [more.txt ...]`
+  run     bench/pipeline.py's latency jobs alone, on one broker: `single` one at a time, then
+          `jobs` at once, `--repeat` rounds, every upload made first; `--record` attaches
+          py-spy (its own options, split on spaces) around those jobs only:
+          `python bench/profile.py run --record "--gil --nonblocking --format raw -o local.txt"`
+  shares  py-spy's raw (collapsed) stacks, plain or gzipped -> the share of samples by kind
+          (library) and by stage, as markdown: `python bench/profile.py shares local.txt ...`
   count   one job's database transactions and statements, Redis commands and round trips, and
-          broker publishes, by stage, on the embedded default or on services
-          (`--services`: DATABASE_URL and REDIS_URL from the environment, a schema of its own)
-          and over RabbitMQ (`--rabbitmq AMQP_URL`).
+          broker publishes, by stage, and its thread CPU traced by stage and part (model
+          client, search, database, Redis); on the embedded default, or on services
+          (`--services`: DATABASE_URL and REDIS_URL from the environment, a schema of its own),
+          and over RabbitMQ (`--rabbitmq AMQP_URL`). `--cpu-only` leaves the counting out.
+
+docs/profiles/README.md says how the committed flame graphs were made and what they show.
 
 A sample's kind is that of its innermost frame that belongs to a known kind (so the socket a
 Redis call writes to counts as the cache, the json a response encodes as json); its stage is the
@@ -64,12 +68,7 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 OTHER_KIND = "other (stdlib, threads)"
 
-STAGES = {
-    "image_analyze": "image_analyze",
-    "classification_identify": "classification_identify",
-    "feedback_generate": "feedback_generate",
-    "result_save": "result_save",
-}
+STAGES = ("image_analyze", "classification_identify", "feedback_generate", "result_save")
 UPLOAD_COMPLETE = "upload-complete (the job's request)"
 PROGRESS = "progress stream (the job's thread waiting)"
 BROKER_ONLY = "broker threads, no stage"
@@ -89,6 +88,7 @@ def _frames(stack: str) -> list[str]:
 
 
 def kind_of(frames: list[str]) -> str:
+    """The kind of the innermost frame that has one (KINDS), else OTHER_KIND."""
     for frame in reversed(frames):
         for kind, markers in KINDS:
             if any(marker in frame for marker in markers):
@@ -111,10 +111,11 @@ def phase_of(frames: list[str]) -> str | None:
 
 
 def stage_of(frames: list[str]) -> str:
+    """The pipeline stage on the stack, or what else a thread of the jobs was doing."""
     for frame in frames:
         name = frame.split(" (", 1)[0]
         if name in STAGES and "functions/pipeline.py" in frame:
-            return STAGES[name]
+            return name
     if frames[0].startswith("<module>"):
         return HARNESS
     if not frames[0].startswith("Thread._bootstrap"):
@@ -284,6 +285,7 @@ class Tally:
 
 
 def _current_stage() -> str:
+    """The stage whose code is on the calling thread's stack, else what the thread is."""
     frame = sys._getframe(2)
     while frame is not None:
         code = frame.f_code
@@ -383,6 +385,8 @@ def _time(tally: Tally) -> None:
     from sqlalchemy.engine import Connection, Engine
 
     import functions.waste
+    from eventing.broker import LocalBroker
+    from eventing.rabbitmq import RabbitBroker
     from shared.waste import messages, pipeline, rules
 
     for name in ("analyze", "classify", "feedback", "save"):
@@ -397,9 +401,6 @@ def _time(tally: Tally) -> None:
         tally.timed(Connection, name, "database")
     tally.timed(redis.client.Redis, "execute_command", "redis")
     tally.timed(redis.client.Pipeline, "execute", "redis")
-    from eventing.broker import LocalBroker
-    from eventing.rabbitmq import RabbitBroker
-
     for broker in (LocalBroker, RabbitBroker):
         tally.timed(broker, "publish", "broker publish")
 
