@@ -8,7 +8,8 @@ import string
 
 import pika
 import pytest
-from cloudevents.http import CloudEvent
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent, from_http
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -153,3 +154,19 @@ def test_an_event_survives_its_amqp_message(event, filter_names):
             assert headers[name] == event[name]
     trigger = {"type": event["type"], **{n: "x" for n in filter_names}}
     assert matches(trigger, received) == matches(trigger, event)
+
+
+@given(event=cloud_events(), raw=st.none() | st.binary() | st.text())
+def test_an_amqp_message_is_what_the_sdk_writes_and_reads_in_binary_mode(event, raw):
+    """to_message and from_message write the SDK's binary mode out by hand, at a quarter of its
+    cost: the same headers and body as `to_binary`, the same event as `from_http`, for JSON
+    data, bytes, text and none."""
+    for sent in (event, CloudEvent(dict(event.get_attributes()), raw)):
+        properties, body = to_message(sent)
+        http_headers, http_body = to_binary(sent)
+        assert body == (http_body or b"")
+        assert properties.headers == {k.removeprefix("ce-"): v for k, v in http_headers.items()}
+        received = from_message(_over_the_wire(properties), body)
+        expected = from_http(http_headers, http_body)
+        assert received.get_attributes() == expected.get_attributes()
+        assert received.data == expected.data
