@@ -28,9 +28,15 @@ _TICK = 0.05  # seconds between looks at the mode
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with an RST, as a server that died does, rather than a polite FIN."""
+    """Close with an RST, as a server that died does, rather than a polite FIN.
+
+    Shut down first: a pump thread may be waiting on the socket in select(), and the kernel
+    holds a bare close() until that wait ends (up to a tick), while the peer would see the
+    connection still open. A server that dies closes its connections at once."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 

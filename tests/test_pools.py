@@ -79,3 +79,53 @@ def test_the_mget_lane_keeps_at_most_a_connection_per_pooled_thread(services):
         answers = list(pool.map(call, range(600)))
     assert answers == [["ok", None]] * 600
     assert client._made <= 2 and len(client._idle) <= 2
+
+
+def _ping_count(monkeypatch) -> list:
+    """The pings the pool sends, counted at the dialect's own `do_ping`."""
+    dialect = db.engine().dialect
+    pings: list = []
+    real = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(conn) or real(conn))
+    return pings
+
+
+def _backend_pid() -> int:
+    from sqlalchemy import text
+
+    with db.reading() as conn:
+        return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def test_a_connection_back_in_the_pool_moments_ago_is_handed_out_without_a_ping(
+    services, monkeypatch
+):
+    pings = _ping_count(monkeypatch)
+    pids = {_backend_pid() for _ in range(5)}
+    assert pings == [] and len(pids) == 1  # the same connection, five times, never pinged
+    monkeypatch.setattr(db, "TRUSTED_IDLE", 0.0)  # as if it had sat in the pool for long
+    assert _backend_pid() in pids
+    assert len(pings) == 1
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_before_use(services):
+    """PostgreSQL restarted, or an administrator ended the session: the socket of the pooled
+    connection holds the server's goodbye, so the pool pings it, finds it dead and connects
+    anew; the caller never sees the dead one."""
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    first = _backend_pid()
+    # Not the pool under test; autocommit, so that each look at pg_stat_activity is fresh.
+    admin = create_engine(db.engine().url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        deadline = time.monotonic() + 5
+        while conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": first}
+        ).scalar_one():
+            assert time.monotonic() < deadline, "the backend did not end"
+            time.sleep(0.01)
+    assert _backend_pid() != first

@@ -9,7 +9,9 @@ branch in its own `migrations/` folder (the platform's in `shared/core/migration
 from __future__ import annotations
 
 import os
+import select
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, Table, create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.types import TypeDecorator
 
 from shared.core.settings import settings
@@ -88,7 +91,6 @@ def engine() -> Engine:
     timeout = settings().database_timeout
     eng = create_engine(
         url,
-        pool_pre_ping=True,  # a connection that died while pooled is replaced, not handed out
         pool_size=10,
         # every request thread may hold a connection at once (THREADS is 32 for model-bound
         # functions; more take turns): beyond pool_size opened on demand, closed when returned
@@ -101,7 +103,49 @@ def engine() -> Engine:
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         return _answering_connection().connect(*cargs, answer_timeout=timeout, **cparams)
 
+    _ping_when_in_doubt(eng)
     return eng
+
+
+# How long a connection back in the pool with nothing to read on its socket is trusted without a
+# ping. A server that closes or resets a connection leaves an EOF, an error or a notice there;
+# what leaves nothing (a peer gone silent, a NAT that forgot it) happens after minutes of quiet.
+TRUSTED_IDLE = 10.0
+
+
+def _ping_when_in_doubt(eng: Engine) -> None:
+    """Replace a pooled connection that died before it is handed out, as `pool_pre_ping` does,
+    but ping only when in doubt: pinging every checkout was 12 of a job's ~61 PostgreSQL round
+    trips (docs/profiles/README.md), to learn what a look at the socket already tells."""
+
+    @event.listens_for(eng, "connect")
+    @event.listens_for(eng, "checkin")
+    def _idle_from_now(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(eng, "checkout")
+    def _alive(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since", 0.0)
+        if time.monotonic() - idle_since < TRUSTED_IDLE and not _has_input(dbapi_connection):
+            return
+        try:
+            eng.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            if eng.dialect.is_disconnect(exc, dbapi_connection, None):
+                # The pool drops this connection and connects anew (the others, dead too if the
+                # server restarted, show it on their own sockets).
+                raise DisconnectionError(str(exc)) from exc
+            raise
+
+
+def _has_input(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has something to read: the server closed or reset it,
+    or said something unasked. Either way the connection is pinged before use."""
+    if dbapi_connection.closed:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 @cache
