@@ -2,19 +2,22 @@
 
 1. upload-complete -> result available with a model that answers at once: one job at a time
    (p50), then N jobs at once (p50/p95), on the in-process broker and over RabbitMQ, each
-   against that broker's own floor measured in the same run (four no-op hops).
+   against that broker's own floor measured in the same run (four no-op hops); both on the
+   embedded default, and with `--services` over RabbitMQ on PostgreSQL and Redis as well, as in
+   the cluster.
 2. Jobs per second that the AI stages complete when the model takes 3 s per call, against the
    ideal of concurrency / 3 s for one instance (the trigger's pool is the instance's threads).
 
 The model is the tests' fake OpenAI server in a process of its own (`Model`).
 
-Run: `python bench/pipeline.py [--jobs 40] [--single 20] [--slow-jobs 96] [--rabbitmq AMQP_URL]
-[--json F]`.
+Run: `python bench/pipeline.py [--jobs 40] [--single 20] [--slow-jobs 96] [--rabbitmq AMQP_URL
+[--services]] [--json F]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import multiprocessing
@@ -24,6 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +86,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _system(model_url: str, broker_url: str | None = None):
+@contextlib.contextmanager
+def services() -> Iterator[dict[str, str]]:
+    """PostgreSQL and Redis from DATABASE_URL and REDIS_URL, the database in a schema of this
+    run's own (dropped afterwards): the settings `_system` takes as `services`."""
+    import sqlalchemy
+
+    database = os.environ["DATABASE_URL"]
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(database.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    try:
+        separator = "&" if "?" in database else "?"
+        yield {
+            "DATABASE_URL": f"{database}{separator}options=-csearch_path%3D{schema}",
+            "REDIS_URL": os.environ["REDIS_URL"],
+        }
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def _system(model_url: str, broker_url: str | None = None, services: dict | None = None):
     os.environ.update(
         {
             "GROWBIN_DATA_DIR": tempfile.mkdtemp(prefix="growbin-bench-"),
@@ -93,6 +121,7 @@ def _system(model_url: str, broker_url: str | None = None):
     )
     for name in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "S3_BUCKET"):
         os.environ.pop(name, None)
+    os.environ.update(services or {})  # the embedded default unless told otherwise
     if broker_url:  # the same system with the RabbitMQ-backed broker, under a name of its own
         os.environ.update({"BROKER_URL": broker_url, "BROKER_NAME": f"bench-{os.getpid()}"})
     from conftest import reset_clients
@@ -237,9 +266,15 @@ def _broker_floor(rabbitmq: str | None = None, hops: int = 4, samples: int = 40)
     return times
 
 
-def _latency(model_url: str, jobs: int, single: int, rabbitmq: str | None = None) -> dict:
+def _latency(
+    model_url: str,
+    jobs: int,
+    single: int,
+    rabbitmq: str | None = None,
+    services: dict | None = None,
+) -> dict:
     """One job at a time (`single` of them), then `jobs` at once, then the broker's floor."""
-    system = _system(model_url, rabbitmq)
+    system = _system(model_url, rabbitmq, services)
     try:
         client = system.app.test_client()
         _run(client, _prepare(client, 1))  # warm up: first imports, first connections
@@ -264,6 +299,14 @@ def _latency(model_url: str, jobs: int, single: int, rabbitmq: str | None = None
     }
 
 
+# The latency runs in a report, as printed.
+LATENCIES = (
+    ("latency", "local broker"),
+    ("latency_rabbitmq", "RabbitMQ"),
+    ("latency_cluster", "RabbitMQ, PostgreSQL+Redis"),
+)
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=40)
@@ -271,17 +314,29 @@ def main() -> dict:
     parser.add_argument("--slow-jobs", type=int, default=96)
     parser.add_argument("--delay", type=float, default=3.0)
     parser.add_argument("--rabbitmq", metavar="AMQP_URL", help="also measure over RabbitMQ")
+    parser.add_argument(
+        "--services",
+        action="store_true",
+        help="and over RabbitMQ on PostgreSQL and Redis (DATABASE_URL, REDIS_URL) as well",
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
 
     from shared.core.registry import MODEL_BOUND
 
     report: dict = {}
-    with Model() as model:
+    with contextlib.ExitStack() as stack:
+        # Read before the first system clears them from the environment.
+        cluster = stack.enter_context(services()) if args.rabbitmq and args.services else None
+        model = stack.enter_context(Model())
         report["latency"] = _latency(model.base_url, args.jobs, args.single)
         if args.rabbitmq:  # the same with the RabbitMQ-backed broker
             report["latency_rabbitmq"] = _latency(
                 model.base_url, args.jobs, args.single, args.rabbitmq
+            )
+        if cluster:  # and on the cluster's database and cache
+            report["latency_cluster"] = _latency(
+                model.base_url, args.jobs, args.single, args.rabbitmq, cluster
             )
 
         model.delay = args.delay
@@ -305,11 +360,11 @@ def main() -> dict:
             "ratio": round(measured / ideal, 2),
         }
 
-    for key, label in (("latency", "local broker"), ("latency_rabbitmq", "RabbitMQ")):
+    for key, label in LATENCIES:
         if key in report:
             lat = report[key]
             print(
-                f"{'pipeline, ' + label:24} one job p50 {lat['one_job_p50_ms']:6.1f} ms "
+                f"{'pipeline, ' + label:36} one job p50 {lat['one_job_p50_ms']:6.1f} ms "
                 f"(CPU {lat['one_job_cpu_ms']:.1f} ms)  {lat['jobs']} at once p50 "
                 f"{lat['p50_ms']:7.1f} / p95 {lat['p95_ms']:7.1f} ms, "
                 f"all in {lat['batch_ms']:.0f} ms "
@@ -318,7 +373,7 @@ def main() -> dict:
             )
     thr = report["throughput"]
     print(
-        f"{'AI throughput (model 3 s)':24} {thr['jobs_per_s']:6.2f} jobs/s  "
+        f"{'AI throughput (model 3 s)':36} {thr['jobs_per_s']:6.2f} jobs/s  "
         f"ideal {thr['ideal_jobs_per_s']:.2f}  ratio {thr['ratio']:.2f} (target >= 0.90)"
     )
     if args.json:

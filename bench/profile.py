@@ -36,7 +36,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -321,7 +320,6 @@ def _instrument(tally: Tally) -> None:
     import redis.connection
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
-    from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.pool import Pool
 
     from eventing.broker import LocalBroker
@@ -349,7 +347,10 @@ def _instrument(tally: Tally) -> None:
         verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
         tally.add(f"db: statements ({verb})")
 
-    _wrap(DefaultDialect, "_do_ping_w_event", lambda *_a: tally.add("db: pre-ping (SELECT 1)"))
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    # The ping a checkout sends when in doubt (shared/core/db.py).
+    _wrap(PGDialect_psycopg, "do_ping", lambda *_a: tally.add("db: pings (SELECT 1)"))
 
     @event.listens_for(Pool, "checkout")
     def _checkout(*_args: Any) -> None:
@@ -405,24 +406,6 @@ def _time(tally: Tally) -> None:
         tally.timed(broker, "publish", "broker publish")
 
 
-@contextlib.contextmanager
-def _schema(database: str) -> Iterator[str]:
-    """DATABASE_URL for a schema of this run's own, dropped afterwards."""
-    import sqlalchemy
-
-    schema = f"profile_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(database.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    try:
-        separator = "&" if "?" in database else "?"
-        yield f"{database}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
 def count(services: bool, rabbitmq: str | None, jobs: int, cpu_only: bool = False) -> str:
     """One job's trips and traced CPU: a warm-up job, then `jobs` jobs one at a time, each
     counted from its upload-complete until its final view (and a moment after, for the last
@@ -435,12 +418,9 @@ def count(services: bool, rabbitmq: str | None, jobs: int, cpu_only: bool = Fals
         _instrument(tally)
     _time(tally)
     with contextlib.ExitStack() as stack:
-        extra: dict[str, str] = {}
-        if services:
-            extra["DATABASE_URL"] = stack.enter_context(_schema(os.environ["DATABASE_URL"]))
-            extra["REDIS_URL"] = os.environ["REDIS_URL"]
+        settings = stack.enter_context(bench.services()) if services else None
         model = stack.enter_context(bench.Model())
-        system = _system(bench, model.base_url, rabbitmq, extra)
+        system = bench._system(model.base_url, rabbitmq, settings)
         try:
             client = system.app.test_client()
             bench._run(client, bench._prepare(client, 1))  # warm-up: imports, connections
@@ -459,22 +439,6 @@ def count(services: bool, rabbitmq: str | None, jobs: int, cpu_only: bool = Fals
             if rabbitmq:
                 bench._delete_rabbit_layout(system.broker)
     return tally.table(per=jobs) + f"\n\nProcess CPU per job: {cpu / jobs * 1000:.1f} ms"
-
-
-def _system(bench: Any, model_url: str, rabbitmq: str | None, extra: dict[str, str]) -> Any:
-    """bench.pipeline's system; with services, started again once `extra` is set (its own
-    start clears DATABASE_URL and REDIS_URL to run on the embedded default)."""
-    system = bench._system(model_url, rabbitmq)
-    if not extra:
-        return system
-    from conftest import reset_clients
-
-    from knative import local
-
-    system.stop()
-    os.environ.update(extra)
-    reset_clients()
-    return local.start(with_cron=False, with_bins=False)
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Each benchmark runs in its own process (they set up their own environments) and writes JSON;
 this prints one table of the figures against their targets and writes bench/results.json.
 PostgreSQL and RabbitMQ figures are added when DATABASE_URL and BROKER_URL are set; the
-progress streams' (bench/stream.py) when DATABASE_URL and REDIS_URL are.
+progress streams' (bench/stream.py) when DATABASE_URL and REDIS_URL are; the pipeline as in the
+cluster (RabbitMQ, PostgreSQL and Redis) when all three are.
 
 Run: `./task bench` (or `python bench/run.py [--quick]`).
 """
@@ -133,6 +134,8 @@ def main() -> int:
         ]
         if os.environ.get("BROKER_URL"):
             pipeline += ["--rabbitmq", os.environ["BROKER_URL"]]
+            if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+                pipeline.append("--services")  # the cluster's database and cache as well
         results["pipeline"] = _run("pipeline", pipeline, out / "pipe.json")
         nearby = ["--out", str(out / "near.json")]
         if quick:
@@ -172,7 +175,11 @@ def main() -> int:
                     ">= 0.8x",
                 )
             )
-    for key, label, target in (("latency", "local", 50), ("latency_rabbitmq", "RabbitMQ", 100)):
+    for key, label, target in (
+        ("latency", "local", 50),
+        ("latency_rabbitmq", "RabbitMQ", 100),
+        ("latency_cluster", "RabbitMQ, PostgreSQL+Redis", 100),
+    ):
         if key not in pipe:
             continue
         lat = pipe[key]
