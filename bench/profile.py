@@ -1,8 +1,9 @@
 """Profiles of the pipeline benchmark (bench/pipeline.py): where a job's CPU goes, and its trips.
 
-  run     bench/pipeline.py's latency jobs alone, on one broker: `single` one at a time, then
-          `jobs` at once, `--repeat` rounds, every upload made first; `--record` attaches
-          py-spy (its own options, split on spaces) around those jobs only:
+  run     bench/pipeline.py's latency jobs alone, on one broker (and with `--services` on
+          PostgreSQL and Redis, as `count`): `single` one at a time, then `jobs` at once,
+          `--repeat` rounds, every upload made first; `--record` attaches py-spy (its own
+          options, split on spaces) around those jobs only:
           `python bench/profile.py run --record "--gil --nonblocking --format raw -o local.txt"`
   shares  py-spy's raw (collapsed) stacks, plain or gzipped -> the share of samples by kind
           (library) and by stage, as markdown: `python bench/profile.py shares local.txt ...`
@@ -176,15 +177,24 @@ def _table(what: str, counts: collections.Counter[str], total: int) -> str:
 # -- run ----------------------------------------------------------------------------------------
 
 
-def run(jobs: int, single: int, rabbitmq: str | None, record: list[str], repeat: int = 1) -> None:
+def run(
+    jobs: int,
+    single: int,
+    rabbitmq: str | None,
+    record: list[str],
+    repeat: int = 1,
+    services: bool = False,
+) -> None:
     """bench/pipeline.py's latency jobs, `repeat` times: `single` one at a time, then `jobs` at
     once, after a warm-up job and with every upload made first; `record` (py-spy's options,
     e.g. `--gil --format raw -o F`) records this process over the jobs alone."""
     sys.path.insert(0, str(ROOT))
     from bench import pipeline as bench
 
-    with bench.Model() as model:
-        system = bench._system(model.base_url, rabbitmq)
+    with contextlib.ExitStack() as stack:
+        settings = stack.enter_context(bench.services()) if services else None
+        model = stack.enter_context(bench.Model())
+        system = bench._system(model.base_url, rabbitmq, settings)
         try:
             client = system.app.test_client()
             bench._run(client, bench._prepare(client, 1))  # first imports, connections, index
@@ -448,6 +458,7 @@ def main() -> None:
     run_parser.add_argument("--jobs", type=int, default=40)
     run_parser.add_argument("--single", type=int, default=20)
     run_parser.add_argument("--rabbitmq", metavar="AMQP_URL")
+    run_parser.add_argument("--services", action="store_true", help="PostgreSQL and Redis")
     run_parser.add_argument("--repeat", type=int, default=1, help="rounds, in one recording")
     run_parser.add_argument(
         "--record", default="", help="py-spy record's options, one string: '--gil -o F.svg'"
@@ -461,7 +472,7 @@ def main() -> None:
     count_parser.add_argument("--cpu-only", action="store_true", help="traced CPU, no counts")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.jobs, args.single, args.rabbitmq, args.record.split(), args.repeat)
+        run(args.jobs, args.single, args.rabbitmq, args.record.split(), args.repeat, args.services)
     elif args.command == "shares":
         print(shares(args.paths))
     else:
