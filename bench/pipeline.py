@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -89,7 +90,7 @@ def percentile(values: list[float], q: float) -> float:
 @contextlib.contextmanager
 def services() -> Iterator[dict[str, str]]:
     """PostgreSQL and Redis from DATABASE_URL and REDIS_URL, the database in a schema of this
-    run's own (dropped afterwards): the settings `_system` takes as `services`."""
+    run's own (dropped afterwards): the settings `_system` takes as `settings`."""
     import sqlalchemy
 
     database = os.environ["DATABASE_URL"]
@@ -109,7 +110,7 @@ def services() -> Iterator[dict[str, str]]:
         admin.dispose()
 
 
-def _system(model_url: str, broker_url: str | None = None, services: dict | None = None):
+def _system(model_url: str, broker_url: str | None = None, settings: dict | None = None):
     os.environ.update(
         {
             "GROWBIN_DATA_DIR": tempfile.mkdtemp(prefix="growbin-bench-"),
@@ -121,7 +122,7 @@ def _system(model_url: str, broker_url: str | None = None, services: dict | None
     )
     for name in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "S3_BUCKET"):
         os.environ.pop(name, None)
-    os.environ.update(services or {})  # the embedded default unless told otherwise
+    os.environ.update(settings or {})  # the embedded default unless told otherwise
     if broker_url:  # the same system with the RabbitMQ-backed broker, under a name of its own
         os.environ.update({"BROKER_URL": broker_url, "BROKER_NAME": f"bench-{os.getpid()}"})
     from conftest import reset_clients
@@ -266,24 +267,34 @@ def _broker_floor(rabbitmq: str | None = None, hops: int = 4, samples: int = 40)
     return times
 
 
+@contextlib.contextmanager
+def warmed(
+    model_url: str, rabbitmq: str | None = None, settings: dict | None = None
+) -> Iterator[Any]:
+    """A test client of a started system that has run one job (its first imports, connections
+    and search index are behind it); stopped afterwards, its RabbitMQ layout deleted."""
+    system = _system(model_url, rabbitmq, settings)
+    try:
+        client = system.app.test_client()
+        _run(client, _prepare(client, 1))
+        yield client
+    finally:
+        system.stop()
+        if rabbitmq:
+            _delete_rabbit_layout(system.broker)
+
+
 def _latency(
     model_url: str,
     jobs: int,
     single: int,
     rabbitmq: str | None = None,
-    services: dict | None = None,
+    settings: dict | None = None,
 ) -> dict:
     """One job at a time (`single` of them), then `jobs` at once, then the broker's floor."""
-    system = _system(model_url, rabbitmq, services)
-    try:
-        client = system.app.test_client()
-        _run(client, _prepare(client, 1))  # warm up: first imports, first connections
+    with warmed(model_url, rabbitmq, settings) as client:
         alone = [_run(client, _prepare(client, 1)) for _ in range(single)]
         latencies, elapsed, cpu = _run(client, _prepare(client, jobs))
-    finally:
-        system.stop()
-        if rabbitmq:
-            _delete_rabbit_layout(system.broker)
     floor = _broker_floor(rabbitmq)
     return {
         "jobs": jobs,

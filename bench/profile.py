@@ -194,31 +194,23 @@ def run(
     with contextlib.ExitStack() as stack:
         settings = stack.enter_context(bench.services()) if services else None
         model = stack.enter_context(bench.Model())
-        system = bench._system(model.base_url, rabbitmq, settings)
-        try:
-            client = system.app.test_client()
-            bench._run(client, bench._prepare(client, 1))  # first imports, connections, index
-            rounds = [
-                (bench._prepare(client, single), bench._prepare(client, jobs))
-                for _ in range(repeat)
-            ]
-            with _recording(record):
-                for alone, batch in rounds:
-                    cpu = time.process_time()
-                    for job in alone:
-                        bench._run(client, [job])
-                    one_cpu = (time.process_time() - cpu) / max(single, 1)
-                    latencies, elapsed, batch_cpu = bench._run(client, batch)
-                    print(
-                        f"{single} jobs one at a time: CPU {one_cpu * 1000:.1f} ms each; "
-                        f"{jobs} at once: {elapsed * 1000:.0f} ms, CPU {batch_cpu * 1000:.0f} ms "
-                        f"({batch_cpu / jobs * 1000:.1f} ms a job), "
-                        f"p50 {statistics.median(latencies) * 1000:.0f} ms"
-                    )
-        finally:
-            system.stop()
-            if rabbitmq:
-                bench._delete_rabbit_layout(system.broker)
+        client = stack.enter_context(bench.warmed(model.base_url, rabbitmq, settings))
+        rounds = [
+            (bench._prepare(client, single), bench._prepare(client, jobs)) for _ in range(repeat)
+        ]
+        with _recording(record):
+            for alone, batch in rounds:
+                cpu = time.process_time()
+                for job in alone:
+                    bench._run(client, [job])
+                one_cpu = (time.process_time() - cpu) / max(single, 1)
+                latencies, elapsed, batch_cpu = bench._run(client, batch)
+                print(
+                    f"{single} jobs one at a time: CPU {one_cpu * 1000:.1f} ms each; "
+                    f"{jobs} at once: {elapsed * 1000:.0f} ms, CPU {batch_cpu * 1000:.0f} ms "
+                    f"({batch_cpu / jobs * 1000:.1f} ms a job), "
+                    f"p50 {statistics.median(latencies) * 1000:.0f} ms"
+                )
 
 
 @contextlib.contextmanager
@@ -430,24 +422,17 @@ def count(services: bool, rabbitmq: str | None, jobs: int, cpu_only: bool = Fals
     with contextlib.ExitStack() as stack:
         settings = stack.enter_context(bench.services()) if services else None
         model = stack.enter_context(bench.Model())
-        system = bench._system(model.base_url, rabbitmq, settings)
-        try:
-            client = system.app.test_client()
-            bench._run(client, bench._prepare(client, 1))  # warm-up: imports, connections
-            time.sleep(0.5)
-            cpu = 0.0
-            for _ in range(jobs):
-                prepared = bench._prepare(client, 1)
-                tally.counting = True
-                start = time.process_time()
-                bench._run(client, prepared)
-                time.sleep(0.3)  # the last acks and settles after the final view
-                cpu += time.process_time() - start
-                tally.counting = False
-        finally:
-            system.stop()
-            if rabbitmq:
-                bench._delete_rabbit_layout(system.broker)
+        client = stack.enter_context(bench.warmed(model.base_url, rabbitmq, settings))
+        time.sleep(0.5)
+        cpu = 0.0
+        for _ in range(jobs):
+            prepared = bench._prepare(client, 1)
+            tally.counting = True
+            start = time.process_time()
+            bench._run(client, prepared)
+            time.sleep(0.3)  # the last acks and settles after the final view
+            cpu += time.process_time() - start
+            tally.counting = False
     return tally.table(per=jobs) + f"\n\nProcess CPU per job: {cpu / jobs * 1000:.1f} ms"
 
 
